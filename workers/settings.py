@@ -1,0 +1,100 @@
+"""One frozen settings object, read from ``MOVINGDATA_*`` environment variables.
+
+It is loaded once (``load_settings``) and passed down; nothing else reads the environment.
+The local stack writes the credentials it generates to ``<home>/local.env`` (mode 600), which
+is read as a lower-priority source, so a user's environment always wins.
+"""
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Azurite's documented development account: public, identical in every Azurite install.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of MovingData. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = SettingsConfigDict(env_prefix="MOVINGDATA_", frozen=True, extra="ignore")
+
+    # Local state: one folder per service, PID files, logs, generated secrets.
+    home: Path = Path(".movingdata")
+    stack_timeout_s: float = 120.0
+
+    # Kafka-protocol broker.
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+
+    # MongoDB-protocol database (FerretDB).
+    mongo_port: int = 27117
+    mongo_database: str = "movingdata"
+
+    # OpenBao: the KMS behind SSE-KMS and the envelope encryption's key-encryption key.
+    openbao_port: int = 18200
+    openbao_cluster_port: int = 18201
+    openbao_token: SecretStr | None = None
+    kek_name: str = "movingdata"
+
+    # SeaweedFS S3 gateway and its internal ports.
+    s3_port: int = 18333
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_kms_key_id: str = "movingdata-sse"
+    seaweed_master_port: int = 19333
+    seaweed_volume_port: int = 18080
+    seaweed_filer_port: int = 18888
+
+    # Azurite (Azure Blob emulator).
+    azure_port: int = 10000
+    azure_account: str = AZURITE_ACCOUNT
+    azure_key: SecretStr = SecretStr(AZURITE_KEY)
+
+    # fake-gcs-server.
+    gcs_port: int = 14443
+    gcs_project: str = "movingdata"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def mongo_url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+    @property
+    def openbao_addr(self) -> str:
+        return f"http://127.0.0.1:{self.openbao_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def azure_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.azure_port}/{self.azure_account}"
+
+    @property
+    def azure_connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.azure_account};"
+            f"AccountKey={self.azure_key.get_secret_value()};BlobEndpoint={self.azure_endpoint};"
+        )
+
+    @property
+    def gcs_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.gcs_port}"
+
+
+def load_settings() -> Settings:
+    """Read the environment once, then the stack's generated ``local.env`` under ``home``."""
+    base = Settings()
+    home = base.home.resolve()
+    return Settings(_env_file=home / "local.env", home=home)  # type: ignore[call-arg]

