@@ -52,8 +52,12 @@ def stack_status() -> None:
     for row in rows:
         colour = {"healthy": "green", "unhealthy": "yellow"}.get(row.state, "red")
         table.add_row(
-            row.name, row.version, str(row.port), str(row.pid or "-"),
-            f"[{colour}]{row.state}[/{colour}]", f"{row.rss_mib:.0f}" if row.rss_mib else "-",
+            row.name,
+            row.version,
+            str(row.port),
+            str(row.pid or "-"),
+            f"[{colour}]{row.state}[/{colour}]",
+            f"{row.rss_mib:.0f}" if row.rss_mib else "-",
         )
     console.print(table)
     if any(row.state != "healthy" for row in rows):

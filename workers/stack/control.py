@@ -43,8 +43,11 @@ def _start(service: Service, timeout_s: float) -> float:
         service.dir.mkdir(parents=True, exist_ok=True)
         service.prepare()
         tracked = process.spawn(
-            service.argv(), marker=service.marker, pid_file=service.pid_file,
-            log_file=service.log_file, cwd=service.dir,
+            service.argv(),
+            marker=service.marker,
+            pid_file=service.pid_file,
+            log_file=service.log_file,
+            cwd=service.dir,
         )
         alive = lambda: process.is_alive(tracked)  # noqa: E731
         if not process.wait_until(service.healthy, timeout_s=timeout_s, alive=alive):

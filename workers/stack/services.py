@@ -16,6 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -53,7 +54,10 @@ def run_install(argv: list[str], what: str, log: Path, env: dict[str, str] | Non
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         done = subprocess.run(
-            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
             check=False,
         )
     if done.returncode != 0:
@@ -312,9 +316,17 @@ class Azurite(Service):
         prefix = self.tools / "azurite"
         prefix.mkdir(parents=True, exist_ok=True)
         run_install(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-             f"azurite@{AZURITE_VERSION}"],
-            self.name, self.dir / "install.log",
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                f"azurite@{AZURITE_VERSION}",
+            ],
+            self.name,
+            self.dir / "install.log",
         )
 
     def prepare(self) -> None:
@@ -322,9 +334,16 @@ class Azurite(Service):
 
     def argv(self) -> list[str]:
         return [
-            str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-            "--location", str(self.dir / "data"), "--disableTelemetry",
-            "--skipApiVersionCheck", "--silent",
+            str(self.binary),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--location",
+            str(self.dir / "data"),
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--silent",
         ]
 
     def healthy(self) -> bool:
@@ -353,10 +372,23 @@ class FakeGCS(Service):
 
         endpoint = self.settings.gcs_endpoint
         return [
-            str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
-            "-port", str(self.port), "-external-url", endpoint, "-public-host",
-            f"127.0.0.1:{self.port}", "-backend", "filesystem",
-            "-filesystem-root", str(self.dir / "data"), "-log-level", "warn",
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-external-url",
+            endpoint,
+            "-public-host",
+            f"127.0.0.1:{self.port}",
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(self.dir / "data"),
+            "-log-level",
+            "warn",
         ]
 
     def healthy(self) -> bool:
@@ -387,7 +419,9 @@ class FerretDB(Service):
         env = {"GOBIN": str(self.binary.parent.resolve()), "CGO_ENABLED": "0"}
         run_install(
             ["go", "install", f"github.com/FerretDB/FerretDB/cmd/ferretdb@{FERRETDB_VERSION}"],
-            self.name, self.dir / "install.log", env,
+            self.name,
+            self.dir / "install.log",
+            env,
         )
 
     def prepare(self) -> None:
@@ -395,10 +429,15 @@ class FerretDB(Service):
 
     def argv(self) -> list[str]:
         return [
-            str(self.binary), "--handler=sqlite", f"--sqlite-url=file:{self.dir / 'data'}/",
-            f"--listen-addr=127.0.0.1:{self.port}", "--telemetry=disable",
-            f"--debug-addr=127.0.0.1:{self.port + 1}", "--log-level=warn",
-            "--state-dir", str(self.dir),
+            str(self.binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{self.dir / 'data'}/",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            "--telemetry=disable",
+            f"--debug-addr=127.0.0.1:{self.port + 1}",
+            "--log-level=warn",
+            "--state-dir",
+            str(self.dir),
         ]
 
     def healthy(self) -> bool:
@@ -441,9 +480,17 @@ class Kafka(Service):
 
     def install(self) -> None:
         run_install(
-            ["mvn", "-q", "-B", "-f", str(REPO_ROOT / "deploy/local/kafka/pom.xml"),
-             "dependency:copy-dependencies", f"-DoutputDirectory={self.lib.resolve()}"],
-            self.name, self.dir / "install.log",
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(REPO_ROOT / "deploy/local/kafka/pom.xml"),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.lib.resolve()}",
+            ],
+            self.name,
+            self.dir / "install.log",
         )
 
     @property
@@ -468,19 +515,37 @@ class Kafka(Service):
         )
         if not (data / "meta.properties").exists():
             run_install(
-                ["java", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
-                 "-t", str(uuid.uuid4()), "-c", str(self.properties), "--ignore-formatted"],
-                self.name, self.log_file,
+                [
+                    "java",
+                    "-cp",
+                    f"{self.lib}/*",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    str(uuid.uuid4()),
+                    "-c",
+                    str(self.properties),
+                    "--ignore-formatted",
+                ],
+                self.name,
+                self.log_file,
             )
 
     def argv(self) -> list[str]:
         heap = self.settings.kafka_heap
         return [
-            "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "java",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={REPO_ROOT / 'deploy/local/kafka/log4j2.yaml'}",
             f"-Dkafka.logs.dir={self.dir / 'logs'}",
-            "-cp", f"{self.lib}/*", "kafka.Kafka", str(self.properties),
+            "-cp",
+            f"{self.lib}/*",
+            "kafka.Kafka",
+            str(self.properties),
         ]
 
     def healthy(self) -> bool:
@@ -500,15 +565,21 @@ class Kafka(Service):
                 await admin.close()
 
         try:
-            asyncio.run(probe())
+            # Its own thread, so the check also works when called from inside an event loop.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, probe()).result()
             return True
-        except (KafkaError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, KafkaError, OSError):
             return False
 
 
 def all_services(settings: Settings) -> list[Service]:
     """Start order: OpenBao first (SeaweedFS needs its token), the rest in any order."""
     return [
-        OpenBao(settings), SeaweedFS(settings), Azurite(settings), FakeGCS(settings),
-        FerretDB(settings), Kafka(settings),
+        OpenBao(settings),
+        SeaweedFS(settings),
+        Azurite(settings),
+        FakeGCS(settings),
+        FerretDB(settings),
+        Kafka(settings),
     ]

@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install stack demo test unit lint bench down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+stack: install
+	$(BIN)/movingdata stack up
+
+demo: stack
+	$(BIN)/movingdata demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+test: lint stack
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: stack
+	$(BIN)/python -m bench
+
+down:
+	test ! -x $(BIN)/movingdata || $(BIN)/movingdata stack down
+
+clean: down
+	rm -rf .movingdata

@@ -1,0 +1,78 @@
+"""The one storage interface every backend implements, and its typed results.
+
+Shape borrowed from rclone's ``fs.Fs``: a small required surface (stat, read, write, delete,
+list) plus an optional tier capability. Backends translate their SDK's errors into
+``workers.errors`` at the boundary and decide there which are retryable.
+"""
+
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Tier(StrEnum):
+    """Storage tiers, mapped per provider by each backend."""
+
+    HOT = "hot"
+    WARM = "warm"
+    COLD = "cold"
+    ARCHIVE = "archive"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a store knows about one object."""
+
+    key: str
+    size: int
+    tier: Tier | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of a write: size and SHA-256 of the bytes sent, computed while streaming."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """An object store holding ciphertext. ``name`` is the target name: s3, azure, gcs, memory."""
+
+    name: str
+    url: str
+
+    async def ensure_container(self) -> None:
+        """Create the bucket/container if it does not exist (idempotent)."""
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Size, tier and metadata of ``key``; ``NotFound`` if absent."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of ``key`` in chunks; ``NotFound`` if absent."""
+
+    async def write(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tier: Tier | None = None,
+    ) -> WriteResult:
+        """Stream ``chunks`` into ``key`` (multipart/blocks/resumable when large)."""
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; deleting an absent key is not an error."""
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``."""
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        """Move ``key`` to ``tier`` (storage class change in place)."""
+
+    async def close(self) -> None:
+        """Release connections."""
