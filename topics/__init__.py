@@ -1,0 +1,94 @@
+"""Every topic, declared once: name, partitions, retention, compaction, value schema.
+
+Names carry a prefix (``movingdata`` by default) so a test or a second deployment can run a
+whole isolated chain on one broker. Topics are created explicitly at start-up
+(``create_topics``), never by broker auto-creation.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.events import (
+    AuditRecord,
+    DeadLetter,
+    Event,
+    IngestRequest,
+    ObjectAccepted,
+    ObjectAccessed,
+    ObjectEncrypted,
+    ReplicaTiered,
+    ReplicaVerified,
+    ReplicaWritten,
+    RetryRequest,
+)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic of the chain; ``suffix`` is appended to the deployment's prefix."""
+
+    suffix: str
+    value: type[Event]
+    retention_ms: int = 7 * DAY_MS
+    compacted: bool = False
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+
+INGEST = TopicSpec("ingest", IngestRequest)
+ACCEPTED = TopicSpec("accepted", ObjectAccepted)
+ENCRYPTED = TopicSpec("encrypted", ObjectEncrypted)
+REPLICATED = TopicSpec("replicated", ReplicaWritten)
+VERIFIED = TopicSpec("verified", ReplicaVerified)
+TIERED = TopicSpec("tiered", ReplicaTiered)
+ACCESS = TopicSpec("access", ObjectAccessed)
+AUDIT = TopicSpec("audit", AuditRecord, retention_ms=30 * DAY_MS)
+RETRY = TopicSpec("retry", RetryRequest)
+DEADLETTER = TopicSpec("deadletter", DeadLetter, retention_ms=30 * DAY_MS)
+
+ALL: tuple[TopicSpec, ...] = (
+    INGEST,
+    ACCEPTED,
+    ENCRYPTED,
+    REPLICATED,
+    VERIFIED,
+    TIERED,
+    ACCESS,
+    AUDIT,
+    RETRY,
+    DEADLETTER,
+)
+
+
+async def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
+    """Create every topic that does not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                spec.name(prefix),
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs={
+                    "retention.ms": str(spec.retention_ms),
+                    "cleanup.policy": "compact" if spec.compacted else "delete",
+                },
+            )
+            for spec in ALL
+            if spec.name(prefix) not in existing
+        ]
+        if missing:
+            # another worker may create them between list and create
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

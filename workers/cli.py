@@ -1,12 +1,17 @@
 """The ``movingdata`` command line."""
 
+import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
+import orjson
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from workers.logs import logging_config
 from workers.settings import Settings, load_settings
 from workers.stack import control
 from workers.stack.process import ServiceError
@@ -73,6 +78,195 @@ def stack_logs(service: str, lines: int = typer.Option(50, "-n")) -> None:
         fail(str(exc))
     if path.exists():
         sys.stdout.write("".join(path.read_text(errors="replace").splitlines(True)[-lines:]))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, default=str).decode() + "\n")
+
+
+@app.command()
+def worker(
+    agents: str = typer.Option("all", help="Stages to run: all, or e.g. encrypt,replicate."),
+) -> None:
+    """Run pipeline agents in this process (scale by starting more)."""
+    import faust
+
+    from workers.app import build_app, parse_stages
+    from workers.deps import build_deps, prepare
+
+    s = settings()
+    try:
+        stages = parse_stages(agents)
+    except ValueError as exc:
+        fail(str(exc))
+    run(prepare(s))
+    faust_app = build_app(s, stages, build_deps(s))
+    faust.Worker(
+        faust_app,
+        loglevel=s.log_level,
+        logging_config=logging_config(s.log_level),
+        redirect_stdouts=False,
+    ).execute_from_commandline()
+
+
+@app.command()
+def put(
+    path: Path = typer.Argument(..., exists=True, help="A file or a folder (recursively)."),
+    to: str = typer.Option("s3,azure,gcs", help="Targets; the first is the primary."),
+    tenant: str = "default",
+    tag: list[str] = typer.Option([], help="key=value, repeatable (tier=cold sets the tier)."),
+    fernet: bool = typer.Option(False, help="Fernet compatibility mode (small objects)."),
+    wait: bool = typer.Option(False, help="Block until every object is verified everywhere."),
+    timeout: float = typer.Option(600.0, help="Seconds --wait waits."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Produce an ingest request for each file; print each object id."""
+    from workers.client import State, produce, requests_for_path, wait_verified
+
+    s = settings()
+    tags = dict(t.split("=", 1) for t in tag)
+    try:
+        requests = requests_for_path(
+            path, to.split(","), tenant, tags, "fernet" if fernet else "stream"
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    run(produce(s, requests))
+    for r in requests:
+        if as_json:
+            emit_json({"object_id": r.object_id, "name": r.placement.name, "path": r.source.path})
+        else:
+            console.print(f"{r.object_id}  {r.placement.name}")
+    if not wait:
+        return
+
+    async def wait_all() -> dict[str, str]:
+        state = State(s)
+        try:
+            with Progress(console=console, transient=True) as progress:
+                progress.add_task("verifying", total=None)
+                return await wait_verified(state, [r.object_id for r in requests], timeout)
+        finally:
+            await state.close()
+
+    failures = run(wait_all())
+    for object_id, reason in failures.items():
+        console.print(f"[red]failed[/red] {object_id}: {reason}")
+    if failures:
+        raise typer.Exit(1)
+    console.print(f"{len(requests)} objects verified in {to}")
+
+
+@app.command()
+def show(object_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Replicas, digests, tier and verification state of an object."""
+    from workers.client import State
+
+    async def load() -> list[dict[str, Any]]:
+        state = State(settings())
+        try:
+            return await state.objects(object_id)
+        finally:
+            await state.close()
+
+    docs = run(load())
+    if not docs:
+        fail(f"no object {object_id}")
+    for doc in docs:
+        if as_json:
+            emit_json(doc)
+            continue
+        console.print(
+            f"[bold]{doc['_id']}[/bold] {doc.get('name')} {doc.get('size')} bytes "
+            f"sha256={doc.get('plaintext_sha256')} key={doc.get('key_id')}"
+        )
+        table = Table("target", "key", "verified_at", "tier", "repaired_from")
+        for target, rep in sorted((doc.get("replicas") or {}).items()):
+            table.add_row(
+                target,
+                str(rep.get("key")),
+                str(rep.get("verified_at") or "-"),
+                str(rep.get("tier") or "-"),
+                str(rep.get("repaired_from") or "-"),
+            )
+        console.print(table)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("tail")
+def audit_tail(
+    from_beginning: bool = False,
+    limit: int | None = None,
+    idle: float | None = typer.Option(None, help="Stop after this many quiet seconds."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print audit records as they arrive."""
+    from workers.client import tail_audit
+
+    async def tail() -> None:
+        records = tail_audit(settings(), from_beginning=from_beginning, limit=limit, idle_s=idle)
+        async for record in records:
+            if as_json:
+                emit_json(record.model_dump(mode="json"))
+            else:
+                console.print(
+                    f"{record.produced_at:%H:%M:%S} {record.object_id} {record.stage:9} "
+                    f"{record.action:18} {record.outcome}"
+                )
+
+    run(tail())
+
+
+@app.command()
+def restore(
+    object_id: str,
+    output: Path = typer.Option(..., "-o", "--output"),
+    source: str | None = typer.Option(None, "--from", help="Replica to read: s3, azure, gcs."),
+    version: int | None = None,
+) -> None:
+    """Decrypt a verified replica into a file, checking the plaintext SHA-256."""
+    from workers.client import State, record_access
+    from workers.deps import target_url
+    from workers.errors import MovingDataError
+    from workers.keys import open_kek
+    from workers.restore import pick_replica, restore_to_file
+    from workers.stores import open_store
+
+    s = settings()
+
+    async def go() -> Any:
+        state = State(s)
+        doc = await state.object(object_id, version)
+        await state.close()
+        if doc is None:
+            raise typer.BadParameter(f"no object {object_id}")
+        target = pick_replica(doc, source)
+        store, kek = open_store(target_url(target, s), s), open_kek(s)
+        try:
+            restored = await restore_to_file(doc, store, target, kek, output)
+        finally:
+            await store.close()
+            close = getattr(kek, "close", None)
+            if close is not None:
+                await close()
+        await record_access(s, doc, target, restored.size)
+        return restored
+
+    try:
+        restored = run(go())
+    except MovingDataError as exc:
+        fail(str(exc))
+    console.print(
+        f"restored {restored.object_id} v{restored.version} from {restored.target}: "
+        f"{restored.size} bytes, sha256 {restored.sha256}"
+    )
 
 
 def main() -> None:

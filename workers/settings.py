@@ -6,6 +6,7 @@ is read as a lower-priority source, so a user's environment always wins.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,18 @@ class Settings(BaseSettings):
     """Every knob of MovingData. Secrets are ``SecretStr`` and never printed."""
 
     model_config = SettingsConfigDict(env_prefix="MOVINGDATA_", frozen=True, extra="ignore")
+
+    # The pipeline.
+    topic_prefix: str = "movingdata"
+    topic_partitions: int = 4
+    bucket: str = "movingdata"
+    targets: tuple[str, ...] = ("s3", "azure", "gcs")
+    source_roots: tuple[Path, ...] = (Path("."),)
+    source_buckets: tuple[str, ...] = ("movingdata",)
+    initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
+    chunk_size: int = 1024 * 1024
+    max_attempts: int = 5
+    log_level: str = "INFO"
 
     # Local state: one folder per service, PID files, logs, generated secrets.
     home: Path = Path(".movingdata")
@@ -40,6 +53,7 @@ class Settings(BaseSettings):
     openbao_port: int = 18200
     openbao_cluster_port: int = 18201
     openbao_token: SecretStr | None = None
+    kek_provider: Literal["openbao", "local"] = "openbao"
     kek_name: str = "movingdata"
 
     # SeaweedFS S3 gateway and its internal ports.

@@ -334,7 +334,7 @@ def fernet_encrypt(
         )
     # _encrypt_from_parts is Fernet's only entry point taking the IV and time from the caller.
     token = _fernet(data_key)._encrypt_from_parts(_bound_digest(header, aad) + plaintext, now, iv)
-    # Stored raw: a third smaller, and base64's ignorable padding bits can't be flipped unnoticed.
+    # Stored raw: a quarter smaller, and base64's ignored padding bits can't be flipped unnoticed.
     return header.encode() + base64.urlsafe_b64decode(token)
 
 
@@ -373,9 +373,9 @@ class _FernetDecryptor:
         self._token = bytearray()
 
     def update(self, ciphertext: bytes) -> bytes:
-        self._token += ciphertext
-        if len(self._token) > _FERNET_MAX_TOKEN:
+        if len(self._token) + len(ciphertext) > _FERNET_MAX_TOKEN:
             raise FramingError(f"Fernet body is over the {_FERNET_MAX_TOKEN} byte limit")
+        self._token += ciphertext
         return b""
 
     def finalize(self) -> bytes:

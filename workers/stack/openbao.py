@@ -6,11 +6,12 @@ and one for the workers (envelope encryption KEK).
 """
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from workers.stack.localenv import write_secret
 
 SEAWEED_POLICY = """
 path "transit/encrypt/*"  { capabilities = ["update"] }
@@ -29,14 +30,6 @@ path "transit/keys/{kek}"          {{ capabilities = ["read"] }}
 path "transit/keys/{kek}/rotate"   {{ capabilities = ["update"] }}
 path "transit/keys/{kek}/config"   {{ capabilities = ["update"] }}
 """
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only, from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fd:
-        fd.write(text)
-    path.chmod(0o600)
 
 
 class OpenBaoAPI:

@@ -22,7 +22,8 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from workers.settings import Settings
-from workers.stack.openbao import OpenBaoAPI, configure, initialise, write_secret
+from workers.stack.localenv import ensure_local_env, read_local_env, write_secret
+from workers.stack.openbao import OpenBaoAPI, configure, initialise
 from workers.stack.process import ServiceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +173,9 @@ class OpenBao(Service):
                 root, kek=self.settings.kek_name, sse_key=self.settings.s3_kms_key_id
             )
             write_secret(tokens, json.dumps({"seaweed": seaweed, "worker": worker}))
+        ensure_local_env(
+            self.settings.home / "local.env", {"MOVINGDATA_OPENBAO_TOKEN": self.token("worker")}
+        )
 
     def token(self, who: str) -> str:
         return str(json.loads((self.dir / "tokens.json").read_text())[who])
@@ -193,13 +197,13 @@ class SeaweedFS(Service):
 
     def prepare(self) -> None:
         s = self.settings
-        local_env = s.home / "local.env"
-        if s.s3_access_key is None and not local_env.exists():
-            write_secret(
-                local_env,
-                f"MOVINGDATA_S3_ACCESS_KEY={secrets.token_hex(10)}\n"
-                f"MOVINGDATA_S3_SECRET_KEY={secrets.token_urlsafe(30)}\n",
-            )
+        ensure_local_env(
+            s.home / "local.env",
+            {
+                "MOVINGDATA_S3_ACCESS_KEY": secrets.token_hex(10),
+                "MOVINGDATA_S3_SECRET_KEY": secrets.token_urlsafe(30),
+            },
+        )
         access, secret = self.credentials()
         for sub in ("data", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -230,11 +234,7 @@ class SeaweedFS(Service):
         s = self.settings
         if s.s3_access_key and s.s3_secret_key:
             return s.s3_access_key.get_secret_value(), s.s3_secret_key.get_secret_value()
-        pairs = dict(
-            line.split("=", 1)
-            for line in (s.home / "local.env").read_text().splitlines()
-            if "=" in line
-        )
+        pairs = read_local_env(s.home / "local.env")
         return pairs["MOVINGDATA_S3_ACCESS_KEY"], pairs["MOVINGDATA_S3_SECRET_KEY"]
 
     def argv(self) -> list[str]:

@@ -1,0 +1,61 @@
+"""Object store backends behind one protocol (``workers.stores.base.ObjectStore``).
+
+``open_store`` turns a target URL into a store; backends are imported lazily so that using one
+does not import every cloud SDK. ``fixed_blocks`` is the re-cutting step every uploading
+backend shares (S3 parts, Azure blocks, GCS resumable chunks).
+"""
+
+from collections.abc import AsyncIterable, AsyncIterator
+from urllib.parse import urlsplit
+
+from workers.errors import Permanent
+from workers.settings import Settings
+from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
+
+__all__ = ["ObjectInfo", "ObjectStore", "Tier", "WriteResult", "fixed_blocks", "open_store"]
+
+
+def open_store(url: str, settings: Settings) -> ObjectStore:
+    """The store for ``s3://bucket``, ``azure://container``, ``gs://bucket`` or ``memory://name``.
+
+    Raises ``Permanent`` for any other scheme or a URL with a path, query or credentials.
+    """
+    parts = urlsplit(url)
+    name = parts.netloc
+    # Messages never echo the URL: a mistyped one may carry credentials.
+    if not name or "@" in name or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise Permanent(f"store URL must be <scheme>://<bucket> (scheme {parts.scheme!r})")
+    match parts.scheme:
+        case "s3":
+            from workers.stores.s3 import S3Store
+
+            return S3Store(name, settings)
+        case "azure":
+            from workers.stores.azure import AzureBlobStore
+
+            return AzureBlobStore(name, settings)
+        case "gs":
+            from workers.stores.gcs import GCSStore
+
+            return GCSStore(name, settings)
+        case "memory":
+            from workers.stores.memory import MemoryStore
+
+            return MemoryStore(name)
+    raise Permanent(f"unsupported store URL scheme {parts.scheme!r}")
+
+
+async def fixed_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """Re-cut a byte stream into ``size``-byte blocks, flagging the last one.
+
+    The last block may be shorter, and is empty only for an empty stream, so callers always get
+    at least one block. Memory stays below ``size`` plus one incoming chunk.
+    """
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        # Strictly more than one block buffered: another byte follows, so this is not the last.
+        while len(buf) > size:
+            yield bytes(buf[:size]), False
+            del buf[:size]
+    yield bytes(buf), True

@@ -1,0 +1,80 @@
+"""orjson on the wire, strict pydantic validation on the way in.
+
+``decode`` is the only way bytes from a topic become an event: anything malformed raises
+``InvalidEvent`` (a ``Permanent`` error), which the dispatcher dead-letters with the reason.
+"""
+
+from typing import TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import (
+    AuditRecord,
+    DeadLetter,
+    Event,
+    IngestRequest,
+    ObjectAccepted,
+    ObjectAccessed,
+    ObjectEncrypted,
+    ReplicaTiered,
+    ReplicaVerified,
+    ReplicaWritten,
+    RetryRequest,
+)
+from workers.errors import Permanent
+
+E = TypeVar("E", bound=Event)
+
+REGISTRY: dict[tuple[str, int], type[Event]] = {
+    (cls.KIND, cls.VERSION): cls
+    for cls in (
+        IngestRequest,
+        ObjectAccepted,
+        ObjectEncrypted,
+        ReplicaWritten,
+        ReplicaVerified,
+        ReplicaTiered,
+        ObjectAccessed,
+        AuditRecord,
+        DeadLetter,
+        RetryRequest,
+    )
+}
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+class InvalidEvent(Permanent):
+    """Bytes that are not a valid event of an expected kind."""
+
+
+def encode(event: Event) -> bytes:
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode(raw: bytes | None, *expected: type[E]) -> E:
+    """Parse and validate ``raw``; it must be one of ``expected`` (any registered if empty)."""
+    if not raw:
+        raise InvalidEvent("empty message")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"message of {len(raw)} bytes is over {MAX_EVENT_BYTES}")
+    try:
+        head = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
+    if not isinstance(head, dict):
+        raise InvalidEvent("event must be a JSON object")
+    kind, v = head.get("kind"), head.get("v")
+    cls = REGISTRY.get((kind, v)) if isinstance(kind, str) and isinstance(v, int) else None
+    if cls is None:
+        raise InvalidEvent(f"unknown event kind/version: {str(kind)[:40]!r} v{str(v)[:10]}")
+    if expected and cls not in expected:
+        names = ", ".join(e.KIND for e in expected)
+        raise InvalidEvent(f"event kind {kind!r} not accepted here (expected {names})")
+    try:
+        return cls.model_validate_json(raw)  # type: ignore[return-value]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidEvent(f"invalid {kind} v{v}: {problems}") from None

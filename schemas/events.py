@@ -1,0 +1,236 @@
+"""Versioned event types: one envelope (DESIGN §2), strict validation, orjson on the wire.
+
+Evolution rules: new fields get defaults; never rename or retype; a breaking change is a new
+``v`` and readers keep accepting the previous one for a release. Frozen samples of every
+version live in ``tests/unit/schemas/samples``.
+"""
+
+import base64
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+INLINE_MAX_BYTES = 256 * 1024
+OBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+TARGETS = ("s3", "azure", "gcs")
+
+ObjectId = Annotated[str, Field(pattern=OBJECT_ID)]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Target = Literal["s3", "azure", "gcs", "memory"]
+
+
+def event_id(kind: str, object_id: str, version: int, *parts: str) -> str:
+    """Deterministic id: a redelivered or replayed event gets the same id."""
+    text = "\x1f".join((kind, object_id, str(version), *parts))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    kind: str
+    v: int
+    event_id: str = Field(min_length=1, max_length=64)
+    object_id: ObjectId
+    version: int = Field(ge=1)
+    correlation_id: str = Field(min_length=1, max_length=128)
+    produced_at: datetime
+    attempt: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> "Event":
+        if self.kind != self.KIND or self.v != self.VERSION:
+            raise ValueError(f"expected kind={self.KIND} v={self.VERSION}")
+        return self
+
+
+def safe_key(value: str) -> str:
+    """Reject object names that could escape a prefix or confuse a store or a log."""
+    if not value or len(value) > 1024:
+        raise ValueError("name must be 1-1024 characters")
+    if value.startswith("/") or any(part in ("..", ".") for part in value.split("/")):
+        raise ValueError("name must be relative and contain no '.' or '..' segments")
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("name must not contain NUL or control characters")
+    return value
+
+
+class Source(BaseModel):
+    """Exactly one of: a local file path, a store URL, or a small inline payload (base64)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    path: str | None = None
+    url: str | None = None
+    inline_b64: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        given = [x for x in (self.path, self.url, self.inline_b64) if x is not None]
+        if len(given) != 1:
+            raise ValueError("source needs exactly one of path, url, inline_b64")
+        if self.url is not None and not re.match(
+            r"^(s3|azure|gs)://[a-z0-9][a-z0-9.-]+/.+", self.url
+        ):
+            raise ValueError("source url must be s3://, azure:// or gs:// with bucket and key")
+        if self.inline_b64 is not None:
+            if len(self.inline_b64) > (INLINE_MAX_BYTES * 4) // 3 + 4:
+                raise ValueError(f"inline payload over {INLINE_MAX_BYTES} bytes")
+            try:
+                decoded = base64.b64decode(self.inline_b64, validate=True)
+            except ValueError as exc:
+                raise ValueError("inline payload is not valid base64") from exc
+            if len(decoded) > INLINE_MAX_BYTES:
+                raise ValueError(f"inline payload over {INLINE_MAX_BYTES} bytes")
+        if self.path is not None and "\x00" in self.path:
+            raise ValueError("path must not contain NUL")
+        return self
+
+    def inline_bytes(self) -> bytes:
+        return base64.b64decode(self.inline_b64 or "")
+
+
+class Placement(BaseModel):
+    """Where an object goes and how it is labelled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str
+    targets: tuple[Target, ...] = Field(min_length=1)
+    tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    tags: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["stream", "fernet"] = "stream"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_key(value)
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("targets must be distinct")
+        return value
+
+
+class IngestRequest(Event):
+    """A producer's request to protect and move one object (topic ``ingest``)."""
+
+    KIND = "ingest.request"
+    source: Source
+    placement: Placement
+
+
+class ObjectAccepted(Event):
+    """Ingest checked the request; encrypt may read the source (topic ``accepted``)."""
+
+    KIND = "object.accepted"
+    source: Source
+    placement: Placement
+
+
+class ObjectEncrypted(Event):
+    """Ciphertext is in the primary store; digests of both sides (topic ``encrypted``)."""
+
+    KIND = "object.encrypted"
+    placement: Placement
+    primary: Target
+    key: str
+    key_id: str
+    algorithm: str
+    plaintext_size: int = Field(ge=0)
+    plaintext_sha256: Sha256Hex
+    ciphertext_size: int = Field(ge=0)
+    ciphertext_sha256: Sha256Hex
+    only_targets: tuple[Target, ...] = ()  # set on a per-target retry
+
+
+class ReplicaWritten(Event):
+    """One replica of the ciphertext was written to ``target`` (topic ``replicated``)."""
+
+    KIND = "replica.written"
+    placement: Placement
+    target: Target
+    key: str
+    ciphertext_size: int = Field(ge=0)
+    ciphertext_sha256: Sha256Hex
+    plaintext_sha256: Sha256Hex
+    key_id: str
+
+
+class ReplicaVerified(Event):
+    """``target`` was read back and its SHA-256 matched (topic ``verified``)."""
+
+    KIND = "replica.verified"
+    placement: Placement
+    target: Target
+    key: str
+    ciphertext_sha256: Sha256Hex
+    ciphertext_size: int = Field(ge=0)
+    verified_at: datetime
+    repaired_from: Target | None = None
+
+
+class ReplicaTiered(Event):
+    """The tier agent placed the replica in a tier (topic ``tiered``)."""
+
+    KIND = "replica.tiered"
+    target: Target
+    key: str
+    tier: Literal["hot", "warm", "cold", "archive"]
+    reason: str
+
+
+class ObjectAccessed(Event):
+    """A read through the API/CLI (topic ``access``), input to the tiering policy."""
+
+    KIND = "object.accessed"
+    target: Target
+    bytes_read: int = Field(ge=0)
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+class AuditRecord(Event):
+    """One step or failure of one object (topic ``audit``); the sink chains them by hash."""
+
+    KIND = "audit"
+    stage: str
+    action: str
+    outcome: Outcome
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(Event):
+    """A message a stage cannot process, with the reason and where it came from."""
+
+    KIND = "deadletter"
+    stage: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    payload_b64: str
+
+
+class RetryRequest(Event):
+    """An event to be re-delivered to ``topic`` after ``not_before`` (topic ``retry``)."""
+
+    KIND = "retry"
+    topic: str
+    not_before: datetime
+    reason: str
+    payload_b64: str

@@ -1,0 +1,46 @@
+"""Handlers run over in-memory stores and a local keyring: real logic, no broker."""
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from schemas.events import IngestRequest, Placement, Source
+from topics import TopicSpec
+from workers.client import ingest_request
+from workers.deps import Deps
+from workers.keyring import LocalKeyring
+from workers.settings import Settings
+from workers.stores.memory import MemoryStore
+
+
+class ListPublisher:
+    """Collects what a dispatcher sends, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes]] = []
+
+    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None:
+        self.sent.append((topic.suffix, key, value))
+
+    def on(self, suffix: str) -> list[bytes]:
+        return [value for topic, _, value in self.sent if topic == suffix]
+
+
+@pytest.fixture
+async def deps(tmp_path: Path, unique: str) -> AsyncIterator[Deps]:
+    settings = Settings(
+        home=tmp_path, source_roots=(tmp_path,), chunk_size=4096, kek_provider="local"
+    )
+    stores = {t: MemoryStore(f"{unique}-{t}", part_size=1000) for t in ("s3", "azure", "gcs")}
+    for store in stores.values():
+        await store.ensure_container()
+    yield Deps(settings=settings, stores=stores, kek=LocalKeyring(tmp_path / "keyring.json"))
+
+
+def inline_request(data: bytes, name: str = "docs/a.bin", **placement: object) -> IngestRequest:
+    return ingest_request(
+        Source(inline_b64=base64.b64encode(data).decode()),
+        Placement(name=name, targets=("s3", "azure", "gcs"), **placement),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,119 @@
+"""The dispatcher's failure rules: dead-letter, retry, crash, never lose a message."""
+
+import base64
+
+import pytest
+
+from schemas.codec import decode, encode
+from schemas.events import AuditRecord, DeadLetter, Event, IngestRequest, RetryRequest
+from tests.unit.agents.conftest import ListPublisher, inline_request
+from topics import ACCEPTED
+from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
+from workers.errors import Fatal, Permanent, Retryable
+
+REF = MessageRef("movingdata.ingest", 2, 41)
+FAST = RetryPolicy(in_process_attempts=2, max_attempts=3, base_s=0.0, cap_s=0.0)
+
+
+def ingest_decode(raw: bytes | None) -> Event:
+    return decode(raw, IngestRequest)
+
+
+def dispatcher(pub: ListPublisher) -> Dispatcher:
+    return Dispatcher("ingest", pub, FAST, rng=lambda: 0.0)
+
+
+async def test_success_emits_outputs_and_audits() -> None:
+    pub = ListPublisher()
+    request = inline_request(b"x")
+
+    async def handle(event: Event) -> list[Emit]:
+        return [Emit(ACCEPTED, event)]
+
+    await dispatcher(pub).run(encode(request), REF, ingest_decode, handle)
+    assert [topic for topic, _, _ in pub.sent] == ["accepted", "audit"]
+    audit = decode(pub.on("audit")[0], AuditRecord)
+    assert audit.outcome == "ok" and audit.stage == "ingest"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b'{"kind":"ingest.request","v":9}', "unknown event kind/version"),
+        (b'{"kind":"ingest.request","v":1}', "Field required"),
+        (b"", "empty message"),
+    ],
+)
+async def test_bad_input_is_dead_lettered_with_reason(raw: bytes, reason: str) -> None:
+    pub = ListPublisher()
+
+    async def handle(event: Event) -> list[Emit]:
+        raise AssertionError("never called")
+
+    await dispatcher(pub).run(raw, REF, ingest_decode, handle)
+    (letter_raw,) = pub.on("deadletter")
+    letter = decode(letter_raw, DeadLetter)
+    assert reason in letter.reason
+    assert (letter.topic, letter.partition, letter.offset) == (REF.topic, 2, 41)
+    assert base64.b64decode(letter.payload_b64) == raw
+    assert pub.on("audit")
+
+
+async def test_permanent_error_and_bug_are_dead_lettered() -> None:
+    for error, reason in (
+        (Permanent("no such file"), "no such file"),
+        (KeyError("x"), "internal error: KeyError"),
+    ):
+        pub = ListPublisher()
+
+        async def handle(event: Event, error: Exception = error) -> list[Emit]:
+            raise error
+
+        await dispatcher(pub).run(encode(inline_request(b"x")), REF, ingest_decode, handle)
+        assert reason in decode(pub.on("deadletter")[0], DeadLetter).reason
+
+
+async def test_transient_error_retries_in_process_then_via_retry_topic() -> None:
+    pub = ListPublisher()
+    calls = 0
+
+    async def handle(event: Event) -> list[Emit]:
+        nonlocal calls
+        calls += 1
+        raise Retryable("store down")
+
+    await dispatcher(pub).run(encode(inline_request(b"x")), REF, ingest_decode, handle)
+    assert calls == FAST.in_process_attempts
+    request = decode(pub.on("retry")[0], RetryRequest)
+    again = decode(base64.b64decode(request.payload_b64), IngestRequest)
+    assert again.attempt == 1 and request.topic == REF.topic
+    assert not pub.on("deadletter")
+
+
+async def test_transient_error_past_max_attempts_is_dead_lettered() -> None:
+    pub = ListPublisher()
+
+    async def handle(event: Event) -> list[Emit]:
+        raise Retryable("still down")
+
+    tired = inline_request(b"x").model_copy(update={"attempt": FAST.max_attempts - 1})
+    await dispatcher(pub).run(encode(tired), REF, ingest_decode, handle)
+    assert "gave up after retries" in decode(pub.on("deadletter")[0], DeadLetter).reason
+    assert not pub.on("retry")
+
+
+async def test_fatal_error_propagates() -> None:
+    async def handle(event: Event) -> list[Emit]:
+        raise Fatal("bad credentials")
+
+    with pytest.raises(Fatal):
+        await dispatcher(ListPublisher()).run(
+            encode(inline_request(b"x")), REF, ingest_decode, handle
+        )
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    policy = RetryPolicy(base_s=1.0, cap_s=8.0)
+    assert [backoff_s(n, policy, 0.999999) for n in range(5)] == pytest.approx([1, 2, 4, 8, 8])
+    assert backoff_s(3, policy, 0.0) == 4.0

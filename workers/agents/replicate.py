@@ -1,0 +1,44 @@
+"""replicate: ``encrypted`` -> ``replicated`` (one event per target).
+
+Copies the ciphertext from the primary store to every other target as a stream; the primary
+itself is reported as written too, so verify checks every replica the same way. Each target
+is dispatched on its own: one store down never blocks the others (its retry names only it).
+Idempotency key: the store key, identical in every target.
+"""
+
+from collections.abc import Sequence
+
+from schemas.events import ObjectEncrypted, ReplicaWritten
+from topics import REPLICATED
+from workers.deps import Deps
+from workers.dispatch import Emit, stamp
+
+STAGE = "replicate"
+
+
+def per_target(event: ObjectEncrypted) -> list[ObjectEncrypted]:
+    """One event per target still to replicate, each naming only its target."""
+    targets = event.only_targets or event.placement.targets
+    return [event.model_copy(update={"only_targets": (target,)}) for target in targets]
+
+
+async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
+    (target,) = event.only_targets
+    if target != event.primary:
+        source = deps.store(event.primary).read(event.key)
+        await deps.store(target).write(
+            event.key, source, metadata={"object-id": event.object_id, "key-id": event.key_id}
+        )
+    written = stamp(
+        ReplicaWritten,
+        event,
+        target,
+        placement=event.placement,
+        target=target,
+        key=event.key,
+        ciphertext_size=event.ciphertext_size,
+        ciphertext_sha256=event.ciphertext_sha256,
+        plaintext_sha256=event.plaintext_sha256,
+        key_id=event.key_id,
+    )
+    return [Emit(REPLICATED, written)]

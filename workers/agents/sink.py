@@ -1,0 +1,160 @@
+"""sink: accepted, encrypted, replicated, verified, tiered, audit, deadletter -> MongoDB.
+
+Batched. ``objects`` holds one document per object version (``_id = object_id:vN``), upserted
+with ``$set`` on fields each event owns, so redelivery and cross-topic reordering change
+nothing. ``audit`` and ``deadletters`` are append-only with ``_id = event_id``; audit records
+are hash-chained per object (``seq``, ``prev_hash``, ``hash``) in arrival order. MongoDB being
+down is not the events' fault: the sink backs off and retries the batch until it is back.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from schemas.events import (
+    AuditRecord,
+    DeadLetter,
+    Event,
+    ObjectAccepted,
+    ObjectEncrypted,
+    ReplicaTiered,
+    ReplicaVerified,
+    ReplicaWritten,
+)
+from workers.core.auditchain import GENESIS, record_hash
+
+STAGE = "sink"
+SINK_INPUTS = (
+    ObjectAccepted,
+    ObjectEncrypted,
+    ReplicaWritten,
+    ReplicaVerified,
+    ReplicaTiered,
+    AuditRecord,
+    DeadLetter,
+)
+Doc = dict[str, Any]
+
+
+def doc_id(event: Event) -> str:
+    return f"{event.object_id}:v{event.version}"
+
+
+def object_update(event: Event) -> Doc | None:
+    """The ``$set`` an event applies to its ``objects`` document (None: not an object event)."""
+    at = event.produced_at
+    match event:
+        case ObjectAccepted(placement=p, source=s):
+            source = "path" if s.path else "url" if s.url else "inline"
+            return {
+                "name": p.name,
+                "tenant": p.tenant,
+                "tags": p.tags,
+                "targets": list(p.targets),
+                "mode": p.mode,
+                "source": s.path or s.url or source,
+                "accepted_at": at,
+            }
+        case ObjectEncrypted():
+            return {
+                "primary": event.primary,
+                "key": event.key,
+                "key_id": event.key_id,
+                "algorithm": event.algorithm,
+                "size": event.plaintext_size,
+                "plaintext_sha256": event.plaintext_sha256,
+                "ciphertext_size": event.ciphertext_size,
+                "ciphertext_sha256": event.ciphertext_sha256,
+                "encrypted_at": at,
+            }
+        case ReplicaWritten(target=t):
+            return {f"replicas.{t}.key": event.key, f"replicas.{t}.written_at": at}
+        case ReplicaVerified(target=t):
+            return {
+                f"replicas.{t}.verified_at": event.verified_at,
+                f"replicas.{t}.sha256": event.ciphertext_sha256,
+                f"replicas.{t}.repaired_from": event.repaired_from,
+            }
+        case ReplicaTiered(target=t):
+            return {f"replicas.{t}.tier": event.tier, f"replicas.{t}.tiered_at": at}
+    return None
+
+
+async def create_indexes(db: AsyncDatabase[Doc]) -> None:
+    await db["objects"].create_index([("tenant", ASCENDING), ("name", ASCENDING)])
+    await db["audit"].create_index([("object_id", ASCENDING), ("seq", DESCENDING)])
+    await db["deadletters"].create_index([("stage", ASCENDING)])
+
+
+async def insert_new(
+    db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc], *, ordered: bool = False
+) -> None:
+    """Insert, ignoring documents whose ``_id`` exists already (a redelivery)."""
+    if not docs:
+        return
+    try:
+        await db[name].insert_many(list(docs), ordered=ordered)
+    except BulkWriteError as exc:
+        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            raise
+
+
+async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -> int:
+    """Chain and insert the records not stored yet; return how many were new."""
+    unique = {r.event_id: r for r in records}
+    if not unique:
+        return 0
+    cursor = db["audit"].find({"_id": {"$in": list(unique)}}, {"_id": 1})
+    seen = {doc["_id"] async for doc in cursor}
+    heads: dict[str, tuple[str, int]] = {}
+    docs = []
+    for record in unique.values():
+        if record.event_id in seen:
+            continue
+        if record.object_id not in heads:
+            last = await db["audit"].find_one(
+                {"object_id": record.object_id}, sort=[("seq", DESCENDING)]
+            )
+            heads[record.object_id] = (last["hash"], last["seq"]) if last else (GENESIS, 0)
+        prev, seq = heads[record.object_id]
+        doc = {"_id": record.event_id, **record.model_dump(mode="python"), "seq": seq + 1}
+        doc["prev_hash"], doc["hash"] = prev, record_hash(prev, doc)
+        heads[record.object_id] = (doc["hash"], seq + 1)
+        docs.append(doc)
+    # Ordered: a failure part-way leaves a prefix of the chain, never a gap.
+    await insert_new(db, "audit", docs, ordered=True)
+    return len(docs)
+
+
+async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
+    """Apply one batch of decoded events to MongoDB (idempotent)."""
+    updates = []
+    for event in events:
+        fields = object_update(event)
+        if fields is not None:
+            updates.append(
+                UpdateOne(
+                    {"_id": doc_id(event)},
+                    {
+                        "$set": fields,
+                        "$setOnInsert": {
+                            "object_id": event.object_id,
+                            "version": event.version,
+                            "created_at": event.produced_at,
+                        },
+                    },
+                    upsert=True,
+                )
+            )
+    if updates:
+        await db["objects"].bulk_write(updates, ordered=True)
+    letters = [
+        {"_id": e.event_id, **e.model_dump(mode="python")}
+        for e in events
+        if isinstance(e, DeadLetter)
+    ]
+    await insert_new(db, "deadletters", letters)
+    await append_audit(db, [e for e in events if isinstance(e, AuditRecord)])

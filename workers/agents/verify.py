@@ -1,0 +1,68 @@
+"""verify: ``replicated`` -> ``verified``.
+
+Reads the replica back and recomputes its SHA-256; it counts only when it matches the digest
+encrypt recorded. A missing or mismatching replica is repaired from another copy that hashes
+correctly (each candidate tried once), then read back again.
+Idempotency key: (object, version, target); re-verifying is harmless.
+"""
+
+import hashlib
+from collections.abc import Sequence
+
+from schemas.events import ReplicaVerified, ReplicaWritten
+from topics import VERIFIED
+from workers.deps import Deps
+from workers.dispatch import Emit, stamp
+from workers.errors import IntegrityError, NotFound, Retryable
+from workers.stores.base import ObjectStore
+
+STAGE = "verify"
+
+
+async def replica_sha256(store: ObjectStore, key: str) -> str | None:
+    """SHA-256 of the stored bytes, or None when the replica is missing."""
+    digest = hashlib.sha256()
+    try:
+        async for chunk in store.read(key):
+            digest.update(chunk)
+    except NotFound:
+        return None
+    return digest.hexdigest()
+
+
+async def repair(event: ReplicaWritten, deps: Deps) -> str:
+    """Copy a good replica over the bad one; return the source target used."""
+    target = deps.store(event.target)
+    for candidate in event.placement.targets:
+        if candidate == event.target:
+            continue
+        try:
+            written = await target.write(event.key, deps.store(candidate).read(event.key))
+        except NotFound:
+            continue
+        if written.sha256 == event.ciphertext_sha256:
+            return candidate
+    # No good copy yet (other replicas may still be in flight): try again later.
+    raise Retryable(f"no intact copy to repair {event.target} from")
+
+
+async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
+    store = deps.store(event.target)
+    repaired_from = None
+    if await replica_sha256(store, event.key) != event.ciphertext_sha256:
+        repaired_from = await repair(event, deps)
+        if await replica_sha256(store, event.key) != event.ciphertext_sha256:
+            raise IntegrityError(f"{event.target} replica still differs after repair")
+    verified = stamp(
+        ReplicaVerified,
+        event,
+        event.target,
+        placement=event.placement,
+        target=event.target,
+        key=event.key,
+        ciphertext_sha256=event.ciphertext_sha256,
+        ciphertext_size=event.ciphertext_size,
+        verified_at=deps.now(),
+        repaired_from=repaired_from,
+    )
+    return [Emit(VERIFIED, verified)]

@@ -1,0 +1,235 @@
+"""The Faust app: one thin agent per stage, every message through the dispatcher.
+
+A worker process runs the stages it is given (``--agents encrypt,replicate`` or ``all``).
+Its consumer group is named after the prefix and that set of stages, so replicas of the same
+set share the partitions; run each stage set with the same ``--agents`` value when scaling.
+"""
+
+import asyncio
+import base64
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import faust
+from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from schemas.codec import InvalidEvent, decode
+from schemas.events import (
+    Event,
+    IngestRequest,
+    ObjectAccepted,
+    ObjectEncrypted,
+    ReplicaVerified,
+    ReplicaWritten,
+    RetryRequest,
+)
+from topics import (
+    ACCEPTED,
+    AUDIT,
+    DEADLETTER,
+    ENCRYPTED,
+    INGEST,
+    REPLICATED,
+    RETRY,
+    TIERED,
+    VERIFIED,
+    TopicSpec,
+)
+from workers.agents import encrypt, ingest, replicate, sink, tier, verify
+from workers.deps import Deps
+from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
+from workers.errors import Fatal
+from workers.settings import Settings
+
+log = logging.getLogger("movingdata.app")
+STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "retry", "sink")
+Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
+CHAIN: dict[str, tuple[TopicSpec, type[Event], Handler]] = {
+    "ingest": (INGEST, IngestRequest, ingest.handle),
+    "encrypt": (ACCEPTED, ObjectAccepted, encrypt.handle),
+    "replicate": (ENCRYPTED, ObjectEncrypted, replicate.handle),
+    "verify": (REPLICATED, ReplicaWritten, verify.handle),
+    "tier": (VERIFIED, ReplicaVerified, tier.handle),
+}
+SINK_TOPICS = (ACCEPTED, ENCRYPTED, REPLICATED, VERIFIED, TIERED, AUDIT, DEADLETTER)
+
+
+class FaustPublisher:
+    """Sends to the chain's topics and waits for the broker's acknowledgement."""
+
+    def __init__(self, app: faust.App, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.topics: dict[str, faust.TopicT] = {}
+
+    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None:
+        name = topic.name(self.prefix)
+        if name not in self.topics:
+            self.topics[name] = self.app.topic(name, value_type=bytes, key_type=bytes)
+        await (await self.topics[name].send(key=key.encode(), value=value))
+
+
+def parse_stages(agents: str) -> list[str]:
+    chosen = list(STAGES) if agents == "all" else [a.strip() for a in agents.split(",")]
+    unknown = set(chosen) - set(STAGES)
+    if unknown or not chosen:
+        raise ValueError(f"unknown agents {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    return sorted(set(chosen), key=STAGES.index)
+
+
+def crash(exc: BaseException) -> None:
+    """Fatal: stop the process loudly (uncommitted offsets are redelivered after restart)."""
+    log.critical("fatal error, exiting", extra={"error": str(exc)})
+    logging.shutdown()
+    os._exit(70)
+
+
+def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.App:
+    app = faust.App(
+        f"{settings.topic_prefix}-{'+'.join(stages)}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=30,
+        broker_heartbeat_interval=3,
+        datadir=str(settings.home / "faust"),
+    )
+    publisher = FaustPublisher(app, settings.topic_prefix)
+    policy = RetryPolicy(max_attempts=settings.max_attempts)
+
+    def topic(spec: TopicSpec) -> faust.TopicT:
+        return app.topic(spec.name(settings.topic_prefix), value_type=bytes, key_type=bytes)
+
+    for stage in stages:
+        dispatcher = Dispatcher(stage, publisher, policy)
+        if stage in CHAIN:
+            spec, event_type, handler = CHAIN[stage]
+            source = topic(spec)
+            loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
+        elif stage == "retry":
+            source = topic(RETRY)
+            loop = retry_loop(dispatcher, publisher)
+        else:
+            names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
+            source = app.topic(*names, value_type=bytes, key_type=bytes)
+            loop = sink_loop(settings, dispatcher)
+        app.agent(source, name=stage)(loop)
+    return app
+
+
+def ref_of(event: faust.EventT) -> MessageRef:
+    msg = event.message
+    return MessageRef(msg.topic, msg.partition, msg.offset)
+
+
+def stage_loop(
+    dispatcher: Dispatcher,
+    event_type: type[Event],
+    handler: Callable[[Any], Awaitable[Sequence[Emit]]],
+) -> Callable[[faust.StreamT], Awaitable[None]]:
+    """The agent loop of a chain stage: a few lines, all work in ``handle``."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for message in stream.events():
+            try:
+                ref = ref_of(message)
+                if event_type is not ObjectEncrypted:
+                    await dispatcher.run(
+                        message.value, ref, partial(decode_as, event_type), handler
+                    )
+                    continue
+                # replicate: each target is dispatched (and retried) on its own
+                try:
+                    event = decode(message.value, ObjectEncrypted)
+                except InvalidEvent as exc:
+                    await dispatcher.dead_letter(None, message.value, ref, f"invalid input: {exc}")
+                    continue
+                for one in replicate.per_target(event):
+                    await dispatcher.run_event(one, message.value, ref, handler)
+            except Fatal as exc:
+                crash(exc)
+
+    return agent
+
+
+def decode_as(event_type: type[Event], raw: bytes | None) -> Event:
+    return decode(raw, event_type)
+
+
+def retry_loop(
+    dispatcher: Dispatcher, publisher: FaustPublisher
+) -> Callable[[faust.StreamT], Awaitable[None]]:
+    """Re-deliver retry requests to their topic once due (ordered, so a short wait is fine)."""
+    by_name = {spec.name(publisher.prefix): spec for spec, _, _ in CHAIN.values()}
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for message in stream.events():
+            try:
+                request = decode(message.value, RetryRequest)
+                spec = by_name.get(request.topic)
+                if spec is None:
+                    raise InvalidEvent(f"retry for unknown topic {request.topic[:80]!r}")
+            except InvalidEvent as exc:
+                await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
+                continue
+            delay = (request.not_before - datetime.now(UTC)).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(min(delay, 60.0))
+            payload = base64.b64decode(request.payload_b64)
+            await publisher.send(spec, request.object_id, payload)
+
+    return agent
+
+
+def sink_loop(
+    settings: Settings, dispatcher: Dispatcher
+) -> Callable[[faust.StreamT], Awaitable[None]]:
+    """Batch events into MongoDB; while the database is unreachable, back off and retry."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+        db = client[settings.mongo_database]
+        await retry_db(partial(sink.create_indexes, db))
+        async for values in stream.take(500, within=0.5):
+            events = []
+            for raw in values:
+                try:
+                    events.append(decode(raw, *sink.SINK_INPUTS))
+                except InvalidEvent as exc:
+                    await dispatcher.dead_letter(None, raw, MessageRef("sink", -1, -1), str(exc))
+            try:
+                await retry_db(partial(sink.write_batch, db, events))
+            except PyMongoError as exc:  # not a connectivity problem: keep the events
+                for event in events:
+                    await dispatcher.dead_letter(
+                        event, None, MessageRef("sink", -1, -1), f"mongodb refused: {exc}"[:500]
+                    )
+
+    return agent
+
+
+async def retry_db(operation: Callable[[], Awaitable[object]]) -> None:
+    attempt = 0
+    while True:
+        try:
+            await operation()
+            return
+        except ConnectionFailure as exc:
+            delay = backoff_s(attempt, RetryPolicy(cap_s=10.0), 0.5)
+            log.warning(
+                "mongodb unavailable, backing off",
+                extra={"stage": "sink", "error": str(exc)[:200], "delay_s": delay},
+            )
+            await asyncio.sleep(delay)
+            attempt += 1

@@ -1,0 +1,193 @@
+"""Client side of the pipeline: produce ingest requests, read state, tail the audit topic.
+
+Used by the CLI and the tests; talks to Kafka with aiokafka and to MongoDB with pymongo.
+"""
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import AsyncMongoClient
+
+from schemas.codec import decode, encode
+from schemas.events import AuditRecord, IngestRequest, ObjectAccessed, Placement, Source, event_id
+from topics import ACCESS, AUDIT, INGEST
+from workers.settings import Settings
+
+Doc = dict[str, Any]
+
+
+def object_id_for(tenant: str, name: str) -> str:
+    """Stable id of a named object: putting the same name again addresses the same object."""
+    return hashlib.sha256(f"{tenant}\x1f{name}".encode()).hexdigest()[:24]
+
+
+def ingest_request(source: Source, placement: Placement, version: int = 1) -> IngestRequest:
+    object_id = object_id_for(placement.tenant, placement.name)
+    return IngestRequest(
+        kind=IngestRequest.KIND,
+        v=1,
+        event_id=event_id(IngestRequest.KIND, object_id, version, placement.name),
+        object_id=object_id,
+        version=version,
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        source=source,
+        placement=placement,
+    )
+
+
+def requests_for_path(
+    root: Path, targets: Sequence[str], tenant: str, tags: dict[str, str], mode: str = "stream"
+) -> list[IngestRequest]:
+    """One request per regular file under ``root`` (or ``root`` itself), named relative to it."""
+    root = root.resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    base = root if root.is_dir() else root.parent
+    return [
+        ingest_request(
+            Source(path=str(path)),
+            Placement(
+                name=path.relative_to(base).as_posix(),
+                targets=tuple(targets),  # type: ignore[arg-type]
+                tenant=tenant,
+                tags=tags,
+                mode=mode,  # type: ignore[arg-type]
+            ),
+        )
+        for path in files
+    ]
+
+
+async def produce(settings: Settings, requests: Iterable[IngestRequest]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    count = 0
+    try:
+        for request in requests:
+            await producer.send(
+                INGEST.name(settings.topic_prefix),
+                key=request.object_id.encode(),
+                value=encode(request),
+            )
+            count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+@dataclass
+class State:
+    """MongoDB as the sink left it."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(self.settings.mongo_url)
+        self.db = self.client[self.settings.mongo_database]
+
+    async def objects(self, object_id: str) -> list[Doc]:
+        cursor = self.db["objects"].find({"object_id": object_id}).sort("version", 1)
+        return [doc async for doc in cursor]
+
+    async def object(self, object_id: str, version: int | None = None) -> Doc | None:
+        docs = await self.objects(object_id)
+        docs = [d for d in docs if version is None or d["version"] == version]
+        return docs[-1] if docs else None
+
+    async def audit(self, object_id: str) -> list[Doc]:
+        cursor = self.db["audit"].find({"object_id": object_id}).sort("seq", 1)
+        return [doc async for doc in cursor]
+
+    async def dead_letters(self, object_id: str) -> list[Doc]:
+        return [doc async for doc in self.db["deadletters"].find({"object_id": object_id})]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def verified_everywhere(doc: Doc | None) -> bool:
+    if doc is None or "targets" not in doc:
+        return False
+    replicas = doc.get("replicas") or {}
+    return all((replicas.get(t) or {}).get("verified_at") for t in doc["targets"])
+
+
+async def wait_verified(
+    state: State, object_ids: Sequence[str], timeout_s: float
+) -> dict[str, str]:
+    """Wait until every object is verified in all its targets; return failures by object id."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(object_ids)
+    failures: dict[str, str] = {}
+    while pending and time.monotonic() < deadline:
+        for object_id in list(pending):
+            if verified_everywhere(await state.object(object_id)):
+                pending.discard(object_id)
+            elif letters := await state.dead_letters(object_id):
+                failures[object_id] = letters[-1]["reason"]
+                pending.discard(object_id)
+        if pending:
+            await asyncio.sleep(0.5)
+    failures.update({oid: f"not verified within {timeout_s:.0f} s" for oid in pending})
+    return failures
+
+
+async def tail_audit(
+    settings: Settings, *, from_beginning: bool, limit: int | None, idle_s: float | None
+) -> AsyncIterator[AuditRecord]:
+    """Audit records as they arrive; stops after ``limit`` records or ``idle_s`` of silence."""
+    consumer = AIOKafkaConsumer(
+        AUDIT.name(settings.topic_prefix),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while limit is None or seen < limit:
+            batch = await consumer.getmany(timeout_ms=int((idle_s or 3600) * 1000))
+            if not batch:
+                if idle_s is not None:
+                    return
+                continue
+            for messages in batch.values():
+                for message in messages:
+                    yield decode(message.value, AuditRecord)
+                    seen += 1
+    finally:
+        await consumer.stop()
+
+
+async def record_access(settings: Settings, doc: Doc, target: str, size: int) -> None:
+    """Tell the tiering policy that the object was read (topic ``access``)."""
+    accessed = ObjectAccessed(
+        kind=ObjectAccessed.KIND,
+        v=1,
+        event_id=event_id(ObjectAccessed.KIND, doc["object_id"], doc["version"], uuid.uuid4().hex),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        target=target,
+        bytes_read=size,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            ACCESS.name(settings.topic_prefix),
+            key=accessed.object_id.encode(),
+            value=encode(accessed),
+        )
+    finally:
+        await producer.stop()

@@ -1,0 +1,252 @@
+"""The one place that decides what happens when a handler fails (DESIGN §7).
+
+Every agent hands each raw message to ``Dispatcher.run``. Nothing escapes it except ``Fatal``
+(bad credentials, bad config), which must crash the worker so its supervisor restarts it:
+- invalid input or ``Permanent`` -> dead-letter topic with the reason, stage and offset;
+- ``Retryable`` -> a few in-process retries with capped exponential backoff and jitter, then
+  the retry topic with ``attempt + 1``; past ``max_attempts``, dead-letter;
+- an unexpected exception is a bug: dead-lettered as ``internal error`` (never lost).
+Every outcome is also an audit record.
+"""
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from schemas.codec import encode
+from schemas.events import AuditRecord, DeadLetter, Event, Outcome, RetryRequest, event_id
+from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
+from workers.errors import Fatal, Permanent, Retryable
+
+log = logging.getLogger("movingdata.dispatch")
+UNKNOWN_OBJECT = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event a handler wants produced, keyed by its object id."""
+
+    topic: TopicSpec
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Where a raw message came from, for dead letters and logs."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Publisher(Protocol):
+    """Produces bytes to a topic of the chain (Faust in workers, a list in unit tests)."""
+
+    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    in_process_attempts: int = 3
+    max_attempts: int = 5
+    base_s: float = 0.2
+    cap_s: float = 30.0
+
+
+def backoff_s(attempt: int, policy: RetryPolicy, jitter: float) -> float:
+    """Capped exponential backoff with jitter in [50%, 100%] of the step (``jitter`` in [0,1))."""
+    step = min(policy.cap_s, policy.base_s * 2**attempt)
+    return step * (0.5 + jitter / 2)
+
+
+def stamp(cls: type[Event], cause: Event, /, *parts: str, **fields: object) -> Event:
+    """A follow-up event of ``cause``: same object, version and correlation, deterministic id."""
+    return cls(
+        kind=cls.KIND,
+        v=cls.VERSION,
+        event_id=event_id(cls.KIND, cause.object_id, cause.version, *parts),
+        object_id=cause.object_id,
+        version=cause.version,
+        correlation_id=cause.correlation_id,
+        produced_at=datetime.now(UTC),
+        attempt=0,
+        **fields,
+    )
+
+
+class Dispatcher:
+    """Runs handlers for one stage and applies the failure rules."""
+
+    def __init__(
+        self,
+        stage: str,
+        publisher: Publisher,
+        policy: RetryPolicy = RetryPolicy(),
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.stage = stage
+        self.publisher = publisher
+        self.policy = policy
+        self.rng = rng
+
+    async def run(
+        self,
+        raw: bytes | None,
+        ref: MessageRef,
+        decode: Callable[[bytes | None], Event],
+        handle: Callable[[Event], Awaitable[Sequence[Emit]]],
+    ) -> None:
+        """Decode ``raw`` and handle it; every failure ends in a retry or a dead letter."""
+        try:
+            event = decode(raw)
+        except Permanent as exc:
+            await self.dead_letter(None, raw, ref, f"invalid input: {exc}")
+            return
+        await self.run_event(event, raw or b"", ref, handle)
+
+    async def run_event(
+        self,
+        event: Event,
+        raw: bytes,
+        ref: MessageRef,
+        handle: Callable[[Event], Awaitable[Sequence[Emit]]],
+    ) -> None:
+        """Handle an already decoded event (replicate runs one of these per target)."""
+        for step in range(self.policy.in_process_attempts):
+            try:
+                outputs = await handle(event)
+            except Fatal:
+                log.critical("fatal error", extra=self._ctx(event, ref), exc_info=True)
+                raise
+            except Retryable as exc:
+                if step + 1 < self.policy.in_process_attempts:
+                    await asyncio.sleep(backoff_s(step, self.policy, self.rng()))
+                    continue
+                await self.retry_later(event, ref, str(exc))
+                return
+            except Permanent as exc:
+                await self.dead_letter(event, raw, ref, str(exc))
+                return
+            except Exception as exc:  # a bug: keep the message, keep the agent running
+                log.exception("handler bug", extra=self._ctx(event, ref))
+                await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
+                return
+            for out in outputs:
+                await self.emit(out)
+                await self.audit(
+                    event,
+                    action=out.event.kind,
+                    outcome=Outcome.OK,
+                    detail={
+                        "event_id": out.event.event_id,
+                        "topic": out.topic.suffix,
+                    },
+                )
+            return
+
+    async def emit(self, out: Emit) -> None:
+        await self.publisher.send(out.topic, out.event.object_id, encode(out.event))
+
+    async def audit(
+        self, event: Event, *, action: str, outcome: Outcome, detail: dict[str, object]
+    ) -> None:
+        record = stamp(
+            AuditRecord,
+            event,
+            self.stage,
+            action,
+            event.event_id,
+            outcome,
+            str(event.attempt),
+            stage=self.stage,
+            action=action,
+            outcome=outcome,
+            detail={**detail, "attempt": event.attempt, "source_event_id": event.event_id},
+        )
+        await self.emit(Emit(AUDIT, record))
+
+    async def retry_later(self, event: Event, ref: MessageRef, reason: str) -> None:
+        if event.attempt + 1 >= self.policy.max_attempts:
+            await self.dead_letter(event, encode(event), ref, f"gave up after retries: {reason}")
+            return
+        delay = backoff_s(event.attempt + self.policy.in_process_attempts, self.policy, self.rng())
+        again = event.model_copy(update={"attempt": event.attempt + 1})
+        request = stamp(
+            RetryRequest,
+            event,
+            self.stage,
+            event.event_id,
+            str(again.attempt),
+            topic=ref.topic,
+            not_before=datetime.now(UTC) + timedelta(seconds=delay),
+            reason=reason[:500],
+            payload_b64=base64.b64encode(encode(again)).decode(),
+        )
+        log.warning("retry scheduled", extra={**self._ctx(event, ref), "reason": reason})
+        await self.emit(Emit(RETRY, request))
+        await self.audit(event, action="retry", outcome=Outcome.RETRY, detail={"reason": reason})
+
+    async def dead_letter(
+        self, event: Event | None, raw: bytes | None, ref: MessageRef, reason: str
+    ) -> None:
+        subject = event or _unknown_subject(raw, ref)
+        letter = stamp(
+            DeadLetter,
+            subject,
+            self.stage,
+            ref.topic,
+            str(ref.partition),
+            str(ref.offset),
+            stage=self.stage,
+            reason=reason[:1000],
+            topic=ref.topic,
+            partition=ref.partition,
+            offset=ref.offset,
+            payload_b64=base64.b64encode((raw or b"")[:65536]).decode(),
+        )
+        log.error("dead letter", extra={**self._ctx(subject, ref), "reason": reason})
+        await self.emit(Emit(DEADLETTER, letter))
+        await self.audit(
+            subject,
+            action="deadletter",
+            outcome=Outcome.FAILED,
+            detail={
+                "reason": reason[:1000],
+                "topic": ref.topic,
+                "offset": ref.offset,
+            },
+        )
+
+    def _ctx(self, event: Event, ref: MessageRef) -> dict[str, object]:
+        return {
+            "stage": self.stage,
+            "object_id": event.object_id,
+            "event_id": event.event_id,
+            "topic": ref.topic,
+            "partition": ref.partition,
+            "offset": ref.offset,
+            "attempt": event.attempt,
+        }
+
+
+def _unknown_subject(raw: bytes | None, ref: MessageRef) -> Event:
+    """An envelope for a message we could not decode, so its dead letter has ids too."""
+    ident = f"{ref.topic}:{ref.partition}:{ref.offset}"
+    return AuditRecord(
+        kind=AuditRecord.KIND,
+        v=1,
+        event_id=event_id("undecodable", UNKNOWN_OBJECT, 1, ident),
+        object_id=UNKNOWN_OBJECT,
+        version=1,
+        correlation_id=ident,
+        produced_at=datetime.now(UTC),
+        stage="decode",
+        action="decode",
+        outcome=Outcome.FAILED,
+        detail={"bytes": len(raw or b"")},
+    )

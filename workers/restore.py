@@ -1,0 +1,84 @@
+"""Restore: stream a verified replica back, decrypt it, check the plaintext SHA-256.
+
+Plaintext is written only to the owner's chosen file, via a temporary name that is renamed
+into place after the digest matched (a failed restore leaves nothing behind).
+"""
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.core.envelope import FramingError, Header, associated_data, open_stream
+from workers.errors import IntegrityError, NotFound
+from workers.keys import KeyEncryptionKey
+from workers.stores.base import ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    object_id: str
+    version: int
+    target: str
+    size: int
+    sha256: str
+
+
+def pick_replica(doc: dict[str, Any], wanted: str | None) -> str:
+    """The replica to read: the one asked for, else the primary, else any, if verified."""
+    verified = [t for t, r in (doc.get("replicas") or {}).items() if r.get("verified_at")]
+    if wanted is not None:
+        if wanted not in verified:
+            raise NotFound(f"no verified replica of {doc['_id']} in {wanted}")
+        return wanted
+    if not verified:
+        raise NotFound(f"no verified replica of {doc['_id']} yet")
+    return doc["primary"] if doc.get("primary") in verified else sorted(verified)[0]
+
+
+async def decrypt_stream(
+    chunks: AsyncIterator[bytes], kek: KeyEncryptionKey, object_id: str, version: int
+) -> AsyncIterator[bytes]:
+    """Plaintext of a ciphertext stream; the data key is unwrapped from the header."""
+    buffer = b""
+    decryptor = None
+    async for chunk in chunks:
+        if decryptor is None:
+            buffer += chunk
+            parsed = Header.parse(buffer)
+            if parsed is None:
+                continue
+            header, used = parsed
+            data_key = await kek.unwrap(header.key_id, header.wrapped_key)
+            decryptor = open_stream(data_key, header, associated_data(object_id, version))
+            chunk, buffer = buffer[used:], b""
+        if out := decryptor.update(chunk):
+            yield out
+    if decryptor is None:
+        raise FramingError("ciphertext ends inside its header")
+    if out := decryptor.finalize():
+        yield out
+
+
+async def restore_to_file(
+    doc: dict[str, Any], store: ObjectStore, target: str, kek: KeyEncryptionKey, out: Path
+) -> Restored:
+    digest = hashlib.sha256()
+    size = 0
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with partial.open("wb") as fh:
+            plaintext = decrypt_stream(
+                store.read(doc["key"]), kek, doc["object_id"], doc["version"]
+            )
+            async for chunk in plaintext:
+                digest.update(chunk)
+                size += len(chunk)
+                fh.write(chunk)
+        if digest.hexdigest() != doc["plaintext_sha256"]:
+            raise IntegrityError("restored plaintext SHA-256 differs from the recorded one")
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Restored(doc["object_id"], doc["version"], target, size, digest.hexdigest())

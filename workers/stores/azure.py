@@ -1,0 +1,193 @@
+"""Azure Blob Storage (Azurite locally) through azure-storage-blob's aio client.
+
+Writes stage fixed-size blocks, each with a transactional MD5 the service checks, then commit
+them in one call with metadata and tier: a failed write leaves no visible blob (Azure drops
+uncommitted blocks after a week).
+"""
+
+import hashlib
+import io
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager, suppress
+
+import aiohttp
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    IncompleteReadError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import StandardBlobTier
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
+
+from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
+from workers.settings import Settings
+from workers.stores import fixed_blocks
+from workers.stores.base import ObjectInfo, Tier, WriteResult
+
+MiB = 1024 * 1024
+DEFAULT_PART_SIZE = 4 * MiB
+
+_BLOB_TIER = {
+    Tier.HOT: StandardBlobTier.HOT,
+    Tier.WARM: StandardBlobTier.COOL,
+    Tier.COLD: StandardBlobTier.COLD,
+    Tier.ARCHIVE: StandardBlobTier.ARCHIVE,
+}
+_TIER = {blob_tier.value: tier for tier, blob_tier in _BLOB_TIER.items()}
+_SDK_ERRORS = (AzureError, aiohttp.ClientError, OSError)
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    code = exc.error_code
+    return str(getattr(code, "value", code) or exc.status_code or "")
+
+
+def _translate(exc: BaseException, what: str) -> MovingDataError:
+    """Map an SDK or network error to the project's tree."""
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        message = f"azure {what}: {_error_code(exc)}"
+        if isinstance(exc, ResourceNotFoundError) or status == 404:
+            return NotFound(message)
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            return Fatal(message)
+        # Md5Mismatch: a block damaged in transit; IncompleteReadError: a body cut short.
+        if isinstance(exc, IncompleteReadError) or _error_code(exc) == "Md5Mismatch":
+            return Retryable(message)
+        if status in (408, 429) or status >= 500:
+            return Retryable(message)
+        return Permanent(message)
+    message = f"azure {what}: {type(exc).__name__}"
+    if isinstance(exc, AzureError | aiohttp.ClientError | OSError):
+        return Retryable(message)  # ServiceRequestError/ServiceResponseError: network, timeouts
+    return Permanent(message)
+
+
+@contextmanager
+def _boundary(what: str) -> Iterator[None]:
+    """Translate SDK and network errors raised inside, keeping the original as the cause."""
+    try:
+        yield
+    except _SDK_ERRORS as exc:
+        raise _translate(exc, what) from exc
+
+
+class AzureBlobStore:
+    """One blob container; ``part_size`` is the block size for uploads and download pieces."""
+
+    name = "azure"
+
+    def __init__(self, container: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE):
+        self.container = container
+        self.url = f"azure://{container}"
+        self.part_size = part_size
+        self._settings = settings
+        self._service: BlobServiceClient | None = None
+
+    def _client(self) -> ContainerClient:
+        if self._service is None:
+            self._service = BlobServiceClient.from_connection_string(
+                self._settings.azure_connection_string,
+                # Two quick SDK retries (the default backs off 15 s+); the dispatcher does the rest.
+                retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=0),
+                connection_timeout=10,
+                read_timeout=60,
+                # Downloads fetch part_size pieces instead of a 32 MiB first GET: bounded memory.
+                max_single_get_size=self.part_size,
+                max_chunk_get_size=self.part_size,
+            )
+        return self._service.get_container_client(self.container)
+
+    async def ensure_container(self) -> None:
+        """Create the container unless it already exists."""
+        with _boundary("create container"), suppress(ResourceExistsError):
+            await self._client().create_container()
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Blob properties: size, access tier and metadata."""
+        with _boundary(f"stat {key}"):
+            props = await self._client().get_blob_client(key).get_blob_properties()
+        return ObjectInfo(key, props.size, _TIER.get(props.blob_tier), dict(props.metadata or {}))
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Download ``[start, end)`` in ``part_size`` pieces; bytes past the end are absent."""
+        if end is not None and end <= start:
+            await self.stat(key)  # nothing to read, but a missing key is still NotFound
+            return
+        # No range at all for a whole read: Azure answers 416 to "bytes=0-" on an empty blob.
+        window = {} if not start and end is None else {"offset": start, "length": None}
+        if end is not None:
+            window["length"] = end - start
+        blob = self._client().get_blob_client(key)
+        with _boundary(f"read {key}"):
+            try:
+                downloader = await blob.download_blob(**window)
+            except HttpResponseError as exc:
+                if exc.status_code == 416:  # start at or past the end of an existing blob
+                    return
+                raise
+            async for chunk in downloader.chunks():
+                yield chunk
+
+    async def write(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tier: Tier | None = None,
+    ) -> WriteResult:
+        """Stage ``part_size`` blocks, then commit the block list with metadata and tier."""
+        blob = self._client().get_blob_client(key)
+        sha, size, block_ids = hashlib.sha256(), 0, []
+        # A per-write prefix keeps concurrent or retried writes of one key from mixing their
+        # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
+        # (the SDK base64-encodes them).
+        prefix = uuid.uuid4().hex
+        async for block, _last in fixed_blocks(chunks, self.part_size):
+            if not block:  # only an empty object yields an empty block: commit no blocks
+                break
+            block_id = f"{prefix}-{len(block_ids):06d}"
+            with _boundary(f"stage block {len(block_ids)} of {key}"):
+                # A BytesIO body: aiohttp warns about (and may stall the loop on) raw bytes > 1 MiB.
+                await blob.stage_block(
+                    block_id, io.BytesIO(block), length=len(block), validate_content=True
+                )
+            block_ids.append(block_id)
+            sha.update(block)
+            size += len(block)
+        with _boundary(f"commit {key}"):
+            await blob.commit_block_list(
+                block_ids,
+                metadata=dict(metadata or {}),
+                standard_blob_tier=_BLOB_TIER[tier or Tier.HOT],
+            )
+        return WriteResult(key, size, sha.hexdigest())
+
+    async def delete(self, key: str) -> None:
+        """Delete the blob; an absent blob (or container) is fine."""
+        with suppress(NotFound), _boundary(f"delete {key}"):
+            await self._client().get_blob_client(key).delete_blob()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Blobs under ``prefix`` with their metadata (the SDK follows continuation tokens)."""
+        blobs = self._client().list_blobs(name_starts_with=prefix or None, include=["metadata"])
+        with _boundary(f"list {prefix!r}"):
+            async for blob in blobs:
+                tier = _TIER.get(blob.blob_tier) if blob.blob_tier else None
+                yield ObjectInfo(blob.name, blob.size, tier, dict(blob.metadata or {}))
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        """Set the standard blob tier (leaving Archive takes hours of rehydration on Azure)."""
+        with _boundary(f"set tier of {key}"):
+            await self._client().get_blob_client(key).set_standard_blob_tier(_BLOB_TIER[tier])
+
+    async def close(self) -> None:
+        """Close the service client; the next call opens a new one."""
+        service, self._service = self._service, None
+        if service is not None:
+            await service.close()

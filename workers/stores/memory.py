@@ -1,0 +1,115 @@
+"""An in-memory ``ObjectStore`` for unit tests: real logic over a dict of bytes, no mocks.
+
+Buckets live in a process-wide table keyed by name, like a real service: two ``MemoryStore``
+objects with the same name see the same objects (so ``open_store("memory://x")`` twice works),
+and a bucket must be created with ``ensure_container`` before use, as in the clouds.
+"""
+
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from workers.errors import NotFound
+from workers.stores.base import ObjectInfo, Tier, WriteResult
+from workers.stores import fixed_blocks
+
+DEFAULT_PART_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    data: bytes
+    metadata: Mapping[str, str]
+    tier: Tier
+
+
+@dataclass(slots=True)
+class _Bucket:
+    objects: dict[str, _Object] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """A bucket held in process memory. Reads stream ``part_size`` chunks.
+
+    Fault hook: ``corrupt_reads`` holds keys whose reads return every byte XOR-ed with 0xFF,
+    to exercise integrity checks; it belongs to this object, not to the shared bucket.
+    """
+
+    name = "memory"
+    _buckets: ClassVar[dict[str, _Bucket]] = {}
+
+    def __init__(self, bucket: str, *, part_size: int = DEFAULT_PART_SIZE) -> None:
+        self.bucket = bucket
+        self.url = f"memory://{bucket}"
+        self.part_size = part_size
+        self.corrupt_reads: set[str] = set()
+
+    def _objects(self) -> dict[str, _Object]:
+        bucket = self._buckets.get(self.bucket)
+        if bucket is None:
+            raise NotFound(f"memory bucket {self.bucket} does not exist")
+        return bucket.objects
+
+    def _get(self, key: str) -> _Object:
+        try:
+            return self._objects()[key]
+        except KeyError:
+            raise NotFound(f"memory://{self.bucket}/{key} not found") from None
+
+    async def ensure_container(self) -> None:
+        """Create the bucket if missing."""
+        self._buckets.setdefault(self.bucket, _Bucket())
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Size, tier and metadata of ``key``."""
+        obj = self._get(key)
+        return ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata))
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream ``data[start:end]`` (clamped like a slice) in ``part_size`` chunks."""
+        obj = self._get(key)
+        data = obj.data[start:end]
+        if key in self.corrupt_reads:
+            data = bytes(b ^ 0xFF for b in data)
+        for offset in range(0, len(data), self.part_size):
+            yield data[offset : offset + self.part_size]
+
+    async def write(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tier: Tier | None = None,
+    ) -> WriteResult:
+        """Collect ``chunks`` and store them atomically once the stream ends."""
+        self._objects()  # a missing bucket fails before the source is consumed, as in the clouds
+        parts: list[bytes] = []
+        sha = hashlib.sha256()
+        async for block, _last in fixed_blocks(chunks, self.part_size):
+            sha.update(block)
+            parts.append(block)
+        data = b"".join(parts)
+        self._objects()[key] = _Object(data, dict(metadata or {}), tier or Tier.HOT)
+        return WriteResult(key, len(data), sha.hexdigest())
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._objects().pop(key, None)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in key order (as the clouds list them)."""
+        objects = self._objects()
+        for key in sorted(k for k in objects if k.startswith(prefix)):
+            obj = objects.get(key)
+            if obj is not None:  # deleted while we were listing
+                yield ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata))
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        """Change the tier of ``key`` in place."""
+        obj = self._get(key)
+        self._objects()[key] = _Object(obj.data, obj.metadata, tier)
+
+    async def close(self) -> None:
+        """Nothing to release."""

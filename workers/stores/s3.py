@@ -1,0 +1,289 @@
+"""S3 (SeaweedFS locally) through aiobotocore.
+
+Every write is SSE-KMS with ``settings.s3_kms_key_id`` and every PutObject/UploadPart carries
+its SHA-256, so the service rejects bytes damaged in transit.
+"""
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager, suppress
+from typing import Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
+from workers.settings import Settings
+from workers.stores import fixed_blocks
+from workers.stores.base import ObjectInfo, Tier, WriteResult
+
+MiB = 1024 * 1024
+DEFAULT_PART_SIZE = 8 * MiB
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+_READ_CHUNK = 1 * MiB
+
+_STORAGE_CLASS = {
+    Tier.HOT: "STANDARD",
+    Tier.WARM: "STANDARD_IA",
+    Tier.COLD: "GLACIER_IR",
+    Tier.ARCHIVE: "DEEP_ARCHIVE",
+}
+_TIER = {cls: tier for tier, cls in _STORAGE_CLASS.items()}
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"}
+_FATAL = {
+    "AccessDenied",
+    "AuthorizationHeaderMalformed",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+}
+# BadDigest: bytes damaged in transit; PreconditionFailed: the object changed under set_tier.
+_RETRYABLE = {
+    "BadDigest",
+    "InternalError",
+    "PreconditionFailed",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+}
+_SDK_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, OSError)
+
+# A few SDK retries per request (rclone's "low-level retries") so one failed part does not
+# restart a whole upload; what still fails is handed to the dispatcher as Retryable.
+_CONFIG = AioConfig(
+    connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+def s3_credentials(settings: Settings) -> tuple[str, str]:
+    """The S3 access and secret key: from settings, else the ones the local stack generated."""
+    if settings.s3_access_key is not None and settings.s3_secret_key is not None:
+        return settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
+    from workers.stack.services import SeaweedFS  # only the local stack generates keys
+
+    try:
+        return SeaweedFS(settings).credentials()
+    except (OSError, KeyError) as exc:
+        raise Fatal("no S3 credentials: set MOVINGDATA_S3_* or start the local stack") from exc
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _translate(exc: BaseException, what: str) -> MovingDataError:
+    """Map an SDK or network error to the project's tree (cf. rclone's ``shouldRetry``)."""
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        message = f"s3 {what}: {code or status}"
+        if code in _NOT_FOUND or status == 404:
+            return NotFound(message)
+        if code in _FATAL or code.startswith("KMS.") or status in (401, 403):
+            return Fatal(message)
+        if code in _RETRYABLE or status == 429 or status >= 500:
+            return Retryable(message)
+        return Permanent(message)
+    message = f"s3 {what}: {type(exc).__name__}"
+    if isinstance(exc, NoCredentialsError):
+        return Fatal(message)
+    if isinstance(exc, BotoCoreError | aiohttp.ClientError | OSError):
+        return Retryable(message)  # connection refused/reset, timeouts, truncated bodies
+    return Permanent(message)
+
+
+@contextmanager
+def _boundary(what: str) -> Iterator[None]:
+    """Translate SDK and network errors raised inside, keeping the original as the cause."""
+    try:
+        yield
+    except _SDK_ERRORS as exc:
+        raise _translate(exc, what) from exc
+
+
+def _b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+class S3Store:
+    """One S3 bucket. Objects under ``part_size`` go up in one PutObject, larger ones multipart.
+
+    ``list()`` leaves metadata empty (ListObjectsV2 does not return it): use ``stat()``.
+    """
+
+    name = "s3"
+
+    def __init__(self, bucket: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE):
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 part_size must be at least {MIN_PART_SIZE} bytes")
+        self.bucket = bucket
+        self.url = f"s3://{bucket}"
+        self.part_size = part_size
+        self._settings = settings
+        self._sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.s3_kms_key_id}
+        self._stack = AsyncExitStack()
+        self._s3: Any = None  # aiobotocore clients are untyped
+        self._lock = asyncio.Lock()
+
+    async def _client(self) -> Any:
+        async with self._lock:
+            if self._s3 is None:
+                access, secret = s3_credentials(self._settings)
+                self._s3 = await self._stack.enter_async_context(
+                    get_session().create_client(
+                        "s3",
+                        endpoint_url=self._settings.s3_endpoint,
+                        region_name=self._settings.s3_region,
+                        aws_access_key_id=access,
+                        aws_secret_access_key=secret,
+                        config=_CONFIG,
+                    )
+                )
+            return self._s3
+
+    async def ensure_container(self) -> None:
+        """Create the bucket unless it already exists."""
+        s3 = await self._client()
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if self._settings.s3_region != "us-east-1":  # the one region that takes no constraint
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self._settings.s3_region}
+        with _boundary("create bucket"):
+            try:
+                await s3.create_bucket(**args)
+            except ClientError as exc:
+                if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """HeadObject: size, tier (``None`` for classes outside the tier map) and metadata."""
+        s3 = await self._client()
+        with _boundary(f"stat {key}"):
+            head = await s3.head_object(Bucket=self.bucket, Key=key)
+        tier = _TIER.get(head.get("StorageClass", "STANDARD"))  # AWS omits it for STANDARD
+        return ObjectInfo(key, head["ContentLength"], tier, head.get("Metadata", {}))
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """GetObject with a Range, streamed; bytes past the end are simply absent."""
+        if end is not None and end <= start:
+            await self.stat(key)  # nothing to read, but a missing key is still NotFound
+            return
+        s3 = await self._client()
+        args = {"Bucket": self.bucket, "Key": key}
+        if start or end is not None:  # no Range at all for a whole read: empty objects have none
+            args["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        with _boundary(f"read {key}"):
+            try:
+                response = await s3.get_object(**args)
+            except ClientError as exc:
+                if _code(exc) == "InvalidRange":  # start at or past the end of an existing object
+                    return
+                raise
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(_READ_CHUNK):
+                    yield chunk
+
+    async def write(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tier: Tier | None = None,
+    ) -> WriteResult:
+        """PutObject below ``part_size``, else a multipart upload aborted on any failure."""
+        s3 = await self._client()
+        target = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Metadata": dict(metadata or {}),
+            "StorageClass": _STORAGE_CLASS[tier or Tier.HOT],
+            **self._sse,
+        }
+        blocks = fixed_blocks(chunks, self.part_size)
+        first, last = await anext(blocks)
+        sha = hashlib.sha256(first)
+        if last:
+            with _boundary(f"put {key}"):
+                await s3.put_object(Body=first, ChecksumSHA256=_b64_sha256(first), **target)
+            return WriteResult(key, len(first), sha.hexdigest())
+
+        with _boundary(f"start multipart upload {key}"):
+            created = await s3.create_multipart_upload(ChecksumAlgorithm="SHA256", **target)
+        upload = {"Bucket": self.bucket, "Key": key, "UploadId": created["UploadId"]}
+        try:
+            parts = [await self._upload_part(s3, upload, 1, first)]
+            size = len(first)
+            async for block, _last in blocks:
+                sha.update(block)
+                size += len(block)
+                parts.append(await self._upload_part(s3, upload, len(parts) + 1, block))
+            with _boundary(f"complete multipart upload {key}"):
+                await s3.complete_multipart_upload(MultipartUpload={"Parts": parts}, **upload)
+        except BaseException:
+            # An unfinished upload keeps (and bills) its parts until it is aborted.
+            with suppress(Exception):
+                await s3.abort_multipart_upload(**upload)
+            raise
+        return WriteResult(key, size, sha.hexdigest())
+
+    async def _upload_part(
+        self, s3: Any, upload: dict[str, str], number: int, data: bytes
+    ) -> dict[str, Any]:
+        checksum = _b64_sha256(data)
+        with _boundary(f"upload part {number} of {upload['Key']}"):
+            done = await s3.upload_part(
+                PartNumber=number, Body=data, ChecksumSHA256=checksum, **upload
+            )
+        return {"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": checksum}
+
+    async def delete(self, key: str) -> None:
+        """DeleteObject; an absent key (or bucket) is fine."""
+        s3 = await self._client()
+        with suppress(NotFound), _boundary(f"delete {key}"):
+            await s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """ListObjectsV2 pages under ``prefix`` (metadata empty, see the class docstring)."""
+        s3 = await self._client()
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        with _boundary(f"list {prefix!r}"):
+            async for page in pages:
+                for obj in page.get("Contents", []):
+                    tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
+                    yield ObjectInfo(obj["Key"], obj["Size"], tier)
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        """Copy the object onto itself with the new StorageClass (and SSE-KMS again)."""
+        s3 = await self._client()
+        with _boundary(f"set tier of {key}"):
+            head = await s3.head_object(Bucket=self.bucket, Key=key)
+            # SeaweedFS refuses a self-copy that changes only StorageClass under
+            # MetadataDirective=COPY (AWS allows it). REPLACE with the metadata just read works
+            # on both; CopySourceIfMatch makes sure it is still the object we read.
+            await s3.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySourceIfMatch=head["ETag"],
+                MetadataDirective="REPLACE",
+                Metadata=head.get("Metadata", {}),
+                ContentType=head.get("ContentType", "binary/octet-stream"),
+                StorageClass=_STORAGE_CLASS[tier],
+                **self._sse,
+            )
+
+    async def close(self) -> None:
+        """Close the client; the next call opens a new one."""
+        async with self._lock:
+            self._s3 = None
+            stack, self._stack = self._stack, AsyncExitStack()
+            await stack.aclose()
