@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     max_attempts: int = 5
     log_level: str = "INFO"
 
+    # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.
+    kafka_servers: str | None = None
+    mongo_uri: str | None = None
+    openbao_url: str | None = None
+    s3_url: str | None = None
+    azure_url: str | None = None
+    gcs_url: str | None = None
+
     # Local state: one folder per service, PID files, logs, generated secrets.
     home: Path = Path(".movingdata")
     stack_timeout_s: float = 120.0
@@ -77,23 +85,23 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        return self.kafka_servers or f"{self.kafka_host}:{self.kafka_port}"
 
     @property
     def mongo_url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.mongo_port}/"
+        return self.mongo_uri or f"mongodb://127.0.0.1:{self.mongo_port}/"
 
     @property
     def openbao_addr(self) -> str:
-        return f"http://127.0.0.1:{self.openbao_port}"
+        return self.openbao_url or f"http://127.0.0.1:{self.openbao_port}"
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return self.s3_url or f"http://127.0.0.1:{self.s3_port}"
 
     @property
     def azure_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.azure_port}/{self.azure_account}"
+        return self.azure_url or f"http://127.0.0.1:{self.azure_port}/{self.azure_account}"
 
     @property
     def azure_connection_string(self) -> str:
@@ -104,7 +112,7 @@ class Settings(BaseSettings):
 
     @property
     def gcs_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.gcs_port}"
+        return self.gcs_url or f"http://127.0.0.1:{self.gcs_port}"
 
 
 def load_settings() -> Settings:
