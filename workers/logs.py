@@ -39,4 +39,6 @@ def logging_config(level: str) -> dict[str, Any]:
             }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
+        # The Azure SDK logs every HTTP request at INFO.
+        "loggers": {"azure": {"level": "WARNING"}},
     }

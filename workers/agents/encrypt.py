@@ -97,7 +97,7 @@ async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
         yield encryptor.finalize()
 
     written = await deps.store(primary).write(
-        key, ciphertext(), metadata={"object-id": event.object_id, "key-id": key_id}
+        key, ciphertext(), metadata={"object_id": event.object_id, "key_id": key_id}
     )
     encrypted = stamp(
         ObjectEncrypted,

@@ -27,7 +27,7 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     if target != event.primary:
         source = deps.store(event.primary).read(event.key)
         await deps.store(target).write(
-            event.key, source, metadata={"object-id": event.object_id, "key-id": event.key_id}
+            event.key, source, metadata={"object_id": event.object_id, "key_id": event.key_id}
         )
     written = stamp(
         ReplicaWritten,
