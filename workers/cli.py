@@ -269,5 +269,26 @@ def restore(
     )
 
 
+@app.command("scrub")
+def scrub_cmd(
+    object_id: str | None = typer.Argument(None, help="One object; all if omitted."),
+) -> None:
+    """Re-verify replicas (read back, compare SHA-256, repair from a good copy)."""
+    from workers.client import State, scrub
+
+    s = settings()
+
+    async def go() -> int:
+        state = State(s)
+        try:
+            query = {"object_id": object_id} if object_id else {}
+            docs = [doc async for doc in state.db["objects"].find(query)]
+        finally:
+            await state.close()
+        return await scrub(s, docs)
+
+    console.print(f"{run(go())} replicas sent to verify")
+
+
 def main() -> None:
     app()

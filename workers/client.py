@@ -17,8 +17,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from schemas.codec import decode, encode
-from schemas.events import AuditRecord, IngestRequest, ObjectAccessed, Placement, Source, event_id
-from topics import ACCESS, AUDIT, INGEST
+from schemas.events import (
+    AuditRecord,
+    Event,
+    IngestRequest,
+    ObjectAccessed,
+    Placement,
+    ReplicaWritten,
+    Source,
+    event_id,
+)
+from topics import ACCESS, AUDIT, INGEST, REPLICATED, TopicSpec
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -66,22 +75,25 @@ def requests_for_path(
     ]
 
 
-async def produce(settings: Settings, requests: Iterable[IngestRequest]) -> int:
+async def produce_events(settings: Settings, topic: TopicSpec, events: Iterable[Event]) -> int:
+    """Send events keyed by object id; return how many were sent."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     count = 0
     try:
-        for request in requests:
+        for event in events:
             await producer.send(
-                INGEST.name(settings.topic_prefix),
-                key=request.object_id.encode(),
-                value=encode(request),
+                topic.name(settings.topic_prefix), key=event.object_id.encode(), value=encode(event)
             )
             count += 1
         await producer.flush()
     finally:
         await producer.stop()
     return count
+
+
+async def produce(settings: Settings, requests: Iterable[IngestRequest]) -> int:
+    return await produce_events(settings, INGEST, requests)
 
 
 @dataclass
@@ -181,13 +193,44 @@ async def record_access(settings: Settings, doc: Doc, target: str, size: int) ->
         target=target,
         bytes_read=size,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            ACCESS.name(settings.topic_prefix),
-            key=accessed.object_id.encode(),
-            value=encode(accessed),
+    await produce_events(settings, ACCESS, [accessed])
+
+
+def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
+    """Re-verification requests for every replica of one object version (the scrub)."""
+    placement = Placement(
+        name=doc["name"],
+        targets=tuple(doc["targets"]),
+        tenant=doc["tenant"],
+        tags=doc.get("tags") or {},
+        mode=doc.get("mode", "stream"),
+    )
+    return [
+        ReplicaWritten(
+            kind=ReplicaWritten.KIND,
+            v=1,
+            event_id=event_id(
+                ReplicaWritten.KIND, doc["object_id"], doc["version"], target, run_id
+            ),
+            object_id=doc["object_id"],
+            version=doc["version"],
+            correlation_id=run_id,
+            produced_at=datetime.now(UTC),
+            placement=placement,
+            target=target,
+            key=doc["key"],
+            ciphertext_size=doc["ciphertext_size"],
+            ciphertext_sha256=doc["ciphertext_sha256"],
+            plaintext_sha256=doc["plaintext_sha256"],
+            key_id=doc["key_id"],
         )
-    finally:
-        await producer.stop()
+        for target in doc["targets"]
+    ]
+
+
+async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
+    """Send every replica of ``docs`` back through verify, which repairs what it finds bad."""
+    run_id = uuid.uuid4().hex
+    events = [e for doc in docs if "ciphertext_sha256" in doc for e in scrub_requests(doc, run_id)]
+    await produce_events(settings, REPLICATED, events)
+    return len(events)

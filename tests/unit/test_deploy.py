@@ -34,8 +34,10 @@ def test_compose_is_consistent() -> None:
 
 def test_kubernetes_manifests_are_consistent() -> None:
     docs = [
-        doc for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
-        for doc in yaml.safe_load_all(path.read_text()) if doc
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
     ]
     for doc in docs:
         assert {"apiVersion", "kind", "metadata"} <= set(doc), doc

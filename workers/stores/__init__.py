@@ -45,17 +45,22 @@ def open_store(url: str, settings: Settings) -> ObjectStore:
     raise Permanent(f"unsupported store URL scheme {parts.scheme!r}")
 
 
-async def fixed_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[tuple[bytes, bool]]:
+async def fixed_blocks(
+    chunks: AsyncIterable[bytes], size: int
+) -> AsyncIterator[tuple[bytes, bool]]:
     """Re-cut a byte stream into ``size``-byte blocks, flagging the last one.
 
     The last block may be shorter, and is empty only for an empty stream, so callers always get
-    at least one block. Memory stays below ``size`` plus one incoming chunk.
+    at least one block. Besides the block handed out, at most ``size`` bytes plus one incoming
+    chunk are buffered.
     """
     buf = bytearray()
     async for chunk in chunks:
         buf += chunk
-        # Strictly more than one block buffered: another byte follows, so this is not the last.
-        while len(buf) > size:
-            yield bytes(buf[:size]), False
-            del buf[:size]
+        start = 0
+        # Strictly more than a block left: another byte follows, so this block is not the last.
+        while len(buf) - start > size:
+            yield bytes(buf[start : start + size]), False
+            start += size
+        del buf[:start]  # once per chunk, so a huge chunk is not shifted once per block
     yield bytes(buf), True

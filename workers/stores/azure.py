@@ -19,6 +19,8 @@ from azure.core.exceptions import (
     IncompleteReadError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.storage.blob import StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
@@ -62,8 +64,9 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
             return Retryable(message)
         return Permanent(message)
     message = f"azure {what}: {type(exc).__name__}"
-    if isinstance(exc, AzureError | aiohttp.ClientError | OSError):
-        return Retryable(message)  # ServiceRequestError/ServiceResponseError: network, timeouts
+    # Request not sent or response not received: refused connections, resets, timeouts.
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | aiohttp.ClientError | OSError):
+        return Retryable(message)
     return Permanent(message)
 
 
@@ -81,7 +84,9 @@ class AzureBlobStore:
 
     name = "azure"
 
-    def __init__(self, container: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE):
+    def __init__(
+        self, container: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE
+    ) -> None:
         self.container = container
         self.url = f"azure://{container}"
         self.part_size = part_size
@@ -119,9 +124,9 @@ class AzureBlobStore:
             await self.stat(key)  # nothing to read, but a missing key is still NotFound
             return
         # No range at all for a whole read: Azure answers 416 to "bytes=0-" on an empty blob.
-        window = {} if not start and end is None else {"offset": start, "length": None}
-        if end is not None:
-            window["length"] = end - start
+        window: dict[str, int | None] = {}
+        if start or end is not None:
+            window = {"offset": start, "length": None if end is None else end - start}
         blob = self._client().get_blob_client(key)
         with _boundary(f"read {key}"):
             try:
@@ -143,7 +148,8 @@ class AzureBlobStore:
     ) -> WriteResult:
         """Stage ``part_size`` blocks, then commit the block list with metadata and tier."""
         blob = self._client().get_blob_client(key)
-        sha, size, block_ids = hashlib.sha256(), 0, []
+        sha, size = hashlib.sha256(), 0
+        block_ids: list[str] = []
         # A per-write prefix keeps concurrent or retried writes of one key from mixing their
         # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
         # (the SDK base64-encodes them).
@@ -178,7 +184,7 @@ class AzureBlobStore:
         blobs = self._client().list_blobs(name_starts_with=prefix or None, include=["metadata"])
         with _boundary(f"list {prefix!r}"):
             async for blob in blobs:
-                tier = _TIER.get(blob.blob_tier) if blob.blob_tier else None
+                tier = _TIER.get(blob.blob_tier)
                 yield ObjectInfo(blob.name, blob.size, tier, dict(blob.metadata or {}))
 
     async def set_tier(self, key: str, tier: Tier) -> None:

@@ -7,14 +7,14 @@ and a bucket must be created with ``ensure_container`` before use, as in the clo
 
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from workers.errors import NotFound
 from workers.stores.base import ObjectInfo, Tier, WriteResult
-from workers.stores import fixed_blocks
 
 DEFAULT_PART_SIZE = 64 * 1024
+_FLIP = bytes(b ^ 0xFF for b in range(256))  # translate table for corrupt_reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +22,6 @@ class _Object:
     data: bytes
     metadata: Mapping[str, str]
     tier: Tier
-
-
-@dataclass(slots=True)
-class _Bucket:
-    objects: dict[str, _Object] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -37,7 +32,7 @@ class MemoryStore:
     """
 
     name = "memory"
-    _buckets: ClassVar[dict[str, _Bucket]] = {}
+    _buckets: ClassVar[dict[str, dict[str, _Object]]] = {}
 
     def __init__(self, bucket: str, *, part_size: int = DEFAULT_PART_SIZE) -> None:
         self.bucket = bucket
@@ -46,10 +41,10 @@ class MemoryStore:
         self.corrupt_reads: set[str] = set()
 
     def _objects(self) -> dict[str, _Object]:
-        bucket = self._buckets.get(self.bucket)
-        if bucket is None:
+        objects = self._buckets.get(self.bucket)
+        if objects is None:
             raise NotFound(f"memory bucket {self.bucket} does not exist")
-        return bucket.objects
+        return objects
 
     def _get(self, key: str) -> _Object:
         try:
@@ -59,7 +54,7 @@ class MemoryStore:
 
     async def ensure_container(self) -> None:
         """Create the bucket if missing."""
-        self._buckets.setdefault(self.bucket, _Bucket())
+        self._buckets.setdefault(self.bucket, {})
 
     async def stat(self, key: str) -> ObjectInfo:
         """Size, tier and metadata of ``key``."""
@@ -71,7 +66,7 @@ class MemoryStore:
         obj = self._get(key)
         data = obj.data[start:end]
         if key in self.corrupt_reads:
-            data = bytes(b ^ 0xFF for b in data)
+            data = data.translate(_FLIP)
         for offset in range(0, len(data), self.part_size):
             yield data[offset : offset + self.part_size]
 
@@ -87,16 +82,16 @@ class MemoryStore:
         self._objects()  # a missing bucket fails before the source is consumed, as in the clouds
         parts: list[bytes] = []
         sha = hashlib.sha256()
-        async for block, _last in fixed_blocks(chunks, self.part_size):
-            sha.update(block)
-            parts.append(block)
+        async for chunk in chunks:
+            sha.update(chunk)
+            parts.append(bytes(chunk))
         data = b"".join(parts)
         self._objects()[key] = _Object(data, dict(metadata or {}), tier or Tier.HOT)
         return WriteResult(key, len(data), sha.hexdigest())
 
     async def delete(self, key: str) -> None:
-        """Remove ``key`` if present."""
-        self._objects().pop(key, None)
+        """Remove ``key`` if present (an absent bucket is fine too, as in the clouds)."""
+        self._buckets.get(self.bucket, {}).pop(key, None)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in key order (as the clouds list them)."""

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore import exceptions as boto
+from botocore.exceptions import ClientError
 
 from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
@@ -35,27 +36,13 @@ _STORAGE_CLASS = {
 _TIER = {cls: tier for tier, cls in _STORAGE_CLASS.items()}
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"}
-_FATAL = {
-    "AccessDenied",
-    "AuthorizationHeaderMalformed",
-    "ExpiredToken",
-    "InvalidAccessKeyId",
-    "InvalidToken",
-    "RequestTimeTooSkewed",
-    "SignatureDoesNotMatch",
-}
-# BadDigest: bytes damaged in transit; PreconditionFailed: the object changed under set_tier.
-_RETRYABLE = {
-    "BadDigest",
-    "InternalError",
-    "PreconditionFailed",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-}
-_SDK_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, OSError)
+# Besides 429 and 5xx. BadDigest: bytes damaged in transit; PreconditionFailed: the object
+# changed during set_tier; RequestTimeout and Throttling come back as 400 on S3.
+_RETRYABLE = {"BadDigest", "PreconditionFailed", "RequestTimeout", "Throttling", "SlowDown"}
+_SDK_ERRORS = (boto.BotoCoreError, ClientError, aiohttp.ClientError, OSError)
+# Refused or reset connections and timeouts; then bodies cut short or damaged on the way.
+_NETWORK_ERRORS = (boto.ConnectionError, boto.HTTPClientError, aiohttp.ClientError, OSError)
+_DAMAGED = (boto.IncompleteReadError, boto.FlexibleChecksumError)
 
 # A few SDK retries per request (rclone's "low-level retries") so one failed part does not
 # restart a whole upload; what still fails is handed to the dispatcher as Retryable.
@@ -88,17 +75,17 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
         message = f"s3 {what}: {code or status}"
         if code in _NOT_FOUND or status == 404:
             return NotFound(message)
-        if code in _FATAL or code.startswith("KMS.") or status in (401, 403):
+        if status in (401, 403) or code.startswith("KMS.") or code.startswith("Authorization"):
             return Fatal(message)
         if code in _RETRYABLE or status == 429 or status >= 500:
             return Retryable(message)
         return Permanent(message)
     message = f"s3 {what}: {type(exc).__name__}"
-    if isinstance(exc, NoCredentialsError):
+    if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
         return Fatal(message)
-    if isinstance(exc, BotoCoreError | aiohttp.ClientError | OSError):
-        return Retryable(message)  # connection refused/reset, timeouts, truncated bodies
-    return Permanent(message)
+    if isinstance(exc, _NETWORK_ERRORS + _DAMAGED):
+        return Retryable(message)
+    return Permanent(message)  # e.g. ParamValidationError: this call can never succeed
 
 
 @contextmanager
@@ -122,7 +109,9 @@ class S3Store:
 
     name = "s3"
 
-    def __init__(self, bucket: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE):
+    def __init__(
+        self, bucket: str, settings: Settings, *, part_size: int = DEFAULT_PART_SIZE
+    ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"S3 part_size must be at least {MIN_PART_SIZE} bytes")
         self.bucket = bucket
@@ -262,7 +251,10 @@ class S3Store:
                     yield ObjectInfo(obj["Key"], obj["Size"], tier)
 
     async def set_tier(self, key: str, tier: Tier) -> None:
-        """Copy the object onto itself with the new StorageClass (and SSE-KMS again)."""
+        """Copy the object onto itself with the new StorageClass (and SSE-KMS again).
+
+        CopyObject stops at 5 GiB; bigger objects would need UploadPartCopy.
+        """
         s3 = await self._client()
         with _boundary(f"set tier of {key}"):
             head = await s3.head_object(Bucket=self.bucket, Key=key)
