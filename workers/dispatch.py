@@ -163,6 +163,7 @@ class Dispatcher:
             event.event_id,
             outcome,
             str(event.attempt),
+            str(detail.get("event_id", "")),
             stage=self.stage,
             action=action,
             outcome=outcome,

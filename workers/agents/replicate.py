@@ -8,7 +8,7 @@ Idempotency key: the store key, identical in every target.
 
 from collections.abc import Sequence
 
-from schemas.events import ObjectEncrypted, ReplicaWritten
+from schemas.events import ObjectEncrypted, ReplicaWritten, event_id
 from topics import REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
@@ -17,9 +17,21 @@ STAGE = "replicate"
 
 
 def per_target(event: ObjectEncrypted) -> list[ObjectEncrypted]:
-    """One event per target still to replicate, each naming only its target."""
+    """One event per target still to replicate, each naming only its target (own id)."""
+    if event.only_targets and len(event.only_targets) == 1:
+        return [event]  # already one target's event (a retry): keep its id
     targets = event.only_targets or event.placement.targets
-    return [event.model_copy(update={"only_targets": (target,)}) for target in targets]
+    return [
+        event.model_copy(
+            update={
+                "only_targets": (target,),
+                "event_id": event_id(
+                    event.kind, event.object_id, event.version, event.event_id, target
+                ),
+            }
+        )
+        for target in targets
+    ]
 
 
 async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:

@@ -228,6 +228,12 @@ class SeaweedFS(Service):
             },
         }
         write_secret(self.dir / "s3.json", json.dumps(config, indent=2))
+        # Read from the working directory. Every bucket is a collection with its own volumes;
+        # growing one volume at a time (default: 7) keeps many small buckets from using up
+        # every volume slot of a single-disk stack.
+        (self.dir / "master.toml").write_text(
+            "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n"
+        )
 
     def credentials(self) -> tuple[str, str]:
         """S3 keys: the environment's if set, else the ones the stack generated."""
@@ -251,7 +257,7 @@ class SeaweedFS(Service):
             f"-master.port.grpc={s.seaweed_master_port + 10000}",
             "-master.telemetry=false",
             "-master.electionTimeout=1s",
-            "-master.volumeSizeLimitMB=1024",
+            "-master.volumeSizeLimitMB=256",
             f"-volume.port={s.seaweed_volume_port}",
             f"-volume.port.grpc={s.seaweed_volume_port + 10000}",
             "-volume.max=0",
