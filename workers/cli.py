@@ -52,6 +52,12 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """A table of services, versions, ports, PIDs, health and memory."""
+    if not stack_status_table():
+        raise typer.Exit(1)
+
+
+def stack_status_table() -> bool:
+    """Print the services table; True when every service is healthy."""
     rows = list(control.status(settings()))
     table = Table("service", "version", "port", "pid", "state", "RSS MiB")
     for row in rows:
@@ -65,8 +71,7 @@ def stack_status() -> None:
             f"{row.rss_mib:.0f}" if row.rss_mib else "-",
         )
     console.print(table)
-    if any(row.state != "healthy" for row in rows):
-        raise typer.Exit(1)
+    return all(row.state == "healthy" for row in rows)
 
 
 @stack_app.command("logs")
@@ -288,6 +293,38 @@ def scrub_cmd(
         return await scrub(s, docs)
 
     console.print(f"{run(go())} replicas sent to verify")
+
+
+@app.command()
+def demo() -> None:
+    """The local stack's health, then the whole chain on sample data, with a summary."""
+    from workers.demo import run_demo
+
+    stack_status_table()
+    result = run(run_demo(settings()))
+    table = Table(
+        "objects",
+        "MiB",
+        "seconds",
+        "MiB/s",
+        *(f"verified {t}" for t in result.verified),
+        *(f"restore {t}" for t in result.restored),
+        title="pipeline on sample data",
+    )
+    mib = result.bytes / 2**20
+    table.add_row(
+        str(result.objects),
+        f"{mib:.1f}",
+        f"{result.seconds:.1f}",
+        f"{mib / result.seconds:.1f}",
+        *(f"{n}/{result.objects}" for n in result.verified.values()),
+        *("ok" if ok else "[red]MISMATCH[/red]" for ok in result.restored.values()),
+    )
+    console.print(table)
+    for object_id, reason in result.failures.items():
+        console.print(f"[red]failed[/red] {object_id}: {reason}")
+    if result.failures or not all(result.restored.values()):
+        raise typer.Exit(1)
 
 
 def main() -> None:

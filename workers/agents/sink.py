@@ -37,6 +37,7 @@ SINK_INPUTS = (
     DeadLetter,
 )
 Doc = dict[str, Any]
+BULK_LIMIT = 50
 
 
 def doc_id(event: Event) -> str:
@@ -150,7 +151,10 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
                 )
             )
     if updates:
-        await db["objects"].bulk_write(updates, ordered=True)
+        # FerretDB 1.24 holds one SQLite connection per update of a command and deadlocks at
+        # 100 of them: keep each command well below that.
+        for start in range(0, len(updates), BULK_LIMIT):
+            await db["objects"].bulk_write(updates[start : start + BULK_LIMIT], ordered=True)
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}
         for e in events
