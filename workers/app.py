@@ -149,14 +149,19 @@ def stage_loop(
                         message.value, ref, partial(decode_as, event_type), handler
                     )
                     continue
-                # replicate: each target is dispatched (and retried) on its own
+                # replicate: each target is dispatched (and retried) on its own, concurrently,
+                # so a slow store does not hold back the others
                 try:
                     event = decode(message.value, ObjectEncrypted)
                 except InvalidEvent as exc:
                     await dispatcher.dead_letter(None, message.value, ref, f"invalid input: {exc}")
                     continue
-                for one in replicate.per_target(event):
-                    await dispatcher.run_event(one, message.value, ref, handler)
+                await asyncio.gather(
+                    *(
+                        dispatcher.run_event(one, message.value, ref, handler)
+                        for one in replicate.per_target(event)
+                    )
+                )
             except Fatal as exc:
                 crash(exc)
 

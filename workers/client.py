@@ -111,16 +111,20 @@ class State:
         return [doc async for doc in cursor]
 
     async def object(self, object_id: str, version: int | None = None) -> Doc | None:
+        """One version (an ``_id`` lookup), or the newest when ``version`` is None."""
+        if version is not None:
+            return await self.db["objects"].find_one({"_id": f"{object_id}:v{version}"})
         docs = await self.objects(object_id)
-        docs = [d for d in docs if version is None or d["version"] == version]
         return docs[-1] if docs else None
 
     async def audit(self, object_id: str) -> list[Doc]:
         cursor = self.db["audit"].find({"object_id": object_id}).sort("seq", 1)
         return [doc async for doc in cursor]
 
-    async def dead_letters(self, object_id: str) -> list[Doc]:
-        return [doc async for doc in self.db["deadletters"].find({"object_id": object_id})]
+    async def dead_letters(self) -> dict[str, str]:
+        """The latest dead-letter reason of every object that has one."""
+        cursor = self.db["deadletters"].find({}, {"object_id": 1, "reason": 1})
+        return {doc["object_id"]: doc["reason"] async for doc in cursor}
 
     async def close(self) -> None:
         await self.client.close()
@@ -134,18 +138,19 @@ def verified_everywhere(doc: Doc | None) -> bool:
 
 
 async def wait_verified(
-    state: State, object_ids: Sequence[str], timeout_s: float
+    state: State, object_ids: Sequence[str], timeout_s: float, version: int = 1
 ) -> dict[str, str]:
     """Wait until every object is verified in all its targets; return failures by object id."""
     deadline = time.monotonic() + timeout_s
     pending = set(object_ids)
     failures: dict[str, str] = {}
     while pending and time.monotonic() < deadline:
+        letters = await state.dead_letters()
         for object_id in list(pending):
-            if verified_everywhere(await state.object(object_id)):
+            if verified_everywhere(await state.object(object_id, version)):
                 pending.discard(object_id)
-            elif letters := await state.dead_letters(object_id):
-                failures[object_id] = letters[-1]["reason"]
+            elif object_id in letters:
+                failures[object_id] = letters[object_id]
                 pending.discard(object_id)
         if pending:
             await asyncio.sleep(0.5)

@@ -7,10 +7,11 @@ are hash-chained per object (``seq``, ``prev_hash``, ``hash``) in arrival order.
 down is not the events' fault: the sink backs off and retries the batch until it is back.
 """
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -86,7 +87,7 @@ def object_update(event: Event) -> Doc | None:
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db["objects"].create_index([("tenant", ASCENDING), ("name", ASCENDING)])
-    await db["audit"].create_index([("object_id", ASCENDING), ("seq", DESCENDING)])
+    await db["audit"].create_index([("object_id", ASCENDING), ("seq", ASCENDING)])
     await db["deadletters"].create_index([("stage", ASCENDING)])
 
 
@@ -104,30 +105,51 @@ async def insert_new(
 
 
 async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -> int:
-    """Chain and insert the records not stored yet; return how many were new."""
-    unique = {r.event_id: r for r in records}
+    """Chain and insert the records not stored yet; return how many were new.
+
+    Every lookup is by ``_id`` (the only filter FerretDB's SQLite backend answers from an
+    index). ``audit_heads`` holds each object's last (hash, seq); a head left stale by a crash
+    between the two writes is caught up from the redelivered records found already stored.
+    """
+    unique = list({r.event_id: r for r in records}.values())
     if not unique:
         return 0
-    cursor = db["audit"].find({"_id": {"$in": list(unique)}}, {"_id": 1})
-    seen = {doc["_id"] async for doc in cursor}
+    stored = await asyncio.gather(
+        *(db["audit"].find_one({"_id": r.event_id}, {"seq": 1, "hash": 1}) for r in unique)
+    )
     heads: dict[str, tuple[str, int]] = {}
     docs = []
-    for record in unique.values():
-        if record.event_id in seen:
-            continue
+    for record, existing in zip(unique, stored, strict=True):
         if record.object_id not in heads:
-            last = await db["audit"].find_one(
-                {"object_id": record.object_id}, sort=[("seq", DESCENDING)]
-            )
-            heads[record.object_id] = (last["hash"], last["seq"]) if last else (GENESIS, 0)
+            head = await db["audit_heads"].find_one({"_id": record.object_id})
+            heads[record.object_id] = (head["hash"], head["seq"]) if head else (GENESIS, 0)
         prev, seq = heads[record.object_id]
+        if existing is not None:
+            if existing["seq"] > seq:
+                heads[record.object_id] = (existing["hash"], existing["seq"])
+            continue
         doc = {"_id": record.event_id, **record.model_dump(mode="python"), "seq": seq + 1}
         doc["prev_hash"], doc["hash"] = prev, record_hash(prev, doc)
         heads[record.object_id] = (doc["hash"], seq + 1)
         docs.append(doc)
     # Ordered: a failure part-way leaves a prefix of the chain, never a gap.
     await insert_new(db, "audit", docs, ordered=True)
+    await bulk_upsert(
+        db,
+        "audit_heads",
+        [
+            UpdateOne({"_id": o}, {"$set": {"hash": h, "seq": n}}, upsert=True)
+            for o, (h, n) in heads.items()
+        ],
+    )
     return len(docs)
+
+
+async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[UpdateOne]) -> None:
+    # FerretDB 1.24 held one SQLite connection per update of a command and deadlocked at 100
+    # (patched in the stack's build); small commands keep other servers' latency low too.
+    for start in range(0, len(updates), BULK_LIMIT):
+        await db[name].bulk_write(list(updates[start : start + BULK_LIMIT]), ordered=True)
 
 
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
@@ -150,11 +172,7 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
                     upsert=True,
                 )
             )
-    if updates:
-        # FerretDB 1.24 holds one SQLite connection per update of a command and deadlocks at
-        # 100 of them: keep each command well below that.
-        for start in range(0, len(updates), BULK_LIMIT):
-            await db["objects"].bulk_write(updates[start : start + BULK_LIMIT], ordered=True)
+    await bulk_upsert(db, "objects", updates)
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}
         for e in events

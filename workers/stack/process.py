@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# Handles of the services started by this process: when it lives on (tests, ``stack up`` from
+# Python), polling them reaps exited children instead of leaving zombies.
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
 class ServiceError(RuntimeError):
     """A service failed to install, start, become healthy or stop."""
 
@@ -36,6 +41,8 @@ def read_pid_file(path: Path) -> Tracked | None:
 
 def is_alive(tracked: Tracked) -> bool:
     """True when the PID runs, is not a zombie, and is still the process we started."""
+    for proc in _SPAWNED:
+        proc.poll()
     proc = Path(f"/proc/{tracked.pid}")
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -67,6 +74,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _SPAWNED.append(proc)
     tracked = Tracked(proc.pid, marker)
     pid_file.write_text(f"{proc.pid}\n{marker}\n")
     return tracked
