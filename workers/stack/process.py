@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # Handles of the services started by this process: when it lives on (tests, ``stack up`` from
 # Python), polling them reaps exited children instead of leaving zombies.
 _SPAWNED: list[subprocess.Popen[bytes]] = []
