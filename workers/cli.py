@@ -153,8 +153,13 @@ def put(
         state = State(s)
         try:
             with Progress(console=console, transient=True) as progress:
-                progress.add_task("verifying", total=None)
-                return await wait_verified(state, [r.object_id for r in requests], timeout)
+                task = progress.add_task("verified in every target", total=len(requests))
+                return await wait_verified(
+                    state,
+                    [r.object_id for r in requests],
+                    timeout,
+                    on_progress=lambda done: progress.update(task, completed=done),
+                )
         finally:
             await state.close()
 
@@ -255,7 +260,11 @@ def restore(
         target = pick_replica(doc, source)
         store, kek = open_store(target_url(target, s), s), open_kek(s)
         try:
-            restored = await restore_to_file(doc, store, target, kek, output)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(f"restoring from {target}", total=doc.get("size"))
+                restored = await restore_to_file(
+                    doc, store, target, kek, output, lambda n: progress.advance(task, n)
+                )
         finally:
             await store.close()
             close = getattr(kek, "close", None)

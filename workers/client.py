@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,9 +138,16 @@ def verified_everywhere(doc: Doc | None) -> bool:
 
 
 async def wait_verified(
-    state: State, object_ids: Sequence[str], timeout_s: float, version: int = 1
+    state: State,
+    object_ids: Sequence[str],
+    timeout_s: float,
+    version: int = 1,
+    on_progress: Callable[[int], None] = lambda _: None,
 ) -> dict[str, str]:
-    """Wait until every object is verified in all its targets; return failures by object id."""
+    """Wait until every object is verified in all its targets; return failures by object id.
+
+    ``on_progress`` is told how many objects are settled (verified or failed) so far.
+    """
     deadline = time.monotonic() + timeout_s
     pending = set(object_ids)
     failures: dict[str, str] = {}
@@ -152,6 +159,7 @@ async def wait_verified(
             elif object_id in letters:
                 failures[object_id] = letters[object_id]
                 pending.discard(object_id)
+        on_progress(len(object_ids) - len(pending))
         if pending:
             await asyncio.sleep(0.5)
     failures.update({oid: f"not verified within {timeout_s:.0f} s" for oid in pending})

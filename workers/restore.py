@@ -5,7 +5,7 @@ into place after the digest matched (a failed restore leaves nothing behind).
 """
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,14 @@ async def decrypt_stream(
 
 
 async def restore_to_file(
-    doc: dict[str, Any], store: ObjectStore, target: str, kek: KeyEncryptionKey, out: Path
+    doc: dict[str, Any],
+    store: ObjectStore,
+    target: str,
+    kek: KeyEncryptionKey,
+    out: Path,
+    on_progress: Callable[[int], None] = lambda _: None,
 ) -> Restored:
+    """Decrypt ``doc``'s replica in ``target`` into ``out``; ``on_progress`` gets byte counts."""
     digest = hashlib.sha256()
     size = 0
     partial = out.with_name(f".{out.name}.partial")
@@ -76,6 +82,7 @@ async def restore_to_file(
                 digest.update(chunk)
                 size += len(chunk)
                 fh.write(chunk)
+                on_progress(len(chunk))
         if digest.hexdigest() != doc["plaintext_sha256"]:
             raise IntegrityError("restored plaintext SHA-256 differs from the recorded one")
         partial.replace(out)

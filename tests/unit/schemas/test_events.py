@@ -1,0 +1,92 @@
+"""Schema contracts: frozen samples of every version still decode; bad input is refused."""
+
+import base64
+import contextlib
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.codec import REGISTRY, InvalidEvent, decode, encode
+from schemas.events import INLINE_MAX_BYTES, IngestRequest, Placement, Source
+
+SAMPLES = sorted((Path(__file__).parent / "samples").glob("*.json"))
+
+
+def test_every_registered_kind_has_a_frozen_sample() -> None:
+    names = {p.name for p in SAMPLES}
+    assert names == {f"{kind}.v{v}.json" for kind, v in REGISTRY}
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_frozen_sample_decodes_and_round_trips(path: Path) -> None:
+    raw = path.read_bytes()
+    event = decode(raw)
+    assert orjson.loads(encode(event)) == orjson.loads(raw)
+
+
+def ingest_sample() -> dict:
+    return orjson.loads((Path(__file__).parent / "samples" / "ingest.request.v1.json").read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.pop("object_id"), "object_id: Field required"),
+        (lambda d: d.update(v=2), "unknown event kind/version"),
+        (lambda d: d.update(version="1"), "version: Input should be a valid integer"),
+        (lambda d: d.update(extra=1), "extra: Extra inputs are not permitted"),
+        (lambda d: d["placement"].update(name="../etc/passwd"), "no '.' or '..' segments"),
+        (lambda d: d["placement"].update(name="/abs/path"), "must be relative"),
+        (lambda d: d["placement"].update(name="a\x00b"), "NUL or control"),
+        (lambda d: d["placement"].update(name="a\nb"), "NUL or control"),
+        (lambda d: d["placement"].update(targets=["s3", "s3"]), "distinct"),
+        (lambda d: d["placement"].update(targets=["dropbox"]), "targets.0"),
+        (lambda d: d.update(source={"url": "http://evil/x"}), "source url must be"),
+        (lambda d: d["source"].update(inline_b64="AA=="), "exactly one of"),
+        (lambda d: d.update(object_id="a/b"), "object_id: String should match"),
+    ],
+)
+def test_invalid_requests_are_refused_with_a_reason(change, reason: str) -> None:
+    doc = ingest_sample()
+    change(doc)
+    with pytest.raises(InvalidEvent, match=reason):
+        decode(orjson.dumps(doc), IngestRequest)
+
+
+def test_inline_payload_is_capped() -> None:
+    with pytest.raises(ValueError, match="over"):
+        Source(inline_b64=base64.b64encode(b"x" * (INLINE_MAX_BYTES + 1)).decode())
+    assert Source(inline_b64=base64.b64encode(b"x" * INLINE_MAX_BYTES).decode()).inline_bytes()
+
+
+def test_kind_must_match_the_expected_topic() -> None:
+    raw = (Path(__file__).parent / "samples" / "audit.v1.json").read_bytes()
+    with pytest.raises(InvalidEvent, match="not accepted here"):
+        decode(raw, IngestRequest)
+
+
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_never_crash_the_decoder(raw: bytes) -> None:
+    with contextlib.suppress(InvalidEvent):
+        decode(raw)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+        lambda kids: (
+            st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
+def test_arbitrary_json_never_crashes_the_decoder(doc: object) -> None:
+    with contextlib.suppress(InvalidEvent):
+        decode(orjson.dumps(doc))
+
+
+def test_placement_accepts_nested_names() -> None:
+    assert Placement(name="a/b/c.txt", targets=("s3",)).name == "a/b/c.txt"
