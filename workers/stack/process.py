@@ -8,14 +8,22 @@ marker that must appear in ``/proc/<pid>/cmdline``, so a recycled PID is never s
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Handles of the services started by this process: when it lives on (tests, ``stack up`` from
-# Python), polling them reaps exited children instead of leaving zombies.
-_SPAWNED: list[subprocess.Popen[bytes]] = []
+# Started through a short-lived launcher, a service is not our child: it belongs to init,
+# which reaps it, so a long-lived caller (tests) neither collects zombies nor holds handles.
+_LAUNCHER = """
+import os, subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+print(proc.pid, flush=True)
+os._exit(0)
+"""
 
 
 class ServiceError(RuntimeError):
@@ -40,8 +48,6 @@ def read_pid_file(path: Path) -> Tracked | None:
 
 def is_alive(tracked: Tracked) -> bool:
     """True when the PID runs, is not a zombie, and is still the process we started."""
-    for proc in _SPAWNED:
-        proc.poll()
     proc = Path(f"/proc/{tracked.pid}")
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -63,19 +69,18 @@ def spawn(
 ) -> Tracked:
     """Start ``argv`` detached in its own session and record it in ``pid_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _SPAWNED.append(proc)
-    tracked = Tracked(proc.pid, marker)
-    pid_file.write_text(f"{proc.pid}\n{marker}\n")
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log_file), *argv],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if launched.returncode != 0:
+        raise ServiceError(f"{argv[0]}: could not start: {launched.stderr.strip()[-300:]}")
+    tracked = Tracked(int(launched.stdout), marker)
+    pid_file.write_text(f"{tracked.pid}\n{marker}\n")
     return tracked
 
 
