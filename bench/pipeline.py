@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from workers.client import State, produce, requests_for_path, wait_verified
-from workers.demo import start_worker
+from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
 from workers.settings import load_settings
 
@@ -84,8 +84,7 @@ async def main(size: int, count: int) -> dict[str, float]:
     finally:
         stop.set()
         peak = await sampler
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop_worker(worker)
         await state.client.drop_database(run)
         await state.close()
         for path in folder.iterdir():

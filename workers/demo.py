@@ -6,6 +6,7 @@ and checks it bit for bit.
 """
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -44,21 +45,50 @@ def write_samples(folder: Path) -> None:
         (folder / f"sample-{n:02d}.bin").write_bytes(rng.randbytes(size))
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
+WORKER_SETTINGS = (
+    "home",
+    "topic_prefix",
+    "bucket",
+    "mongo_database",
+    "source_roots",
+    "source_buckets",
+)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that configures a worker process like ``settings``."""
+    values = settings.model_dump(mode="json", include=set(WORKER_SETTINGS))
+    return {
         **os.environ,
-        "MOVINGDATA_HOME": str(settings.home),
-        "MOVINGDATA_TOPIC_PREFIX": settings.topic_prefix,
-        "MOVINGDATA_SOURCE_ROOTS": f'["{settings.source_roots[0]}"]',
+        **{
+            f"MOVINGDATA_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
+            for name, v in values.items()
+        },
     }
+
+
+def start_worker(settings: Settings, log: Path, agents: str = "all") -> subprocess.Popen[bytes]:
+    """A ``movingdata worker --agents ...`` process configured like ``settings``."""
+    env = worker_env(settings)
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "movingdata"), "worker", "--agents", "all"],
+            [str(Path(sys.executable).parent / "movingdata"), "worker", "--agents", agents],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def stop_worker(worker: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """SIGTERM the worker's session; SIGKILL it if it has not exited after ``grace_s``."""
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
 
 async def run_demo(base: Settings) -> DemoResult:
@@ -106,8 +136,4 @@ async def run_demo(base: Settings) -> DemoResult:
         return result
     finally:
         await state.close()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)

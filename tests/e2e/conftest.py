@@ -4,8 +4,6 @@ Each pipeline gets its own topics, buckets, MongoDB database and source folder, 
 see each other's events.
 """
 
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from workers.client import State
+from workers.demo import start_worker, stop_worker, worker_env
 from workers.deps import prepare
 from workers.settings import Settings, load_settings
 
@@ -32,27 +31,13 @@ class Pipeline:
 
     def start_worker(self, agents: str = "all") -> subprocess.Popen[bytes]:
         path = self.logs / f"worker-{len(self.workers)}-{agents.replace(',', '+')}.log"
-        with path.open("wb") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                [MOVINGDATA, "worker", "--agents", agents],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = start_worker(self.settings, path, agents)
         self.workers.append(proc)
         return proc
 
     def stop_workers(self) -> None:
         for proc in self.workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_worker(proc)
 
     def worker_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
@@ -67,15 +52,6 @@ def source_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def pipeline(unique: str, source_dir: Path, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    overrides = {
-        "MOVINGDATA_TOPIC_PREFIX": unique,
-        "MOVINGDATA_BUCKET": unique,
-        "MOVINGDATA_MONGO_DATABASE": unique,
-        "MOVINGDATA_SOURCE_ROOTS": f'["{source_dir}"]',
-        "MOVINGDATA_SOURCE_BUCKETS": f'["{unique}"]',
-        "MOVINGDATA_HOME": str(load_settings().home),
-    }
-    env = {**os.environ, **overrides}
     settings = load_settings().model_copy(
         update={
             "topic_prefix": unique,
@@ -88,7 +64,7 @@ async def pipeline(unique: str, source_dir: Path, tmp_path: Path) -> AsyncIterat
     await prepare(settings)  # topics exist before any worker subscribes
     logs = tmp_path / "logs"
     logs.mkdir()
-    pipe = Pipeline(settings, env, logs)
+    pipe = Pipeline(settings, worker_env(settings), logs)
     yield pipe
     pipe.stop_workers()
     state = State(settings)
