@@ -19,7 +19,8 @@ from workers.stack.process import ServiceError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Move data between clouds.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of services.")
 app.add_typer(stack_app, name="stack")
-console = Console()
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
@@ -27,7 +28,7 @@ def settings() -> Settings:
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    errors.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
 
 
@@ -243,11 +244,9 @@ def restore(
 ) -> None:
     """Decrypt a verified replica into a file, checking the plaintext SHA-256."""
     from workers.client import State, record_access
-    from workers.deps import target_url
+    from workers.deps import build_deps
     from workers.errors import MovingDataError
-    from workers.keys import open_kek
     from workers.restore import pick_replica, restore_to_file
-    from workers.stores import open_store
 
     s = settings()
 
@@ -258,18 +257,20 @@ def restore(
         if doc is None:
             raise typer.BadParameter(f"no object {object_id}")
         target = pick_replica(doc, source)
-        store, kek = open_store(target_url(target, s), s), open_kek(s)
+        deps = build_deps(s)
         try:
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"restoring from {target}", total=doc.get("size"))
                 restored = await restore_to_file(
-                    doc, store, target, kek, output, lambda n: progress.advance(task, n)
+                    doc,
+                    deps.store(target),
+                    target,
+                    deps.data_keys,
+                    output,
+                    lambda n: progress.advance(task, n),
                 )
         finally:
-            await store.close()
-            close = getattr(kek, "close", None)
-            if close is not None:
-                await close()
+            await deps.close()
         await record_access(s, doc, target, restored.size)
         return restored
 
@@ -326,6 +327,89 @@ def demo() -> None:
         console.print(f"[red]failed[/red] {object_id}: {reason}")
     if result.failures or not all(result.restored.values()):
         raise typer.Exit(1)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption keys and data keys.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    disable_old: bool = typer.Option(False, help="Then refuse unwraps by older KEK versions."),
+) -> None:
+    """Add a KEK version and re-wrap every data key under it (no ciphertext is rewritten)."""
+    from workers.client import audit_key_event
+    from workers.deps import build_deps
+    from workers.keyregistry import rotate_all
+
+    s = settings()
+
+    async def go() -> tuple[str, int]:
+        deps = build_deps(s)
+        try:
+            newest, records = await rotate_all(deps.registry, deps.kek)
+            for record in records:
+                await audit_key_event(s, record.object_id, record.version, "key.rewrapped", newest)
+            if disable_old:
+                await deps.kek.disable_below(int(newest.rsplit(":v", 1)[1]))
+            return newest, len(records)
+        finally:
+            await deps.close()
+
+    newest, count = run(go())
+    console.print(f"{count} data keys re-wrapped under {newest}")
+
+
+@app.command()
+def forget(object_id: str, version: int = 1) -> None:
+    """Crypto-shred one object version: destroy its data key; every replica becomes unreadable."""
+    from workers.client import audit_key_event
+    from workers.keyregistry import MongoKeyRegistry
+
+    s = settings()
+
+    async def go() -> bool:
+        registry = MongoKeyRegistry(s.mongo_url, s.mongo_database)
+        try:
+            destroyed = await registry.forget(object_id, version)
+        finally:
+            await registry.close()
+        if destroyed:
+            await audit_key_event(s, object_id, version, "key.destroyed", "forget")
+        return destroyed
+
+    if not run(go()):
+        fail(f"no data key for {object_id} v{version}")
+    console.print(f"data key of {object_id} v{version} destroyed")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every object's audit hash chain; name the first broken link."""
+    from workers.client import State
+    from workers.core.auditchain import first_broken_link
+
+    async def go() -> tuple[int, dict[str, str]]:
+        state = State(settings())
+        try:
+            chains: dict[str, list[dict[str, Any]]] = {}
+            async for doc in state.db["audit"].find({}):
+                chains.setdefault(doc["object_id"], []).append(doc)
+        finally:
+            await state.close()
+        broken = {}
+        for object_id, records in chains.items():
+            link = first_broken_link(sorted(records, key=lambda r: r["seq"]))
+            if link is not None:
+                broken[object_id] = link
+        return len(chains), broken
+
+    count, broken = run(go())
+    for object_id, link in broken.items():
+        console.print(f"[red]broken[/red] {object_id}: first bad record {link}")
+    if broken:
+        raise typer.Exit(1)
+    console.print(f"{count} audit chains intact")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from schemas.events import (
     Event,
     IngestRequest,
     ObjectAccessed,
+    Outcome,
     Placement,
     ReplicaWritten,
     Source,
@@ -247,3 +248,23 @@ async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
     events = [e for doc in docs if "ciphertext_sha256" in doc for e in scrub_requests(doc, run_id)]
     await produce_events(settings, REPLICATED, events)
     return len(events)
+
+
+async def audit_key_event(
+    settings: Settings, object_id: str, version: int, action: str, detail: str
+) -> None:
+    """An audit record for a key operation done outside the agents (rotate, forget)."""
+    record = AuditRecord(
+        kind=AuditRecord.KIND,
+        v=1,
+        event_id=event_id(AuditRecord.KIND, object_id, version, "keys", action, detail),
+        object_id=object_id,
+        version=version,
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        stage="keys",
+        action=action,
+        outcome=Outcome.OK,
+        detail={"by": detail},
+    )
+    await produce_events(settings, AUDIT, [record])

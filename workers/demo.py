@@ -5,7 +5,6 @@ S3, Azure and GCS, waits until every replica is verified, restores one object fr
 and checks it bit for bit.
 """
 
-import hashlib
 import json
 import os
 import random
@@ -17,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.client import State, produce, requests_for_path, wait_verified
-from workers.deps import prepare, target_url
-from workers.keys import open_kek
+from workers.deps import build_deps, prepare
 from workers.restore import restore_to_file
 from workers.settings import Settings
-from workers.stores import open_store
 
 KiB, MiB = 1024, 1024 * 1024
 SAMPLE_SIZES = [0, 1, 100, 4 * KiB, 64 * KiB, 300 * KiB, MiB, 3 * MiB, 8 * MiB + 5, 16 * MiB]
@@ -52,6 +49,7 @@ WORKER_SETTINGS = (
     "mongo_database",
     "source_roots",
     "source_buckets",
+    "kek_name",
 )
 
 
@@ -118,21 +116,16 @@ async def run_demo(base: Settings) -> DemoResult:
                 if d and (d.get("replicas") or {}).get(target, {}).get("verified_at")
             )
         largest = max((d for d in docs if d), key=lambda d: d.get("size", 0))
-        for target in settings.targets:
-            out = base.home / "demo" / f"restored-{target}.bin"
-            store, kek = open_store(target_url(target, settings), settings), open_kek(settings)
-            try:
-                await restore_to_file(largest, store, target, kek, out)
-            finally:
-                await store.close()
-                close = getattr(kek, "close", None)
-                if close is not None:
-                    await close()
-            original = (folder / largest["name"]).read_bytes()
-            result.restored[target] = (
-                hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(original).digest()
-            )
-            out.unlink()
+        deps = build_deps(settings)
+        original = (folder / largest["name"]).read_bytes()
+        try:
+            for target in settings.targets:
+                out = base.home / "demo" / f"restored-{target}.bin"
+                await restore_to_file(largest, deps.store(target), target, deps.data_keys, out)
+                result.restored[target] = out.read_bytes() == original
+                out.unlink()
+        finally:
+            await deps.close()
         return result
     finally:
         await state.close()

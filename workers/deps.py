@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from topics import create_topics
+from workers.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
 from workers.keys import KeyEncryptionKey, open_kek
 from workers.settings import Settings
 from workers.stores import open_store
@@ -21,15 +22,21 @@ class Deps:
     settings: Settings
     stores: Mapping[str, ObjectStore]
     kek: KeyEncryptionKey
+    registry: KeyRegistry
     rng: Callable[[int], bytes] = os.urandom
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def store(self, target: str) -> ObjectStore:
         return self.stores[target]
 
+    @property
+    def data_keys(self) -> DataKeys:
+        return DataKeys(self.registry, self.kek)
+
     async def close(self) -> None:
         for store in self.stores.values():
             await store.close()
+        await self.registry.close()
         close = getattr(self.kek, "close", None)
         if close is not None:
             await close()
@@ -41,7 +48,8 @@ def target_url(target: str, settings: Settings) -> str:
 
 def build_deps(settings: Settings) -> Deps:
     stores = {t: open_store(target_url(t, settings), settings) for t in settings.targets}
-    return Deps(settings=settings, stores=stores, kek=open_kek(settings))
+    registry = MongoKeyRegistry(settings.mongo_url, settings.mongo_database)
+    return Deps(settings=settings, stores=stores, kek=open_kek(settings), registry=registry)
 
 
 def object_key(tenant: str, object_id: str, version: int) -> str:

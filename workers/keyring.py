@@ -116,6 +116,11 @@ class LocalKeyring:
         state.disabled.add(version)
         self._save(state)
 
+    async def disable_below(self, version: int) -> None:
+        """Disable every KEK version older than `version` (after a rotation)."""
+        for old in sorted(v for v in self._load().keks if v < version):
+            await self.disable(old)
+
     async def rewrap(self, key_id: str, wrapped: bytes) -> tuple[str, bytes]:
         """Re-wrap a data key under the current KEK; the key itself (and the data) is unchanged."""
         return await self.wrap(await self.unwrap(key_id, wrapped))

@@ -33,6 +33,9 @@ class KeyEncryptionKey(Protocol):
     async def rotate(self) -> str:
         """Add a KEK version; new wraps use it. Returns the new key id."""
 
+    async def disable_below(self, version: int) -> None:
+        """Refuse to unwrap anything wrapped by a KEK version older than ``version``."""
+
 
 class OpenBaoTransit:
     """OpenBao/Vault transit engine over HTTP. Key ids look like ``openbao:NAME:v2``."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
 from workers.errors import IntegrityError, NotFound
-from workers.keys import KeyEncryptionKey
+from workers.keyregistry import DataKeys
 from workers.stores.base import ObjectStore
 
 
@@ -38,9 +38,9 @@ def pick_replica(doc: dict[str, Any], wanted: str | None) -> str:
 
 
 async def decrypt_stream(
-    chunks: AsyncIterator[bytes], kek: KeyEncryptionKey, object_id: str, version: int
+    chunks: AsyncIterator[bytes], keys: DataKeys, object_id: str, version: int
 ) -> AsyncIterator[bytes]:
-    """Plaintext of a ciphertext stream; the data key is unwrapped from the header."""
+    """Plaintext of a ciphertext stream; the header names the data key in the registry."""
     buffer = b""
     decryptor = None
     async for chunk in chunks:
@@ -50,7 +50,7 @@ async def decrypt_stream(
             if parsed is None:
                 continue
             header, used = parsed
-            data_key = await kek.unwrap(header.key_id, header.wrapped_key)
+            data_key = await keys.for_header(header.key_id, object_id, version)
             decryptor = open_stream(data_key, header, associated_data(object_id, version))
             chunk, buffer = buffer[used:], b""
         if out := decryptor.update(chunk):
@@ -65,7 +65,7 @@ async def restore_to_file(
     doc: dict[str, Any],
     store: ObjectStore,
     target: str,
-    kek: KeyEncryptionKey,
+    keys: DataKeys,
     out: Path,
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> Restored:
@@ -76,7 +76,7 @@ async def restore_to_file(
     try:
         with partial.open("wb") as fh:
             plaintext = decrypt_stream(
-                store.read(doc["key"]), kek, doc["object_id"], doc["version"]
+                store.read(doc["key"]), keys, doc["object_id"], doc["version"]
             )
             async for chunk in plaintext:
                 digest.update(chunk)

@@ -59,6 +59,7 @@ async def pipeline(unique: str, source_dir: Path, tmp_path: Path) -> AsyncIterat
             "mongo_database": unique,
             "source_roots": (source_dir,),
             "source_buckets": (unique,),
+            "kek_name": f"movingdata-{unique}",
         }
     )
     await prepare(settings)  # topics exist before any worker subscribes

@@ -19,8 +19,7 @@ from tests.e2e.conftest import MOVINGDATA, Pipeline
 from tests.e2e.waiting import wait_for
 from workers.client import State, produce, requests_for_path, scrub, wait_verified
 from workers.core.auditchain import first_broken_link
-from workers.deps import target_url
-from workers.keys import open_kek
+from workers.deps import build_deps, target_url
 from workers.restore import restore_to_file
 from workers.stores import open_store
 
@@ -47,20 +46,16 @@ async def restore_all(
     pipeline: Pipeline, docs: list[tuple[dict, str]], folder: Path
 ) -> dict[str, bytes]:
     """Restore each (doc, target) into ``folder``; return the bytes by object name."""
-    settings = pipeline.settings
-    stores = {t: open_store(target_url(t, settings), settings) for t in TARGETS}
-    kek = open_kek(settings)
+    deps = build_deps(pipeline.settings)
     restored = {}
     try:
         for doc, target in docs:
             out = folder / f"restored-{doc['name']}"
-            await restore_to_file(doc, stores[target], target, kek, out)
+            await restore_to_file(doc, deps.store(target), target, deps.data_keys, out)
             restored[doc["name"]] = out.read_bytes()
             out.unlink()
     finally:
-        for store in stores.values():
-            await store.close()
-        await kek.close()  # type: ignore[attr-defined]
+        await deps.close()
     return restored
 
 

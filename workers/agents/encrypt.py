@@ -3,12 +3,15 @@
 Reads the source as a stream, encrypts it with a fresh data key (envelope encryption: the
 key is wrapped by the KEK and travels in the ciphertext header) and writes the ciphertext to
 the primary target, recording plaintext and ciphertext SHA-256 in the same pass.
-Idempotency key: the store key ``tenant/object_id/vN``; a redelivery overwrites it.
+Idempotency key: the object version. Its data key is registered (wrapped) before the first
+byte is written; once the write completed, a redelivery re-announces it without writing again.
 """
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from schemas.events import ObjectAccepted, ObjectEncrypted, Source
 from topics import ENCRYPTED
@@ -24,7 +27,8 @@ from workers.core.envelope import (
 )
 from workers.deps import Deps, object_key
 from workers.dispatch import Emit, stamp
-from workers.errors import Permanent
+from workers.errors import NotFound, Permanent
+from workers.keyregistry import DataKeyRecord, key_ref
 from workers.stores import open_store
 
 STAGE = "encrypt"
@@ -61,13 +65,49 @@ def split_url(url: str) -> tuple[str, str]:
     return f"{scheme}://{bucket}", key
 
 
+async def data_key_for(event: ObjectAccepted, deps: Deps) -> tuple[bytes, DataKeyRecord]:
+    """The version's data key: the registered one on a redelivery, else a fresh one.
+
+    A fresh key is registered (wrapped) before any ciphertext made with it exists.
+    """
+    record = await deps.registry.get(event.object_id, event.version)
+    if record is not None:
+        return await deps.kek.unwrap(record.kek_key_id, record.wrapped), record
+    data_key = new_data_key(deps.rng)
+    kek_key_id, wrapped = await deps.kek.wrap(data_key)
+    record = DataKeyRecord(event.object_id, event.version, kek_key_id, wrapped, deps.now())
+    await deps.registry.put(record)
+    return data_key, record
+
+
+async def already_written(record: DataKeyRecord | None, deps: Deps) -> dict[str, Any] | None:
+    """What a previous delivery wrote, if that ciphertext is still in the primary store."""
+    if record is None or record.written is None:
+        return None
+    try:
+        info = await deps.store(record.written["primary"]).stat(record.written["key"])
+    except NotFound:
+        return None
+    return record.written if info.size == record.written["ciphertext_size"] else None
+
+
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
+    placement = event.placement
+    written = await already_written(await deps.registry.get(event.object_id, event.version), deps)
+    if written is None:
+        written = await encrypt_to_primary(event, deps)
+    encrypted = stamp(ObjectEncrypted, event, event.event_id, placement=placement, **written)
+    return [Emit(ENCRYPTED, encrypted)]
+
+
+async def encrypt_to_primary(event: ObjectAccepted, deps: Deps) -> dict[str, Any]:
+    """Stream source -> encryptor -> primary store; record and return what was written."""
     placement = event.placement
     primary = placement.targets[0]
     key = object_key(placement.tenant, event.object_id, event.version)
-    data_key = new_data_key(deps.rng)
-    key_id, wrapped = await deps.kek.wrap(data_key)
+    data_key, record = await data_key_for(event, deps)
     aad = associated_data(event.object_id, event.version)
+    ref = key_ref(event.object_id, event.version)  # the header names the key, never carries it
     plain = MultiDigest()  # the ciphertext's SHA-256 is computed by the store write
 
     async def ciphertext() -> AsyncIterator[bytes]:
@@ -76,16 +116,15 @@ async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
             if len(body) > FERNET_MAX_BYTES:
                 raise Permanent(f"fernet mode is for objects up to {FERNET_MAX_BYTES} bytes")
             plain.update(body)
-            header = Header(Algorithm.FERNET, key_id, wrapped, chunk_size=0)
-            out = fernet_encrypt(
+            header = Header(Algorithm.FERNET, ref, b"", chunk_size=0)
+            yield fernet_encrypt(
                 data_key, header, aad, body, iv=deps.rng(16), now=int(deps.now().timestamp())
             )
-            yield out
             return
         header = Header(
             Algorithm.AES256GCM_CHUNKED,
-            key_id,
-            wrapped,
+            ref,
+            b"",
             chunk_size=deps.settings.chunk_size,
             nonce_prefix=deps.rng(7),
         )
@@ -96,21 +135,18 @@ async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
                 yield out
         yield encryptor.finalize()
 
-    written = await deps.store(primary).write(
-        key, ciphertext(), metadata={"object_id": event.object_id, "key_id": key_id}
+    result = await deps.store(primary).write(
+        key, ciphertext(), metadata={"object_id": event.object_id, "key_id": record.kek_key_id}
     )
-    encrypted = stamp(
-        ObjectEncrypted,
-        event,
-        event.event_id,
-        placement=placement,
-        primary=primary,
-        key=key,
-        key_id=key_id,
-        algorithm=("fernet" if placement.mode == "fernet" else "aes256gcm-chunked"),
-        plaintext_size=plain.size,
-        plaintext_sha256=plain.sha256_hex,
-        ciphertext_size=written.size,
-        ciphertext_sha256=written.sha256,
-    )
-    return [Emit(ENCRYPTED, encrypted)]
+    written = {
+        "primary": primary,
+        "key": key,
+        "key_id": record.kek_key_id,
+        "algorithm": "fernet" if placement.mode == "fernet" else "aes256gcm-chunked",
+        "plaintext_size": plain.size,
+        "plaintext_sha256": plain.sha256_hex,
+        "ciphertext_size": result.size,
+        "ciphertext_sha256": result.sha256,
+    }
+    await deps.registry.put(replace(record, written=written))
+    return written

@@ -79,16 +79,14 @@ class Header:
     """The envelope header; constructing an invalid one raises FramingError."""
 
     algorithm: Algorithm
-    key_id: str  # the KEK id including its version, e.g. "openbao:movingdata:v1"
-    wrapped_key: bytes
+    key_id: str  # the KEK id with its version, or a key-registry reference ("dek:ID:v1")
+    wrapped_key: bytes  # empty when the wrapped key lives only in the key registry
     chunk_size: int = DEFAULT_CHUNK_SIZE  # plaintext bytes per chunk; 0 for Fernet
     nonce_prefix: bytes = b""  # NONCE_PREFIX_BYTES random bytes; empty for Fernet
 
     def __post_init__(self) -> None:
         if not self.key_id or not all("!" <= c <= "~" for c in self.key_id):
             raise FramingError("key id must be non-empty printable ASCII without spaces")
-        if not self.wrapped_key:
-            raise FramingError("wrapped key is empty")
         if self.algorithm == Algorithm.FERNET:
             if self.chunk_size != 0 or self.nonce_prefix:
                 raise FramingError("a Fernet header has chunk size 0 and no nonce prefix")

@@ -22,6 +22,8 @@ path "transit/keys/*"     { capabilities = ["read"] }
 
 
 def worker_policy(kek: str) -> str:
+    """Transit on ``kek``, and on keys named ``kek-*`` (a second deployment's or a test's own
+    KEK; encrypting with a missing key creates it). A glob may only end a path."""
     return f"""
 path "transit/encrypt/{kek}"       {{ capabilities = ["update"] }}
 path "transit/decrypt/{kek}"       {{ capabilities = ["update"] }}
@@ -29,6 +31,10 @@ path "transit/rewrap/{kek}"        {{ capabilities = ["update"] }}
 path "transit/keys/{kek}"          {{ capabilities = ["read"] }}
 path "transit/keys/{kek}/rotate"   {{ capabilities = ["update"] }}
 path "transit/keys/{kek}/config"   {{ capabilities = ["update"] }}
+path "transit/encrypt/{kek}-*"     {{ capabilities = ["create", "update"] }}
+path "transit/decrypt/{kek}-*"     {{ capabilities = ["update"] }}
+path "transit/rewrap/{kek}-*"      {{ capabilities = ["update"] }}
+path "transit/keys/{kek}-*"        {{ capabilities = ["read", "update"] }}
 """
 
 
@@ -67,8 +73,8 @@ def initialise(api: OpenBaoAPI, init_file: Path) -> dict[str, Any]:
     return result
 
 
-def configure(api: OpenBaoAPI, *, kek: str, sse_key: str) -> tuple[str, str]:
-    """Enable transit, create both keys and policies; return (seaweed token, worker token)."""
+def configure(api: OpenBaoAPI, *, kek: str, sse_key: str) -> None:
+    """Enable transit, create both keys, write both policies (idempotent: runs every start)."""
     mounts = api.call("GET", "sys/mounts")
     if "transit/" not in mounts.get("data", mounts):
         api.call("POST", "sys/mounts/transit", {"type": "transit"})
@@ -77,8 +83,12 @@ def configure(api: OpenBaoAPI, *, kek: str, sse_key: str) -> tuple[str, str]:
     api.call("PUT", "sys/policies/acl/movingdata-seaweed", {"policy": SEAWEED_POLICY})
     api.call("PUT", "sys/policies/acl/movingdata-worker", {"policy": worker_policy(kek)})
 
+
+def issue_tokens(api: OpenBaoAPI) -> dict[str, str]:
+    """A periodic orphan token per policy: one for SeaweedFS, one for the workers."""
+
     def token(policy: str) -> str:
         body = {"policies": [policy], "period": "8760h", "display_name": policy}
         return str(api.call("POST", "auth/token/create-orphan", body)["auth"]["client_token"])
 
-    return token("movingdata-seaweed"), token("movingdata-worker")
+    return {"seaweed": token("movingdata-seaweed"), "worker": token("movingdata-worker")}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from workers.settings import Settings
 from workers.stack.localenv import ensure_local_env, read_local_env, write_secret
-from workers.stack.openbao import OpenBaoAPI, configure, initialise
+from workers.stack.openbao import OpenBaoAPI, configure, initialise, issue_tokens
 from workers.stack.process import ServiceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -173,13 +173,11 @@ class OpenBao(Service):
             self.api.call("PUT", "sys/unseal", {"key": init["keys_base64"][0]})
         if not wait_until(self.ready, timeout_s=30):
             raise ServiceError(f"openbao: not active after unseal, see {self.log_file}")
+        root = OpenBaoAPI(self.settings.openbao_addr, init["root_token"])
+        configure(root, kek=self.settings.kek_name, sse_key=self.settings.s3_kms_key_id)
         tokens = self.dir / "tokens.json"
         if not tokens.exists():
-            root = OpenBaoAPI(self.settings.openbao_addr, init["root_token"])
-            seaweed, worker = configure(
-                root, kek=self.settings.kek_name, sse_key=self.settings.s3_kms_key_id
-            )
-            write_secret(tokens, json.dumps({"seaweed": seaweed, "worker": worker}))
+            write_secret(tokens, json.dumps(issue_tokens(root)))
         ensure_local_env(
             self.settings.home / "local.env", {"MOVINGDATA_OPENBAO_TOKEN": self.token("worker")}
         )

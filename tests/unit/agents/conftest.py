@@ -10,6 +10,7 @@ from schemas.events import IngestRequest, Placement, Source
 from topics import TopicSpec
 from workers.client import ingest_request
 from workers.deps import Deps
+from workers.keyregistry import MemoryKeyRegistry
 from workers.keyring import LocalKeyring
 from workers.settings import Settings
 from workers.stores.memory import MemoryStore
@@ -36,7 +37,12 @@ async def deps(tmp_path: Path, unique: str) -> AsyncIterator[Deps]:
     stores = {t: MemoryStore(f"{unique}-{t}", part_size=1000) for t in ("s3", "azure", "gcs")}
     for store in stores.values():
         await store.ensure_container()
-    yield Deps(settings=settings, stores=stores, kek=LocalKeyring(tmp_path / "keyring.json"))
+    yield Deps(
+        settings=settings,
+        stores=stores,
+        kek=LocalKeyring(tmp_path / "keyring.json"),
+        registry=MemoryKeyRegistry(),
+    )
 
 
 def inline_request(data: bytes, name: str = "docs/a.bin", **placement: object) -> IngestRequest:

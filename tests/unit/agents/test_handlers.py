@@ -50,7 +50,7 @@ async def run_chain(request: IngestRequest, deps: Deps) -> dict[str, list]:
 
 async def plaintext_of(deps: Deps, target: str, event: ObjectEncrypted) -> bytes:
     chunks = deps.store(target).read(event.key)
-    return b"".join([c async for c in decrypt_stream(chunks, deps.kek, event.object_id, 1)])
+    return b"".join([c async for c in decrypt_stream(chunks, deps.data_keys, event.object_id, 1)])
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 17])

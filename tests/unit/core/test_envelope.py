@@ -189,7 +189,6 @@ MALFORMED_HEADERS = {
     "space in key id": (raw_header(key_id=b"k v1"), "key id"),
     "control char in key id": (raw_header(key_id=b"k\nv1"), "key id"),
     "non-ASCII key id": (raw_header(key_id="clé".encode()), "key id"),
-    "empty wrapped key": (raw_header(wrapped=b""), "wrapped key is empty"),
 }
 
 
@@ -553,3 +552,9 @@ def test_import_check_resolves_relative_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os.path\nfrom . import envelope\nfrom ..errors import Permanent\n")
     assert imported_modules(module, "workers.core") == {"os.path", "workers.core", "workers.errors"}
+
+
+def test_header_without_wrapped_key_refers_to_the_key_registry() -> None:
+    header = Header(Algorithm.AES256GCM_CHUNKED, "dek:obj-1:v1", b"", 64, b"\x01" * 7)
+    parsed = Header.parse(header.encode())
+    assert parsed is not None and parsed[0] == header
