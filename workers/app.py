@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, PyMongoError
 
@@ -68,10 +69,27 @@ class FaustPublisher:
         self.topics: dict[str, faust.TopicT] = {}
 
     async def send(self, topic: TopicSpec, key: str, value: bytes) -> None:
+        """Send and wait for the ack; while the broker is away, back off and try again.
+
+        Blocking here is the backpressure: the message being handled is not acknowledged
+        until everything it produced is, so nothing is lost when the broker returns.
+        """
         name = topic.name(self.prefix)
         if name not in self.topics:
             self.topics[name] = self.app.topic(name, value_type=bytes, key_type=bytes)
-        await (await self.topics[name].send(key=key.encode(), value=value))
+        attempt = 0
+        while True:
+            try:
+                await (await self.topics[name].send(key=key.encode(), value=value))
+                return
+            except KafkaError as exc:
+                delay = backoff_s(attempt, RetryPolicy(cap_s=5.0), 0.5)
+                log.warning(
+                    "broker unavailable, backing off",
+                    extra={"topic": name, "error": type(exc).__name__, "delay_s": delay},
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
 
 
 def parse_stages(agents: str) -> list[str]:
@@ -101,8 +119,8 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_session_timeout=30,
-        broker_heartbeat_interval=3,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_session_timeout_s / 10,
         datadir=str(settings.home / "faust"),
     )
     publisher = FaustPublisher(app, settings.topic_prefix)

@@ -50,6 +50,8 @@ WORKER_SETTINGS = (
     "source_roots",
     "source_buckets",
     "kek_name",
+    "broker_session_timeout_s",
+    "max_attempts",
 )
 
 

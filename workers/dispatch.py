@@ -52,10 +52,12 @@ class Publisher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """Defaults ride out a store that is down for several minutes (about 5 min in all)."""
+
     in_process_attempts: int = 3
-    max_attempts: int = 5
+    max_attempts: int = 10
     base_s: float = 0.2
-    cap_s: float = 30.0
+    cap_s: float = 60.0
 
 
 def backoff_s(attempt: int, policy: RetryPolicy, jitter: float) -> float:

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     source_buckets: tuple[str, ...] = ("movingdata",)
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     chunk_size: int = 1024 * 1024
-    max_attempts: int = 5
+    max_attempts: int = 10
+    # How long the broker waits before giving a silent worker's partitions to another.
+    broker_session_timeout_s: float = 30.0
     log_level: str = "INFO"
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.

@@ -15,12 +15,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.conftest import MOVINGDATA, Pipeline
-from tests.e2e.waiting import wait_for
+from tests.pipeline import MOVINGDATA, Pipeline, restore_all
+from tests.waiting import wait_for
 from workers.client import State, produce, requests_for_path, scrub, wait_verified
 from workers.core.auditchain import first_broken_link
-from workers.deps import build_deps, target_url
-from workers.restore import restore_to_file
+from workers.deps import target_url
 from workers.stores import open_store
 
 MiB = 1024 * 1024
@@ -40,23 +39,6 @@ def write_files(folder: Path, sizes: list[int]) -> dict[str, bytes]:
         (folder / f"f{n:02d}.bin").write_bytes(data)
         files[f"f{n:02d}.bin"] = data
     return files
-
-
-async def restore_all(
-    pipeline: Pipeline, docs: list[tuple[dict, str]], folder: Path
-) -> dict[str, bytes]:
-    """Restore each (doc, target) into ``folder``; return the bytes by object name."""
-    deps = build_deps(pipeline.settings)
-    restored = {}
-    try:
-        for doc, target in docs:
-            out = folder / f"restored-{doc['name']}"
-            await restore_to_file(doc, deps.store(target), target, deps.data_keys, out)
-            restored[doc["name"]] = out.read_bytes()
-            out.unlink()
-    finally:
-        await deps.close()
-    return restored
 
 
 async def test_fifty_files_verified_everywhere_and_restored(

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from tests.e2e.conftest import MOVINGDATA, Pipeline
-from tests.e2e.waiting import wait_for
+from tests.pipeline import MOVINGDATA, Pipeline
+from tests.waiting import wait_for
 from topics import ALL
 from workers.client import State, produce, requests_for_path, wait_verified
 from workers.keyregistry import key_ref

@@ -2,7 +2,7 @@
 
 from schemas.events import ObjectAccepted, ReplicaTiered
 from tests.unit.agents.conftest import inline_request
-from workers.agents.sink import object_update
+from workers.agents.sink import object_update, update_document
 from workers.core.auditchain import GENESIS, first_broken_link, record_hash
 from workers.dispatch import stamp
 
@@ -53,3 +53,13 @@ def test_edited_removed_or_reordered_record_is_named() -> None:
     swapped = chain(5)
     swapped[3], swapped[4] = swapped[4], swapped[3]
     assert first_broken_link(swapped) == "e4"
+
+
+def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None:
+    request = inline_request(b"x")
+    tiered = stamp(ReplicaTiered, request, "2", target="gcs", key="k", tier="hot", reason="tag")
+    update = update_document(tiered)
+    assert update is not None
+    assert update["$set"] == {"replicas.gcs.tier": "hot"}
+    assert set(update["$min"]) == {"replicas.gcs.tiered_at", "created_at"}
+    assert update["$setOnInsert"] == {"object_id": request.object_id, "version": 1}

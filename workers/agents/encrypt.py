@@ -27,9 +27,9 @@ from workers.core.envelope import (
 )
 from workers.deps import Deps, object_key
 from workers.dispatch import Emit, stamp
-from workers.errors import NotFound, Permanent
+from workers.errors import Permanent
 from workers.keyregistry import DataKeyRecord, key_ref
-from workers.stores import open_store
+from workers.stores import holds, open_store
 
 STAGE = "encrypt"
 
@@ -84,11 +84,9 @@ async def already_written(record: DataKeyRecord | None, deps: Deps) -> dict[str,
     """What a previous delivery wrote, if that ciphertext is still in the primary store."""
     if record is None or record.written is None:
         return None
-    try:
-        info = await deps.store(record.written["primary"]).stat(record.written["key"])
-    except NotFound:
-        return None
-    return record.written if info.size == record.written["ciphertext_size"] else None
+    written = record.written
+    store = deps.store(written["primary"])
+    return written if await holds(store, written["key"], written["ciphertext_size"]) else None
 
 
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:

@@ -3,7 +3,8 @@
 Copies the ciphertext from the primary store to every other target as a stream; the primary
 itself is reported as written too, so verify checks every replica the same way. Each target
 is dispatched on its own: one store down never blocks the others (its retry names only it).
-Idempotency key: the store key, identical in every target.
+Idempotency key: the store key, identical in every target; a replica already present with the
+recorded size is not copied again.
 """
 
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from schemas.events import ObjectEncrypted, ReplicaWritten, event_id
 from topics import REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
+from workers.stores import holds
 
 STAGE = "replicate"
 
@@ -36,9 +38,11 @@ def per_target(event: ObjectEncrypted) -> list[ObjectEncrypted]:
 
 async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     (target,) = event.only_targets
-    if target != event.primary:
+    store = deps.store(target)
+    # Already there with the right size (a redelivery): verify reads it back either way.
+    if target != event.primary and not await holds(store, event.key, event.ciphertext_size):
         source = deps.store(event.primary).read(event.key)
-        await deps.store(target).write(
+        await store.write(
             event.key, source, metadata={"object_id": event.object_id, "key_id": event.key_id}
         )
     written = stamp(

@@ -85,6 +85,20 @@ def object_update(event: Event) -> Doc | None:
     return None
 
 
+def update_document(event: Event) -> Doc | None:
+    """The whole upsert for an event: timestamps only ever move earlier (``$min``) and unset
+    values are left alone, so replaying any event changes nothing."""
+    fields = object_update(event)
+    if fields is None:
+        return None
+    fields["created_at"] = event.produced_at
+    return {
+        "$set": {k: v for k, v in fields.items() if not k.endswith("_at") and v is not None},
+        "$min": {k: v for k, v in fields.items() if k.endswith("_at")},
+        "$setOnInsert": {"object_id": event.object_id, "version": event.version},
+    }
+
+
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db["objects"].create_index([("tenant", ASCENDING), ("name", ASCENDING)])
     await db["audit"].create_index([("object_id", ASCENDING), ("seq", ASCENDING)])
@@ -154,24 +168,11 @@ async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[Updat
 
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent)."""
-    updates = []
-    for event in events:
-        fields = object_update(event)
-        if fields is not None:
-            updates.append(
-                UpdateOne(
-                    {"_id": doc_id(event)},
-                    {
-                        "$set": fields,
-                        "$setOnInsert": {
-                            "object_id": event.object_id,
-                            "version": event.version,
-                            "created_at": event.produced_at,
-                        },
-                    },
-                    upsert=True,
-                )
-            )
+    updates = [
+        UpdateOne({"_id": doc_id(event)}, update, upsert=True)
+        for event in events
+        if (update := update_document(event)) is not None
+    ]
     await bulk_upsert(db, "objects", updates)
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}

@@ -8,11 +8,19 @@ backend shares (S3 parts, Azure blocks, GCS resumable chunks).
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
-from workers.errors import Permanent
+from workers.errors import NotFound, Permanent
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
 
-__all__ = ["ObjectInfo", "ObjectStore", "Tier", "WriteResult", "fixed_blocks", "open_store"]
+__all__ = [
+    "ObjectInfo",
+    "ObjectStore",
+    "Tier",
+    "WriteResult",
+    "fixed_blocks",
+    "holds",
+    "open_store",
+]
 
 
 def open_store(url: str, settings: Settings) -> ObjectStore:
@@ -64,3 +72,11 @@ async def fixed_blocks(
             start += size
         del buf[:start]  # once per chunk, so a huge chunk is not shifted once per block
     yield bytes(buf), True
+
+
+async def holds(store: ObjectStore, key: str, size: int) -> bool:
+    """True when ``store`` has ``key`` with ``size`` bytes (a cheap check; verify reads it)."""
+    try:
+        return (await store.stat(key)).size == size
+    except NotFound:
+        return False

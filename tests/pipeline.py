@@ -1,0 +1,177 @@
+"""Real worker processes against the local stack, isolated by a unique prefix per test.
+
+Each pipeline gets its own topics, buckets, MongoDB database and source folder, so tests never
+see each other's events.
+"""
+
+import hashlib
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from topics import ACCESS, ALL, RETRY
+from workers.client import State
+from workers.demo import start_worker, stop_worker, worker_env
+from workers.deps import build_deps, prepare
+from workers.restore import restore_to_file
+from workers.settings import Settings, load_settings
+
+MOVINGDATA = str(Path(sys.executable).parent / "movingdata")
+
+
+@dataclass
+class Pipeline:
+    """Settings of an isolated chain plus the worker processes running it."""
+
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, agents: str = "all") -> subprocess.Popen[bytes]:
+        path = self.logs / f"worker-{len(self.workers)}-{agents.replace(',', '+')}.log"
+        proc = start_worker(self.settings, path, agents)
+        self.workers.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            stop_worker(proc)
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "source"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def pipeline_overrides() -> dict[str, object]:
+    """Extra settings for the pipeline under test (fault tests shorten timeouts)."""
+    return {}
+
+
+@pytest.fixture
+async def pipeline(
+    unique: str, source_dir: Path, tmp_path: Path, pipeline_overrides: dict[str, object]
+) -> AsyncIterator[Pipeline]:
+    settings = load_settings().model_copy(
+        update={
+            "topic_prefix": unique,
+            "bucket": unique,
+            "mongo_database": unique,
+            "source_roots": (source_dir,),
+            "source_buckets": (unique,),
+            "kek_name": f"movingdata-{unique}",
+            **pipeline_overrides,
+        }
+    )
+    await prepare(settings)  # topics exist before any worker subscribes
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pipe = Pipeline(settings, worker_env(settings), logs)
+    yield pipe
+    pipe.stop_workers()
+    state = State(settings)
+    await state.client.drop_database(unique)
+    await state.close()
+
+
+@pytest.fixture
+async def state(pipeline: Pipeline) -> AsyncIterator[State]:
+    st = State(pipeline.settings)
+    yield st
+    await st.close()
+
+
+@pytest.fixture
+def worker_all(pipeline: Pipeline) -> Iterator[subprocess.Popen[bytes]]:
+    yield pipeline.start_worker("all")
+
+
+def write_objects(
+    folder: Path, count: int, seed: int = 7, largest: int = 64 * 1024
+) -> dict[str, bytes]:
+    """``count`` deterministic files of 1 B .. ``largest``; returns their bytes by name."""
+    rng = random.Random(seed)
+    files = {}
+    for n in range(count):
+        data = rng.randbytes(rng.randint(1, largest))
+        (folder / f"o{n:04d}.bin").write_bytes(data)
+        files[f"o{n:04d}.bin"] = data
+    return files
+
+
+async def group_lag(pipeline: Pipeline, group: str) -> int:
+    """Messages on the chain's topics (not retry) that ``group`` has not committed yet."""
+    settings = pipeline.settings
+    names = {spec.name(settings.topic_prefix) for spec in ALL if spec not in (RETRY, ACCESS)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads metadata
+        parts = [
+            TopicPartition(name, p)
+            for name in names
+            for p in consumer.partitions_for_topic(name) or ()
+        ]
+        ends = await consumer.end_offsets(parts)
+        committed = await admin.list_consumer_group_offsets(group)
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def snapshot(pipeline: Pipeline, state: State) -> dict[str, object]:
+    """Everything a replay must leave unchanged: MongoDB documents and every stored replica."""
+    db = state.db
+    docs = {
+        name: sorted([doc async for doc in db[name].find({})], key=lambda d: str(d["_id"]))
+        for name in ("objects", "audit", "deadletters", "data_keys", "audit_heads")
+    }
+    deps = build_deps(pipeline.settings)
+    stores = {}
+    try:
+        for target, store in deps.stores.items():
+            stores[target] = {
+                info.key: hashlib.sha256(
+                    b"".join([c async for c in store.read(info.key)])
+                ).hexdigest()
+                async for info in store.list()
+            }
+    finally:
+        await deps.close()
+    return {"mongo": docs, "stores": stores}
+
+
+async def restore_all(
+    pipeline: Pipeline, docs: list[tuple[dict, str]], folder: Path
+) -> dict[str, bytes]:
+    """Restore each (doc, target) into ``folder``; return the bytes by object name."""
+    deps = build_deps(pipeline.settings)
+    restored = {}
+    try:
+        for doc, target in docs:
+            out = folder / f"restored-{doc['name']}"
+            await restore_to_file(doc, deps.store(target), target, deps.data_keys, out)
+            restored[doc["name"]] = out.read_bytes()
+            out.unlink()
+    finally:
+        await deps.close()
+    return restored
