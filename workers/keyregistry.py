@@ -9,14 +9,17 @@ encrypt idempotent: it re-announces the finished object instead of writing it ag
 """
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure, PyMongoError
 
-from workers.errors import IntegrityError, NotFound
+from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keys import KeyEncryptionKey
 
 
@@ -92,7 +95,7 @@ class MongoKeyRegistry:
     @property
     def collection(self) -> AsyncCollection[dict[str, Any]]:
         if self.client is None:
-            self.client = AsyncMongoClient(self.url)
+            self.client = AsyncMongoClient(self.url, serverSelectionTimeoutMS=5000)
         return self.client[self.database]["data_keys"]
 
     async def close(self) -> None:
@@ -100,22 +103,36 @@ class MongoKeyRegistry:
             await self.client.close()
 
     async def get(self, object_id: str, version: int) -> DataKeyRecord | None:
-        doc = await self.collection.find_one({"_id": key_ref(object_id, version)})
+        with translated_errors():
+            doc = await self.collection.find_one({"_id": key_ref(object_id, version)})
         return _from_doc(doc) if doc else None
 
     async def put(self, record: DataKeyRecord) -> None:
         doc = {**asdict(record), "wrapped": base64.b64encode(record.wrapped).decode()}
-        await self.collection.replace_one(
-            {"_id": key_ref(record.object_id, record.version)}, doc, upsert=True
-        )
+        with translated_errors():
+            await self.collection.replace_one(
+                {"_id": key_ref(record.object_id, record.version)}, doc, upsert=True
+            )
 
     async def forget(self, object_id: str, version: int) -> bool:
-        result = await self.collection.delete_one({"_id": key_ref(object_id, version)})
+        with translated_errors():
+            result = await self.collection.delete_one({"_id": key_ref(object_id, version)})
         return result.deleted_count == 1
 
     async def all(self) -> Any:
         async for doc in self.collection.find({}):
             yield _from_doc(doc)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """MongoDB unreachable is transient (retry); anything else it refuses is permanent."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise Retryable(f"key registry unavailable: {type(exc).__name__}") from None
+    except PyMongoError as exc:
+        raise Permanent(f"key registry refused: {type(exc).__name__}") from None
 
 
 def _from_doc(doc: dict[str, Any]) -> DataKeyRecord:

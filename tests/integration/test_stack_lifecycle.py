@@ -26,7 +26,7 @@ def test_up_twice_keeps_the_same_processes(settings: Settings) -> None:
 
 
 def test_status_reports_a_killed_service_and_up_restarts_it(settings: Settings) -> None:
-    service = next(s for s in control.all_services(settings) if s.name == "azurite")
+    service = control.service(settings, "azurite")
     tracked = process.read_pid_file(service.pid_file)
     assert tracked is not None
     os.kill(tracked.pid, signal.SIGKILL)

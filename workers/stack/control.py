@@ -86,6 +86,25 @@ def down(settings: Settings) -> list[str]:
         return list(pool.map(stop_one, services))
 
 
+def service(settings: Settings, name: str) -> Service:
+    for candidate in all_services(settings):
+        if candidate.name == name:
+            return candidate
+    raise ServiceError(f"no service named {name!r}")
+
+
+def stop_service(settings: Settings, name: str) -> None:
+    """Stop one service (fault tests take a single service away)."""
+    svc = service(settings, name)
+    tracked = _tracked(svc)
+    if tracked is not None:
+        process.stop(tracked, grace_s=svc.grace_s)
+
+
+def start_service(settings: Settings, name: str) -> float:
+    return _start(service(settings, name), settings.stack_timeout_s)
+
+
 def status(settings: Settings) -> Iterator[ServiceStatus]:
     for service in all_services(settings):
         tracked = _tracked(service)
@@ -103,7 +122,4 @@ def status(settings: Settings) -> Iterator[ServiceStatus]:
 
 
 def log_path(settings: Settings, name: str) -> str:
-    for service in all_services(settings):
-        if service.name == name:
-            return str(service.log_file)
-    raise ServiceError(f"no service named {name!r}")
+    return str(service(settings, name).log_file)

@@ -1,0 +1,73 @@
+"""A service goes away while 200 objects are in flight; when it is back, everything completes.
+
+Each outage lasts a fixed time: that duration is the scenario, not a synchronisation. All
+waiting on outcomes is on conditions with timeouts.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
+from tests.pipeline import Pipeline, write_objects
+from tests.waiting import wait_for
+from workers.client import State, produce, requests_for_path, verified_everywhere, wait_verified
+from workers.settings import Settings
+from workers.stack import control
+
+
+@pytest.fixture
+def pipeline_overrides() -> dict[str, object]:
+    return {"broker_session_timeout_s": 10.0}
+
+
+async def run_with_outage(
+    pipeline: Pipeline, state: State, source_dir: Path, service: str, outage_s: float
+) -> tuple[dict[str, bytes], list[str]]:
+    """Put 200 objects, take ``service`` away for ``outage_s`` once some are verified."""
+    files = write_objects(source_dir, 200, largest=16 * 1024)
+    pipeline.start_worker("all")
+    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    await produce(pipeline.settings, requests)
+    ids = [r.object_id for r in requests]
+
+    async def some_verified() -> bool:
+        return verified_everywhere(await state.object(ids[0], 1))
+
+    await wait_for(some_verified, timeout_s=300)
+    settings: Settings = pipeline.settings
+    control.stop_service(settings, service)
+    time.sleep(outage_s)
+    control.start_service(settings, service)
+    assert await wait_verified(state, ids, timeout_s=600) == {}, pipeline.worker_logs()[-3000:]
+    return files, ids
+
+
+async def test_mongodb_outage_sink_backs_off_and_catches_up(
+    pipeline: Pipeline, state: State, source_dir: Path, tmp_path: Path
+) -> None:
+    files, _ = await run_with_outage(pipeline, state, source_dir, "ferretdb", 20)
+    await assert_exactly_once(pipeline, state, files, tmp_path)
+    assert "mongodb unavailable, backing off" in pipeline.worker_logs()
+
+
+async def test_broker_outage_of_20_s(
+    pipeline: Pipeline, state: State, source_dir: Path, tmp_path: Path
+) -> None:
+    files, _ = await run_with_outage(pipeline, state, source_dir, "kafka", 20)
+    await assert_exactly_once(pipeline, state, files, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("service", "target"), [("azurite", "azure"), ("gcs", "gcs"), ("seaweedfs", "s3")]
+)
+async def test_store_outage_of_30_s_is_retried_then_completes(
+    pipeline: Pipeline, state: State, source_dir: Path, tmp_path: Path, service: str, target: str
+) -> None:
+    files, ids = await run_with_outage(pipeline, state, source_dir, service, 30)
+    await assert_exactly_once(pipeline, state, files, tmp_path)
+    retried = [
+        r for object_id in ids for r in await state.audit(object_id) if r["outcome"] == "retry"
+    ]
+    assert retried, f"no retry was audited while {target} was down"
