@@ -124,7 +124,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         datadir=str(settings.home / "faust"),
     )
     publisher = FaustPublisher(app, settings.topic_prefix)
-    policy = RetryPolicy(max_attempts=settings.max_attempts)
+    policy = RetryPolicy(max_attempts=settings.max_attempts, cap_s=settings.retry_cap_s)
 
     def topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name(settings.topic_prefix), value_type=bytes, key_type=bytes)

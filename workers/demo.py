@@ -52,6 +52,7 @@ WORKER_SETTINGS = (
     "kek_name",
     "broker_session_timeout_s",
     "max_attempts",
+    "retry_cap_s",
 )
 
 

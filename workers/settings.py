@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     chunk_size: int = 1024 * 1024
     max_attempts: int = 10
+    retry_cap_s: float = 60.0  # longest wait between two retries of one event
     # How long the broker waits before giving a silent worker's partitions to another.
     broker_session_timeout_s: float = 30.0
     log_level: str = "INFO"

@@ -19,7 +19,8 @@ from workers.stack import control
 
 @pytest.fixture
 def pipeline_overrides() -> dict[str, object]:
-    return {"broker_session_timeout_s": 10.0}
+    # Faster take-over and retries than production, so a 30 s outage costs ~40 s, not ~90 s.
+    return {"broker_session_timeout_s": 10.0, "retry_cap_s": 10.0}
 
 
 async def run_with_outage(

@@ -33,7 +33,8 @@ EXPECTED_STEPS = {
 
 @pytest.fixture
 def pipeline_overrides() -> dict[str, object]:
-    return {"broker_session_timeout_s": 10.0}
+    # Faster take-over and retries than production, so a 30 s outage costs ~40 s, not ~90 s.
+    return {"broker_session_timeout_s": 10.0, "retry_cap_s": 10.0}
 
 
 def group(pipeline: Pipeline, agents: str) -> str:
