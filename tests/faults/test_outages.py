@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
+from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once, audit_trails
 from tests.pipeline import Pipeline, write_objects
 from tests.waiting import wait_for
 from workers.client import State, produce, requests_for_path, verified_everywhere, wait_verified
@@ -68,7 +68,6 @@ async def test_store_outage_of_30_s_is_retried_then_completes(
 ) -> None:
     files, ids = await run_with_outage(pipeline, state, source_dir, service, 30)
     await assert_exactly_once(pipeline, state, files, tmp_path)
-    retried = [
-        r for object_id in ids for r in await state.audit(object_id) if r["outcome"] == "retry"
-    ]
+    trails = await audit_trails(state)
+    retried = [r for object_id in ids for r in trails[object_id] if r["outcome"] == "retry"]
     assert retried, f"no retry was audited while {target} was down"
