@@ -53,6 +53,7 @@ WORKER_SETTINGS = (
     "broker_session_timeout_s",
     "max_attempts",
     "retry_cap_s",
+    "gcs_url",
 )
 
 
@@ -64,6 +65,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         **{
             f"MOVINGDATA_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
             for name, v in values.items()
+            if v is not None
         },
     }
 

@@ -1,0 +1,77 @@
+"""A store that accepts writes but returns wrong bytes on read is never trusted.
+
+A small proxy in front of the real fake-gcs-server passes every request through and flips the
+bytes of object downloads (``alt=media``). Verify must refuse every GCS replica (after one repair
+attempt), dead-letter it with the reason, and still verify the other two stores.
+"""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.faults.test_replay_and_crashes import TARGETS
+from tests.pipeline import Pipeline, write_objects
+from workers.client import State, produce, requests_for_path, wait_verified
+from workers.settings import load_settings
+
+HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+@pytest.fixture
+async def lying_gcs() -> AsyncIterator[str]:
+    upstream = load_settings().gcs_endpoint
+    session = aiohttp.ClientSession(auto_decompress=False)
+
+    async def relay(request: web.Request) -> web.Response:
+        async with session.request(
+            request.method,
+            upstream + request.path_qs,
+            headers=request.headers,
+            data=await request.read(),
+        ) as resp:
+            body = await resp.read()
+            download = request.method == "GET" and request.query.get("alt") == "media"
+            if download and resp.status in (200, 206):
+                body = bytes(b ^ 0x5A for b in body)
+            headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
+            return web.Response(status=resp.status, headers=headers, body=body)
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+    await session.close()
+
+
+@pytest.fixture
+def pipeline_overrides(lying_gcs: str) -> dict[str, object]:
+    return {"gcs_url": lying_gcs, "broker_session_timeout_s": 10.0, "retry_cap_s": 10.0}
+
+
+async def test_replicas_from_a_store_returning_wrong_bytes_are_never_verified(
+    pipeline: Pipeline, state: State, source_dir: Path
+) -> None:
+    write_objects(source_dir, 200, largest=8 * 1024)
+    worker = pipeline.start_worker("all")
+    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    await produce(pipeline.settings, requests)
+    ids = [r.object_id for r in requests]
+
+    failures = await wait_verified(state, ids, timeout_s=600)
+    assert set(failures) == set(ids)
+    assert all("gcs replica still differs after repair" in f for f in failures.values())
+    for object_id in ids:
+        doc = await state.object(object_id, 1)
+        assert doc is not None
+        replicas = doc["replicas"]
+        assert replicas["s3"]["verified_at"] and replicas["azure"]["verified_at"]
+        assert "verified_at" not in replicas["gcs"]
+    assert worker.poll() is None
