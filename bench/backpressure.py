@@ -1,0 +1,140 @@
+"""One store slowed to a trickle: does worker memory stay bounded, do the others keep going?
+
+    .venv/bin/python -m bench.backpressure [--objects 16] [--size-mib 8] [--rate-mbps 2]
+
+A throttling proxy sits in front of fake-gcs-server (uploads pass at --rate-mbps). The same
+workload runs twice, without and with the throttle; for each run it prints the time until
+every object is verified in S3 and Azure, the time until GCS too, and the worker's peak RSS.
+Needs the local stack (`make stack`).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bench.pipeline import sample_rss
+from workers.client import State, produce, requests_for_path
+from workers.demo import start_worker, stop_worker
+from workers.deps import prepare
+from workers.settings import Settings, load_settings
+
+HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+@asynccontextmanager
+async def throttled_gcs(upstream: str, rate_bps: float) -> AsyncIterator[str]:
+    """A proxy to ``upstream`` that holds each request body for len/rate seconds."""
+    session = aiohttp.ClientSession(auto_decompress=False)
+    base = ""
+
+    async def relay(request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.sleep(len(body) / rate_bps)
+        async with session.request(
+            request.method,
+            upstream + request.path_qs,
+            headers=request.headers,
+            data=body or None,
+            skip_auto_headers=("Content-Type", "Accept-Encoding", "User-Agent"),
+        ) as resp:
+            payload = await resp.read()
+            headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
+            if "Location" in headers:  # keep resumable-upload chunks going through us
+                headers["Location"] = headers["Location"].replace(upstream, base)
+            return web.Response(status=resp.status, headers=headers, body=payload)
+
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        yield base
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> dict[str, float]:
+    name = f"bp{uuid.uuid4().hex[:8]}"
+    folder = base.home / "bench" / name
+    folder.mkdir(parents=True)
+    for n in range(objects):
+        (folder / f"o{n:03d}.bin").write_bytes(os.urandom(size))
+    settings = base.model_copy(
+        update={
+            "topic_prefix": name,
+            "bucket": name,
+            "mongo_database": name,
+            "source_roots": (folder,),
+            "kek_name": f"movingdata-{name}",
+            "gcs_url": gcs_url,
+        }
+    )
+    await prepare(settings)
+    worker = start_worker(settings, folder.parent / f"{name}-worker.log")
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(worker.pid, stop))
+    state = State(settings)
+    requests = requests_for_path(folder, settings.targets, "bench", {})
+    began = time.monotonic()
+    await produce(settings, requests)
+    fast_done = all_done = None
+    try:
+        while all_done is None and time.monotonic() - began < 1800:
+            docs = [await state.object(r.object_id, 1) for r in requests]
+            reps = [(d or {}).get("replicas") or {} for d in docs]
+            fast = all(r.get(t, {}).get("verified_at") for r in reps for t in ("s3", "azure"))
+            if fast and fast_done is None:
+                fast_done = time.monotonic() - began
+            if fast and all(r.get("gcs", {}).get("verified_at") for r in reps):
+                all_done = time.monotonic() - began
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        peak = await sampler
+        stop_worker(worker)
+        await state.client.drop_database(name)
+        await state.close()
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+    return {
+        "s3_and_azure_verified_s": round(fast_done or float("nan"), 1),
+        "gcs_verified_s": round(all_done or float("nan"), 1),
+        "worker_peak_rss_MiB": round(peak / 2**20),
+    }
+
+
+async def main(objects: int, size_mib: int, rate_mbps: float) -> dict[str, dict[str, float]]:
+    base = load_settings()
+    size = size_mib * 2**20
+    results = {"unthrottled": await run(base, objects, size, None)}
+    async with throttled_gcs(base.gcs_endpoint, rate_mbps * 1e6) as proxy:
+        results[f"gcs at {rate_mbps} MB/s"] = await run(base, objects, size, proxy)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--objects", type=int, default=16)
+    parser.add_argument("--size-mib", type=int, default=8)
+    parser.add_argument("--rate-mbps", type=float, default=2.0)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.objects, args.size_mib, args.rate_mbps))
+    for run_name, figures in results.items():
+        print(f"{run_name:18} " + "  ".join(f"{k}={v}" for k, v in figures.items()))
+    out = Path(__file__).parent / "results" / "backpressure.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
