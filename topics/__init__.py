@@ -44,7 +44,11 @@ class TopicSpec:
 INGEST = TopicSpec("ingest", IngestRequest)
 ACCEPTED = TopicSpec("accepted", ObjectAccepted)
 ENCRYPTED = TopicSpec("encrypted", ObjectEncrypted)
-REPLICATED = TopicSpec("replicated", ReplicaWritten)
+# Replication and verification get one topic per target: a slow or absent store then holds
+# back only its own partitions, never the other stores' (no head-of-line blocking).
+TARGETS = ("s3", "azure", "gcs")
+REPLICATE = {t: TopicSpec(f"replicate.{t}", ObjectEncrypted) for t in TARGETS}
+REPLICATED = {t: TopicSpec(f"replicated.{t}", ReplicaWritten) for t in TARGETS}
 VERIFIED = TopicSpec("verified", ReplicaVerified)
 TIERED = TopicSpec("tiered", ReplicaTiered)
 ACCESS = TopicSpec("access", ObjectAccessed)
@@ -56,7 +60,8 @@ ALL: tuple[TopicSpec, ...] = (
     INGEST,
     ACCEPTED,
     ENCRYPTED,
-    REPLICATED,
+    *REPLICATE.values(),
+    *REPLICATED.values(),
     VERIFIED,
     TIERED,
     ACCESS,

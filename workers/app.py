@@ -35,8 +35,10 @@ from topics import (
     DEADLETTER,
     ENCRYPTED,
     INGEST,
+    REPLICATE,
     REPLICATED,
     RETRY,
+    TARGETS,
     TIERED,
     VERIFIED,
     TopicSpec,
@@ -50,14 +52,17 @@ from workers.settings import Settings
 log = logging.getLogger("movingdata.app")
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
-CHAIN: dict[str, tuple[TopicSpec, type[Event], Handler]] = {
-    "ingest": (INGEST, IngestRequest, ingest.handle),
-    "encrypt": (ACCEPTED, ObjectAccepted, encrypt.handle),
-    "replicate": (ENCRYPTED, ObjectEncrypted, replicate.handle),
-    "verify": (REPLICATED, ReplicaWritten, verify.handle),
-    "tier": (VERIFIED, ReplicaVerified, tier.handle),
+CHAIN: dict[str, list[tuple[TopicSpec, type[Event], Handler]]] = {
+    "ingest": [(INGEST, IngestRequest, ingest.handle)],
+    "encrypt": [(ACCEPTED, ObjectAccepted, encrypt.handle)],
+    "replicate": [
+        (ENCRYPTED, ObjectEncrypted, replicate.fan_out),
+        *((REPLICATE[t], ObjectEncrypted, replicate.handle) for t in TARGETS),
+    ],
+    "verify": [(REPLICATED[t], ReplicaWritten, verify.handle) for t in TARGETS],
+    "tier": [(VERIFIED, ReplicaVerified, tier.handle)],
 }
-SINK_TOPICS = (ACCEPTED, ENCRYPTED, REPLICATED, VERIFIED, TIERED, AUDIT, DEADLETTER)
+SINK_TOPICS = (ACCEPTED, ENCRYPTED, *REPLICATED.values(), VERIFIED, TIERED, AUDIT, DEADLETTER)
 
 
 class FaustPublisher:
@@ -131,18 +136,16 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
 
     for stage in stages:
         dispatcher = Dispatcher(stage, publisher, policy)
-        if stage in CHAIN:
-            spec, event_type, handler = CHAIN[stage]
-            source = topic(spec)
-            loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
-        elif stage == "retry":
-            source = topic(RETRY)
-            loop = retry_loop(dispatcher, publisher)
-        else:
+        if stage == "retry":
+            app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher))
+        elif stage == "sink":
             names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
             source = app.topic(*names, value_type=bytes, key_type=bytes)
-            loop = sink_loop(settings, dispatcher)
-        app.agent(source, name=stage)(loop)
+            app.agent(source, name=stage)(sink_loop(settings, dispatcher))
+        else:
+            for spec, event_type, handler in CHAIN[stage]:
+                loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
+                app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
     return app
 
 
@@ -161,25 +164,8 @@ def stage_loop(
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():
             try:
-                ref = ref_of(message)
-                if event_type is not ObjectEncrypted:
-                    await dispatcher.run(
-                        message.value, ref, partial(decode_as, event_type), handler
-                    )
-                    continue
-                # replicate: each target is dispatched (and retried) on its own, concurrently,
-                # so a slow store does not hold back the others
-                try:
-                    event = decode(message.value, ObjectEncrypted)
-                except InvalidEvent as exc:
-                    await dispatcher.dead_letter(None, message.value, ref, f"invalid input: {exc}")
-                    continue
-                await asyncio.gather(
-                    *(
-                        dispatcher.run_event(one, message.value, ref, handler)
-                        for one in replicate.per_target(event)
-                    )
-                )
+                decode_one = partial(decode_as, event_type)
+                await dispatcher.run(message.value, ref_of(message), decode_one, handler)
             except Fatal as exc:
                 crash(exc)
 
@@ -194,7 +180,9 @@ def retry_loop(
     dispatcher: Dispatcher, publisher: FaustPublisher
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """Re-deliver retry requests to their topic once due (ordered, so a short wait is fine)."""
-    by_name = {spec.name(publisher.prefix): spec for spec, _, _ in CHAIN.values()}
+    by_name = {
+        spec.name(publisher.prefix): spec for agents in CHAIN.values() for spec, _, _ in agents
+    }
 
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():

@@ -246,7 +246,8 @@ async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
     """Send every replica of ``docs`` back through verify, which repairs what it finds bad."""
     run_id = uuid.uuid4().hex
     events = [e for doc in docs if "ciphertext_sha256" in doc for e in scrub_requests(doc, run_id)]
-    await produce_events(settings, REPLICATED, events)
+    for target, topic in REPLICATED.items():
+        await produce_events(settings, topic, [e for e in events if e.target == target])
     return len(events)
 
 

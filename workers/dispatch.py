@@ -29,10 +29,12 @@ UNKNOWN_OBJECT = "unknown"
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """An event a handler wants produced, keyed by its object id."""
+    """An event a handler wants produced, keyed by its object id; ``action`` names the step in
+    the audit trail (default: the event's kind)."""
 
     topic: TopicSpec
     event: Event
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ class Dispatcher:
                 await self.emit(out)
                 await self.audit(
                     event,
-                    action=out.event.kind,
+                    action=out.action or out.event.kind,
                     outcome=Outcome.OK,
                     detail={
                         "event_id": out.event.event_id,

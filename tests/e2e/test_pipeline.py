@@ -70,6 +70,7 @@ async def test_fifty_files_verified_everywhere_and_restored(
         assert actions == {
             "object.accepted": 1,
             "object.encrypted": 1,
+            "replica.requested": 3,
             "replica.written": 3,
             "replica.verified": 3,
             "replica.tiered": 3,

@@ -25,6 +25,7 @@ TARGETS = ("s3", "azure", "gcs")
 EXPECTED_STEPS = {
     "object.accepted": 1,
     "object.encrypted": 1,
+    "replica.requested": 3,
     "replica.written": 3,
     "replica.verified": 3,
     "replica.tiered": 3,

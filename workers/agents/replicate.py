@@ -1,8 +1,10 @@
-"""replicate: ``encrypted`` -> ``replicated`` (one event per target).
+"""replicate: ``encrypted`` -> ``replicate.<target>`` -> ``replicated.<target>``.
 
-Copies the ciphertext from the primary store to every other target as a stream; the primary
-itself is reported as written too, so verify checks every replica the same way. Each target
-is dispatched on its own: one store down never blocks the others (its retry names only it).
+``fan_out`` splits an encrypted object into one event per target, each on its target's own
+topic; ``handle`` copies the ciphertext from the primary store to that target as a stream
+(the primary itself is reported as written too, so verify checks every replica the same way).
+A store that is down or slow only holds back its own topic: the others keep their pace, and
+its retries name only it.
 Idempotency key: the store key, identical in every target; a replica already present with the
 recorded size is not copied again.
 """
@@ -10,7 +12,7 @@ recorded size is not copied again.
 from collections.abc import Sequence
 
 from schemas.events import ObjectEncrypted, ReplicaWritten, event_id
-from topics import REPLICATED
+from topics import REPLICATE, REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.stores import holds
@@ -36,6 +38,13 @@ def per_target(event: ObjectEncrypted) -> list[ObjectEncrypted]:
     ]
 
 
+async def fan_out(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
+    return [
+        Emit(REPLICATE[one.only_targets[0]], one, action="replica.requested")
+        for one in per_target(event)
+    ]
+
+
 async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     (target,) = event.only_targets
     store = deps.store(target)
@@ -57,4 +66,4 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
         plaintext_sha256=event.plaintext_sha256,
         key_id=event.key_id,
     )
-    return [Emit(REPLICATED, written)]
+    return [Emit(REPLICATED[target], written)]

@@ -169,3 +169,14 @@ async def test_verify_without_any_good_copy_retries_later(deps: Deps) -> None:
         await store.delete(events[0].key)
     with pytest.raises(Retryable, match="no intact copy"):
         await verify.handle(events[1], deps)
+
+
+async def test_fan_out_puts_each_target_on_its_own_topic(deps: Deps) -> None:
+    (accepted,) = await ingest.handle(inline_request(b"q" * 100), deps)
+    (encrypted,) = await encrypt.handle(accepted.event, deps)
+    outs = await replicate.fan_out(encrypted.event, deps)
+    assert [o.topic.suffix for o in outs] == ["replicate.s3", "replicate.azure", "replicate.gcs"]
+    assert [o.event.only_targets for o in outs] == [("s3",), ("azure",), ("gcs",)]
+    assert len({o.event.event_id for o in outs}) == 3
+    (written,) = await replicate.handle(outs[1].event, deps)
+    assert written.topic.suffix == "replicated.azure"
