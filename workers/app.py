@@ -62,7 +62,16 @@ CHAIN: dict[str, list[tuple[TopicSpec, type[Event], Handler]]] = {
     "verify": [(REPLICATED[t], ReplicaWritten, verify.handle) for t in TARGETS],
     "tier": [(VERIFIED, ReplicaVerified, tier.handle)],
 }
-SINK_TOPICS = (ACCEPTED, ENCRYPTED, *REPLICATED.values(), VERIFIED, TIERED, AUDIT, DEADLETTER)
+SINK_TOPICS = (
+    ACCEPTED,
+    ENCRYPTED,
+    *REPLICATE.values(),
+    *REPLICATED.values(),
+    VERIFIED,
+    TIERED,
+    AUDIT,
+    DEADLETTER,
+)
 
 
 class FaustPublisher:

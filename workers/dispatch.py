@@ -83,6 +83,29 @@ def stamp(cls: type[Event], cause: Event, /, *parts: str, **fields: object) -> E
     )
 
 
+def step_record(stage: str, out: Emit) -> AuditRecord:
+    """The audit record of one successful step, built from its output alone.
+
+    The sink builds the same record (same id, same content) from the output event it stores,
+    so the trail in MongoDB is complete even if this copy on the audit topic is lost.
+    """
+    return AuditRecord(
+        kind=AuditRecord.KIND,
+        v=AuditRecord.VERSION,
+        event_id=event_id(
+            AuditRecord.KIND, out.event.object_id, out.event.version, "step", out.event.event_id
+        ),
+        object_id=out.event.object_id,
+        version=out.event.version,
+        correlation_id=out.event.correlation_id,
+        produced_at=out.event.produced_at,
+        stage=stage,
+        action=out.action or out.event.kind,
+        outcome=Outcome.OK,
+        detail={"event_id": out.event.event_id, "topic": out.topic.suffix},
+    )
+
+
 class Dispatcher:
     """Runs handlers for one stage and applies the failure rules."""
 
@@ -142,15 +165,7 @@ class Dispatcher:
                 return
             for out in outputs:
                 await self.emit(out)
-                await self.audit(
-                    event,
-                    action=out.action or out.event.kind,
-                    outcome=Outcome.OK,
-                    detail={
-                        "event_id": out.event.event_id,
-                        "topic": out.topic.suffix,
-                    },
-                )
+                await self.emit(Emit(AUDIT, step_record(self.stage, out)))
             return
 
     async def emit(self, out: Emit) -> None:

@@ -25,7 +25,9 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
 )
+from topics import ACCEPTED, ENCRYPTED, REPLICATE, REPLICATED, TIERED, VERIFIED
 from workers.core.auditchain import GENESIS, record_hash
+from workers.dispatch import Emit, step_record
 
 STAGE = "sink"
 SINK_INPUTS = (
@@ -60,7 +62,7 @@ def object_update(event: Event) -> Doc | None:
                 "source": s.path or s.url or source,
                 "accepted_at": at,
             }
-        case ObjectEncrypted():
+        case ObjectEncrypted(only_targets=()):
             return {
                 "primary": event.primary,
                 "key": event.key,
@@ -166,6 +168,24 @@ async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[Updat
         await db[name].bulk_write(list(updates[start : start + BULK_LIMIT]), ordered=True)
 
 
+def step_of(event: Event) -> tuple[str, Emit] | None:
+    """Which stage produced a chain event, as what step (for its audit record)."""
+    match event:
+        case ObjectAccepted():
+            return "ingest", Emit(ACCEPTED, event)
+        case ObjectEncrypted(only_targets=(target,)):
+            return "replicate", Emit(REPLICATE[target], event, action="replica.requested")
+        case ObjectEncrypted():
+            return "encrypt", Emit(ENCRYPTED, event)
+        case ReplicaWritten(target=target):
+            return "replicate", Emit(REPLICATED[target], event)
+        case ReplicaVerified():
+            return "verify", Emit(VERIFIED, event)
+        case ReplicaTiered():
+            return "tier", Emit(TIERED, event)
+    return None
+
+
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent)."""
     updates = [
@@ -180,4 +200,12 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
         if isinstance(e, DeadLetter)
     ]
     await insert_new(db, "deadletters", letters)
-    await append_audit(db, [e for e in events if isinstance(e, AuditRecord)])
+    # Every chain event is also a step of the trail: derived here, not only taken from the
+    # audit topic, so the trail is as complete as the state it describes.
+    trail = []
+    for event in events:
+        if isinstance(event, AuditRecord):
+            trail.append(event)
+        elif (step := step_of(event)) is not None:
+            trail.append(step_record(*step))
+    await append_audit(db, trail)
