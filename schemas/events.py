@@ -165,6 +165,7 @@ class ReplicaWritten(Event):
     ciphertext_sha256: Sha256Hex
     plaintext_sha256: Sha256Hex
     key_id: str
+    scrub: bool = False  # a re-verification request from `movingdata scrub`, not a copy
 
 
 class ReplicaVerified(Event):

@@ -237,6 +237,7 @@ def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
             ciphertext_sha256=doc["ciphertext_sha256"],
             plaintext_sha256=doc["plaintext_sha256"],
             key_id=doc["key_id"],
+            scrub=True,
         )
         for target in doc["targets"]
     ]

@@ -177,6 +177,8 @@ def step_of(event: Event) -> tuple[str, Emit] | None:
             return "replicate", Emit(REPLICATE[target], event, action="replica.requested")
         case ObjectEncrypted():
             return "encrypt", Emit(ENCRYPTED, event)
+        case ReplicaWritten(target=target, scrub=True):
+            return "scrub", Emit(REPLICATED[target], event, action="scrub.requested")
         case ReplicaWritten(target=target):
             return "replicate", Emit(REPLICATED[target], event)
         case ReplicaVerified():

@@ -24,7 +24,9 @@ def test_every_registered_kind_has_a_frozen_sample() -> None:
 def test_frozen_sample_decodes_and_round_trips(path: Path) -> None:
     raw = path.read_bytes()
     event = decode(raw)
-    assert orjson.loads(encode(event)) == orjson.loads(raw)
+    sample, now = orjson.loads(raw), orjson.loads(encode(event))
+    # Fields added since the sample was frozen take their defaults; nothing else may change.
+    assert {k: now[k] for k in sample} == sample
 
 
 def ingest_sample() -> dict:
