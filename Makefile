@@ -31,7 +31,8 @@ test: lint stack
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: stack
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.pipeline --size 1GiB
+	$(BIN)/python -m bench.backpressure
 
 down:
 	test ! -x $(BIN)/movingdata || $(BIN)/movingdata stack down
