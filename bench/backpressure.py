@@ -14,56 +14,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
-from aiohttp import web
-
 from bench.pipeline import sample_rss
+from bench.relay import relay
 from workers.client import State, produce, requests_for_path
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
 from workers.settings import Settings, load_settings
-
-HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
-
-
-@asynccontextmanager
-async def throttled_gcs(upstream: str, rate_bps: float) -> AsyncIterator[str]:
-    """A proxy to ``upstream`` that holds each request body for len/rate seconds."""
-    session = aiohttp.ClientSession(auto_decompress=False)
-    base = ""
-
-    async def relay(request: web.Request) -> web.Response:
-        body = await request.read()
-        await asyncio.sleep(len(body) / rate_bps)
-        async with session.request(
-            request.method,
-            upstream + request.path_qs,
-            headers=request.headers,
-            data=body or None,
-            skip_auto_headers=("Content-Type", "Accept-Encoding", "User-Agent"),
-        ) as resp:
-            payload = await resp.read()
-            headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-            if "Location" in headers:  # keep resumable-upload chunks going through us
-                headers["Location"] = headers["Location"].replace(upstream, base)
-            return web.Response(status=resp.status, headers=headers, body=payload)
-
-    app = web.Application(client_max_size=256 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", relay)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        yield base
-    finally:
-        await runner.cleanup()
-        await session.close()
 
 
 async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> dict[str, float]:
@@ -121,7 +79,7 @@ async def main(objects: int, size_mib: int, rate_mbps: float) -> dict[str, dict[
     base = load_settings()
     size = size_mib * 2**20
     results = {"unthrottled": await run(base, objects, size, None)}
-    async with throttled_gcs(base.gcs_endpoint, rate_mbps * 1e6) as proxy:
+    async with relay(base.gcs_endpoint, upload_rate_bps=rate_mbps * 1e6) as proxy:
         results[f"gcs at {rate_mbps} MB/s"] = await run(base, objects, size, proxy)
     return results
 

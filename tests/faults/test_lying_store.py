@@ -8,48 +8,25 @@ attempt), dead-letter it with the reason, and still verify the other two stores.
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
+from bench.relay import relay
 from tests.faults.test_replay_and_crashes import TARGETS
 from tests.pipeline import Pipeline, write_objects
 from tests.waiting import wait_for
 from workers.client import State, produce, requests_for_path, wait_verified
 from workers.settings import load_settings
 
-HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+
+def is_download(request: web.Request) -> bool:
+    return request.method == "GET" and request.query.get("alt") == "media"
 
 
 @pytest.fixture
 async def lying_gcs() -> AsyncIterator[str]:
-    upstream = load_settings().gcs_endpoint
-    session = aiohttp.ClientSession(auto_decompress=False)
-
-    async def relay(request: web.Request) -> web.Response:
-        async with session.request(
-            request.method,
-            upstream + request.path_qs,
-            headers=request.headers,
-            data=await request.read(),
-        ) as resp:
-            body = await resp.read()
-            download = request.method == "GET" and request.query.get("alt") == "media"
-            if download and resp.status in (200, 206):
-                body = bytes(b ^ 0x5A for b in body)
-            headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-            return web.Response(status=resp.status, headers=headers, body=body)
-
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", relay)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-    await session.close()
+    async with relay(load_settings().gcs_endpoint, corrupt=is_download) as url:
+        yield url
 
 
 @pytest.fixture
