@@ -1,116 +1,312 @@
-"""Pipeline throughput and worker memory: N files of SIZE through the whole chain.
+"""MovingData on one workload: time from the first ingest request to the last replica verified
+in all three stores, with N worker processes per stage.
 
-    .venv/bin/python -m bench.pipeline --size 1GiB --count 1
-    .venv/bin/python -m bench.pipeline --size 1MiB --count 200
+    .venv/bin/python -m bench.pipeline --workload c --replicas 1 [--profile]
 
-Needs the local stack (`make stack`). Prints MB/s, objects/s and the worker's peak RSS
-(sampled every 100 ms), and writes bench/results/pipeline-<size>x<count>.json.
+Each run has its own topics, buckets and database, removed afterwards. Reports objects/s, MB/s,
+per-object latency percentiles (request -> last replica verified), the median time each
+stage adds per object, and every worker's idle and peak RSS (sampled every 100 ms).
+``--profile`` attaches py-spy to every worker and prints the hottest functions.
 """
 
 import argparse
 import asyncio
 import json
-import os
-import re
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.protocol.admin import (
+    DescribeGroupsRequest_v0,
+    DescribeGroupsRequest_v1,
+    DescribeGroupsRequest_v2,
+)
+from aiokafka.protocol.api import Request
 
-from workers.client import State, produce, requests_for_path, wait_verified
+from bench.rclone import Rclone
+from bench.report import (
+    cpu_by_name,
+    cpu_delta,
+    percentiles,
+    print_rows,
+    service_pids,
+    write_json,
+)
+from bench.workloads import WORKLOADS, materialise
+from schemas.codec import decode
+from schemas.events import DeadLetter, ReplicaVerified
+from topics import ALL, DEADLETTER, VERIFIED
+from workers.app import STAGES
+from workers.client import Doc, State, produce, requests_for_path, wait_verified
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
-from workers.settings import load_settings
+from workers.settings import Settings, load_settings
 
-UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"(\d+)\s*([KMG]iB|B)", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"size like 64MiB, not {text!r}")
-    return int(match.group(1)) * UNITS[match.group(2).upper()]
+# The chain's timestamps, in order: the time each stage adds is the gap to the previous one.
+STEPS = ("accepted", "encrypted", "written", "verified", "tiered")
 
 
-def write_file(path: Path, size: int) -> None:
-    block = os.urandom(4 * 1024 * 1024)
-    with path.open("wb") as fh:
-        for _ in range(size // len(block)):
-            fh.write(block)
-        fh.write(block[: size % len(block)])
+@dataclass
+class Workers:
+    """Worker processes and their memory, sampled in the background."""
+
+    procs: dict[str, list[subprocess.Popen[bytes]]]
+    idle: dict[int, int] = field(default_factory=dict)
+    peak: Counter[int] = field(default_factory=Counter)
+
+    def pids(self) -> list[int]:
+        return [p.pid for ps in self.procs.values() for p in ps]
+
+    def sample(self) -> None:
+        for pid in self.pids():
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+            self.idle.setdefault(pid, rss)
+            self.peak[pid] = max(self.peak[pid], rss)
+
+    async def sample_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.sample()
+            await asyncio.sleep(0.1)
+
+    def memory(self) -> dict[str, dict[str, int]]:
+        """Per stage: the largest idle and peak RSS and the largest rise of one process, MiB."""
+        out = {}
+        for stage, procs in self.procs.items():
+            pids = [p.pid for p in procs]
+            out[stage] = {
+                "idle_MiB": max(self.idle[p] for p in pids) >> 20,
+                "peak_MiB": max(self.peak[p] for p in pids) >> 20,
+                "rise_MiB": max(self.peak[p] - self.idle[p] for p in pids) >> 20,
+            }
+        return out
 
 
-async def sample_rss(pid: int, stop: asyncio.Event) -> int:
-    peak = 0
-    proc = psutil.Process(pid)
-    while not stop.is_set():
-        try:
-            peak = max(peak, proc.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        await asyncio.sleep(0.1)
-    return peak
+class DescribeGroups(
+    Request[DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]
+):
+    """DescribeGroups up to v2: aiokafka 0.14 reads v3 replies with the v2 schema and fails."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self.groups = groups
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class(self.groups)
 
 
-async def main(size: int, count: int) -> dict[str, float]:
-    run = f"bench{uuid.uuid4().hex[:8]}"
-    base = load_settings()
-    folder = base.home / "bench" / run
-    folder.mkdir(parents=True)
-    for n in range(count):
-        write_file(folder / f"obj-{n:04d}.bin", size)
+async def wait_groups_ready(settings: Settings, replicas: int, timeout_s: float = 120) -> None:
+    """Until every stage's consumer group is stable with all its members (partitions assigned)."""
+    groups = [f"{settings.topic_prefix}-{stage}" for stage in STAGES]
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap)
+    await client.bootstrap()
+    try:
+        deadline = time.monotonic() + timeout_s
+        states: list[Any] = []
+        while time.monotonic() < deadline:
+            node = await client.coordinator_lookup(CoordinationType.GROUP, groups[0])
+            states = (await client.send(node, DescribeGroups(groups))).groups
+            if all(g[2] == "Stable" and len(g[5]) == replicas for g in states):
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"consumer groups not ready: {[(g[1], g[2]) for g in states]}")
+    finally:
+        await client.close()
+
+
+async def wait_on_topics(
+    settings: Settings, object_ids: list[str], timeout_s: float
+) -> dict[str, str]:
+    """Until every object has a verified event for each target; dead letters are failures.
+
+    Read from the broker, not MongoDB: watching the run puts no load on the database.
+    """
+    pending = {(oid, t) for oid in object_ids for t in settings.targets}
+    failures: dict[str, str] = {}
+    topics = [VERIFIED.name(settings.topic_prefix), DEADLETTER.name(settings.topic_prefix)]
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for message in (m for batch in batches.values() for m in batch):
+                event = decode(message.value, ReplicaVerified, DeadLetter)
+                if isinstance(event, ReplicaVerified):
+                    pending.discard((event.object_id, event.target))
+                elif any(oid == event.object_id for oid, _ in pending):
+                    failures[event.object_id] = event.reason
+                    pending = {(o, t) for o, t in pending if o != event.object_id}
+    finally:
+        await consumer.stop()
+    return failures | {oid: "not verified in time" for oid, _ in pending}
+
+
+def stage_times(doc: Doc, requested: datetime) -> dict[str, float]:
+    """Seconds each stage added to one object (the slowest replica for per-target steps).
+
+    Tiering may still be running when the last replica is verified: then it has no figure.
+    """
+    replicas = list((doc.get("replicas") or {}).values())
+    at = {
+        "requested": requested.astimezone(UTC).replace(tzinfo=None),  # MongoDB's dates: naive UTC
+        "accepted": doc["accepted_at"],
+        "encrypted": doc["encrypted_at"],
+    }
+    for step in STEPS[2:]:
+        if all(f"{step}_at" in r for r in replicas):
+            at[step] = max(r[f"{step}_at"] for r in replicas)
+    times = {"latency": (at["verified"] - at["requested"]).total_seconds()}
+    for previous, step in zip(("requested", *STEPS), STEPS, strict=False):
+        if step in at:
+            times[step] = (at[step] - at[previous]).total_seconds()
+    return times
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    cmd = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-r", "50", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def hottest(raw: list[Path], top: int = 12) -> list[tuple[str, float]]:
+    """Functions by share of samples in which they are on the stack (collapsed-stack input)."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for path in raw:
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = {f.split(" (")[0] for f in stack.split(";")}
+            total += int(count)
+            for frame in frames:
+                inclusive[frame] += int(count)
+    return [(name, round(100 * n / max(total, 1), 1)) for name, n in inclusive.most_common(top)]
+
+
+async def run(
+    base: Settings, workload: str, replicas: int, profile: bool = False
+) -> dict[str, Any]:
+    spec = WORKLOADS[workload]
+    folder = materialise(spec, base.home / "bench" / "workloads")
+    name = f"md{workload}{replicas}{uuid.uuid4().hex[:6]}"
+    logs = base.home / "bench" / "logs" / name
+    logs.mkdir(parents=True)
     settings = base.model_copy(
         update={
-            "topic_prefix": run,
-            "bucket": run,
-            "mongo_database": run,
+            "topic_prefix": name,
+            "bucket": name,
+            "mongo_database": name,
             "source_roots": (folder,),
         }
     )
     await prepare(settings)
-    worker = start_worker(settings, folder.parent / f"{run}-worker.log")
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(worker.pid, stop))
+    workers = Workers(
+        {
+            stage: [
+                start_worker(settings, logs / f"{stage}-{n}.log", agents=stage)
+                for n in range(replicas)
+            ]
+            for stage in STAGES
+        }
+    )
+    profilers = [start_profiler(p, logs / f"{p}.txt") for p in workers.pids()] if profile else []
     state = State(settings)
+    stop = asyncio.Event()
     try:
-        await asyncio.sleep(1.0)
-        idle_rss = psutil.Process(worker.pid).memory_info().rss
+        await wait_groups_ready(settings, replicas)
+        workers.sample()
+        sampler = asyncio.create_task(workers.sample_until(stop))
         requests = requests_for_path(folder, settings.targets, "bench", {})
+        processes = {
+            **{s: [p.pid for p in ps] for s, ps in workers.procs.items()},
+            **{name: [pid] for name, pid in service_pids(settings).items()},
+        }
+        cpu_before = cpu_by_name(processes)
         began = time.monotonic()
         await produce(settings, requests)
-        failures = await wait_verified(state, [r.object_id for r in requests], timeout_s=3600)
+        ids = [r.object_id for r in requests]
+        failures = await wait_on_topics(settings, ids, timeout_s=1800)
         seconds = time.monotonic() - began
+        cpu = cpu_delta(cpu_before, cpu_by_name(processes))
+        await wait_verified(state, [i for i in ids if i not in failures], timeout_s=300)
+        stop.set()
+        await sampler
+        docs = {d["object_id"]: d async for d in state.db["objects"].find({})}
     finally:
         stop.set()
-        peak = await sampler
-        stop_worker(worker)
-        await state.client.drop_database(run)
+        for procs in workers.procs.values():
+            for proc in procs:
+                stop_worker(proc)
+        for profiler in profilers:
+            profiler.wait(timeout=60)
+        await state.client.drop_database(name)
         await state.close()
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
-    total = size * count
-    return {
-        "objects": count,
+        await delete_topics(settings)
+        Rclone(settings, name).purge(logs)
+    per_object = [
+        stage_times(docs[r.object_id], r.produced_at)
+        for r in requests
+        if r.object_id not in failures
+    ]
+    total = sum(f.stat().st_size for f in folder.iterdir())
+    result: dict[str, Any] = {
+        "tool": "movingdata",
+        "workload": workload,
+        "replicas": replicas,
+        "objects": len(requests),
         "bytes": total,
         "seconds": round(seconds, 2),
-        "MB_per_s": round(total / seconds / 1e6, 1),
-        "objects_per_s": round(count / seconds, 2),
-        "worker_idle_rss_MiB": round(idle_rss / 2**20),
-        "worker_peak_rss_MiB": round(peak / 2**20),
+        "MB_per_s": round(total / seconds / 1e6, 2),
+        "objects_per_s": round(len(requests) / seconds, 1),
+        "latency_s": percentiles([o["latency"] for o in per_object]),
+        "stage_p50_s": {s: percentiles([o[s] for o in per_object if s in o])["p50"] for s in STEPS},
+        "memory": workers.memory(),
+        "cpu_s": cpu,
         "failures": len(failures),
+        "bucket": name,
     }
+    if profile:
+        result["profile"] = hottest(sorted(logs.glob("*.txt")))
+    return result
+
+
+async def delete_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name(settings.topic_prefix) for spec in ALL])
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="b")
+    parser.add_argument("--replicas", type=int, default=1, help="worker processes per stage")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(run(load_settings(), args.workload, args.replicas, args.profile))
+    print_rows([{k: v for k, v in result.items() if k not in ("memory", "profile", "cpu_s")}])
+    print(json.dumps({"memory": result["memory"], "cpu_s": result["cpu_s"]}))
+    for frame, share in result.get("profile", []):
+        print(f"{share:5.1f}%  {frame}")
+    write_json(f"pipeline-{args.workload}x{args.replicas}", result)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"))
-    parser.add_argument("--count", type=int, default=1)
-    args = parser.parse_args()
-    result = asyncio.run(main(args.size, args.count))
-    for key, value in result.items():
-        print(f"{key:22} {value}")
-    out = Path(__file__).parent / "results" / f"pipeline-{args.size}x{args.count}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    main()

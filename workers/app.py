@@ -9,7 +9,8 @@ import asyncio
 import base64
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -45,7 +46,7 @@ from topics import (
 )
 from workers.agents import encrypt, ingest, replicate, sink, tier, verify
 from workers.deps import Deps
-from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
+from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import Fatal
 from workers.settings import Settings
 
@@ -82,28 +83,33 @@ class FaustPublisher:
         self.prefix = prefix
         self.topics: dict[str, faust.TopicT] = {}
 
-    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None:
-        """Send and wait for the ack; while the broker is away, back off and try again.
+    async def send(self, messages: Sequence[Message]) -> None:
+        """Send all, then wait for every ack; while the broker is away, back off and resend.
 
         Blocking here is the backpressure: the message being handled is not acknowledged
-        until everything it produced is, so nothing is lost when the broker returns.
+        until everything it produced is, so nothing is lost when the broker returns. A resend
+        may repeat a message already acknowledged; every consumer is idempotent.
         """
-        name = topic.name(self.prefix)
-        if name not in self.topics:
-            self.topics[name] = self.app.topic(name, value_type=bytes, key_type=bytes)
         attempt = 0
         while True:
             try:
-                await (await self.topics[name].send(key=key.encode(), value=value))
+                acks = [await self.topic(t).send(key=k.encode(), value=v) for t, k, v in messages]
+                await asyncio.gather(*acks)
                 return
             except KafkaError as exc:
                 delay = backoff_s(attempt, RetryPolicy(cap_s=5.0), 0.5)
                 log.warning(
                     "broker unavailable, backing off",
-                    extra={"topic": name, "error": type(exc).__name__, "delay_s": delay},
+                    extra={"error": type(exc).__name__, "delay_s": delay},
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
+
+    def topic(self, spec: TopicSpec) -> faust.TopicT:
+        name = spec.name(self.prefix)
+        if name not in self.topics:
+            self.topics[name] = self.app.topic(name, value_type=bytes, key_type=bytes)
+        return self.topics[name]
 
 
 def parse_stages(agents: str) -> list[str]:
@@ -154,7 +160,8 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         else:
             for spec, event_type, handler in CHAIN[stage]:
                 loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
-                app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
+                name = f"{stage}-{spec.suffix}"
+                app.agent(topic(spec), name=name, concurrency=settings.stage_concurrency)(loop)
     return app
 
 
@@ -168,17 +175,45 @@ def stage_loop(
     event_type: type[Event],
     handler: Callable[[Any], Awaitable[Sequence[Emit]]],
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
-    """The agent loop of a chain stage: a few lines, all work in ``handle``."""
+    """The agent loop of a chain stage: a few lines, all work in ``handle``.
+
+    The agent runs as several concurrent actors over the same partitions (Faust commits an
+    offset only once every message before it is done); events with the same key (object id)
+    wait for each other, so one object's events never overlap.
+    """
+    locks = KeyLocks()
+    decode_one = partial(decode_as, event_type)
 
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():
             try:
-                decode_one = partial(decode_as, event_type)
-                await dispatcher.run(message.value, ref_of(message), decode_one, handler)
+                async with locks.hold(message.key):
+                    await dispatcher.run(message.value, ref_of(message), decode_one, handler)
             except Fatal as exc:
                 crash(exc)
 
     return agent
+
+
+class KeyLocks:
+    """One lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self.locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        lock, users = self.locks.get(key, (asyncio.Lock(), 0))
+        self.locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self.locks[key]
+            if users == 1:
+                del self.locks[key]
+            else:
+                self.locks[key] = (lock, users - 1)
 
 
 def decode_as(event_type: type[Event], raw: bytes | None) -> Event:
@@ -207,7 +242,7 @@ def retry_loop(
             if delay > 0:
                 await asyncio.sleep(min(delay, 60.0))
             payload = base64.b64decode(request.payload_b64)
-            await publisher.send(spec, request.object_id, payload)
+            await publisher.send([(spec, request.object_id, payload)])
 
     return agent
 

@@ -154,8 +154,10 @@ async def wait_verified(
     failures: dict[str, str] = {}
     while pending and time.monotonic() < deadline:
         letters = await state.dead_letters()
+        ids = [f"{object_id}:v{version}" for object_id in pending]  # one query per round
+        docs = {d["object_id"]: d async for d in state.db["objects"].find({"_id": {"$in": ids}})}
         for object_id in list(pending):
-            if verified_everywhere(await state.object(object_id, version)):
+            if verified_everywhere(docs.get(object_id)):
                 pending.discard(object_id)
             elif object_id in letters:
                 failures[object_id] = letters[object_id]

@@ -51,6 +51,7 @@ WORKER_SETTINGS = (
     "source_buckets",
     "kek_name",
     "broker_session_timeout_s",
+    "stage_concurrency",
     "max_attempts",
     "retry_cap_s",
     "gcs_url",

@@ -46,10 +46,14 @@ class MessageRef:
     offset: int
 
 
+Message = tuple[TopicSpec, str, bytes]  # topic, key (object id), value
+
+
 class Publisher(Protocol):
     """Produces bytes to a topic of the chain (Faust in workers, a list in unit tests)."""
 
-    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None: ...
+    async def send(self, messages: Sequence[Message]) -> None:
+        """Send every message and return once the broker has acknowledged them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +167,15 @@ class Dispatcher:
                 log.exception("handler bug", extra=self._ctx(event, ref))
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
-            for out in outputs:
-                await self.emit(out)
-                await self.emit(Emit(AUDIT, step_record(self.stage, out)))
+            # All at once: one round trip to the broker, not one per message.
+            steps = [Emit(AUDIT, step_record(self.stage, out)) for out in outputs]
+            await self.emit(*(m for pair in zip(outputs, steps, strict=True) for m in pair))
             return
 
-    async def emit(self, out: Emit) -> None:
-        await self.publisher.send(out.topic, out.event.object_id, encode(out.event))
+    async def emit(self, *outs: Emit) -> None:
+        await self.publisher.send(
+            [(out.topic, out.event.object_id, encode(out.event)) for out in outs]
+        )
 
     async def audit(
         self, event: Event, *, action: str, outcome: Outcome, detail: dict[str, object]
@@ -182,7 +188,6 @@ class Dispatcher:
             event.event_id,
             outcome,
             str(event.attempt),
-            str(detail.get("event_id", "")),
             stage=self.stage,
             action=action,
             outcome=outcome,

@@ -1,8 +1,9 @@
 """encrypt: ``accepted`` -> ``encrypted``.
 
 Reads the source as a stream, encrypts it with a fresh data key (envelope encryption: the
-key is wrapped by the KEK and travels in the ciphertext header) and writes the ciphertext to
-the primary target, recording plaintext and ciphertext SHA-256 in the same pass.
+key is wrapped by the KEK and kept in the key registry; the ciphertext header names it) and
+writes the ciphertext to the primary target, recording plaintext and ciphertext SHA-256 in
+the same pass.
 Idempotency key: the object version. Its data key is registered (wrapped) before the first
 byte is written; once the write completed, a redelivery re-announces it without writing again.
 """
@@ -65,12 +66,13 @@ def split_url(url: str) -> tuple[str, str]:
     return f"{scheme}://{bucket}", key
 
 
-async def data_key_for(event: ObjectAccepted, deps: Deps) -> tuple[bytes, DataKeyRecord]:
-    """The version's data key: the registered one on a redelivery, else a fresh one.
+async def data_key_for(
+    event: ObjectAccepted, deps: Deps, record: DataKeyRecord | None
+) -> tuple[bytes, DataKeyRecord]:
+    """The version's data key: the registered ``record``'s on a redelivery, else a fresh one.
 
     A fresh key is registered (wrapped) before any ciphertext made with it exists.
     """
-    record = await deps.registry.get(event.object_id, event.version)
     if record is not None:
         return await deps.kek.unwrap(record.kek_key_id, record.wrapped), record
     data_key = new_data_key(deps.rng)
@@ -91,19 +93,22 @@ async def already_written(record: DataKeyRecord | None, deps: Deps) -> dict[str,
 
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
     placement = event.placement
-    written = await already_written(await deps.registry.get(event.object_id, event.version), deps)
+    record = await deps.registry.get(event.object_id, event.version)
+    written = await already_written(record, deps)
     if written is None:
-        written = await encrypt_to_primary(event, deps)
+        written = await encrypt_to_primary(event, deps, record)
     encrypted = stamp(ObjectEncrypted, event, event.event_id, placement=placement, **written)
     return [Emit(ENCRYPTED, encrypted)]
 
 
-async def encrypt_to_primary(event: ObjectAccepted, deps: Deps) -> dict[str, Any]:
+async def encrypt_to_primary(
+    event: ObjectAccepted, deps: Deps, record: DataKeyRecord | None
+) -> dict[str, Any]:
     """Stream source -> encryptor -> primary store; record and return what was written."""
     placement = event.placement
     primary = placement.targets[0]
     key = object_key(placement.tenant, event.object_id, event.version)
-    data_key, record = await data_key_for(event, deps)
+    data_key, record = await data_key_for(event, deps, record)
     aad = associated_data(event.object_id, event.version)
     ref = key_ref(event.object_id, event.version)  # the header names the key, never carries it
     plain = MultiDigest()  # the ciphertext's SHA-256 is computed by the store write

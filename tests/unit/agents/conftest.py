@@ -1,15 +1,15 @@
 """Handlers run over in-memory stores and a local keyring: real logic, no broker."""
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from schemas.events import IngestRequest, Placement, Source
-from topics import TopicSpec
 from workers.client import ingest_request
 from workers.deps import Deps
+from workers.dispatch import Message
 from workers.keyregistry import MemoryKeyRegistry
 from workers.keyring import LocalKeyring
 from workers.settings import Settings
@@ -22,8 +22,8 @@ class ListPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, bytes]] = []
 
-    async def send(self, topic: TopicSpec, key: str, value: bytes) -> None:
-        self.sent.append((topic.suffix, key, value))
+    async def send(self, messages: Sequence[Message]) -> None:
+        self.sent.extend((topic.suffix, key, value) for topic, key, value in messages)
 
     def on(self, suffix: str) -> list[bytes]:
         return [value for topic, _, value in self.sent if topic == suffix]
