@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack demo test unit lint bench down clean
+.PHONY: install stack demo test unit lint bench bench-backpressure down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,9 @@ test: lint stack
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: stack
-	$(BIN)/python -m bench.pipeline --size 1GiB
+	$(BIN)/python -m bench
+
+bench-backpressure: stack
 	$(BIN)/python -m bench.backpressure
 
 down:

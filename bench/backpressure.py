@@ -10,14 +10,13 @@ Needs the local stack (`make stack`).
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
-from pathlib import Path
 
-from bench.pipeline import sample_rss
+from bench.pipeline import Workers
 from bench.relay import relay
+from bench.report import write_json
 from workers.client import State, produce, requests_for_path
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
@@ -42,8 +41,9 @@ async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> d
     )
     await prepare(settings)
     worker = start_worker(settings, folder.parent / f"{name}-worker.log")
+    workers = Workers({"all": [worker]})
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(worker.pid, stop))
+    sampler = asyncio.create_task(workers.sample_until(stop))
     state = State(settings)
     requests = requests_for_path(folder, settings.targets, "bench", {})
     began = time.monotonic()
@@ -61,7 +61,7 @@ async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> d
             await asyncio.sleep(0.5)
     finally:
         stop.set()
-        peak = await sampler
+        await sampler
         stop_worker(worker)
         await state.client.drop_database(name)
         await state.close()
@@ -71,7 +71,7 @@ async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> d
     return {
         "s3_and_azure_verified_s": round(fast_done or float("nan"), 1),
         "gcs_verified_s": round(all_done or float("nan"), 1),
-        "worker_peak_rss_MiB": round(peak / 2**20),
+        "worker_peak_rss_MiB": workers.memory()["all"]["peak_MiB"],
     }
 
 
@@ -93,6 +93,4 @@ if __name__ == "__main__":
     results = asyncio.run(main(args.objects, args.size_mib, args.rate_mbps))
     for run_name, figures in results.items():
         print(f"{run_name:18} " + "  ".join(f"{k}={v}" for k, v in figures.items()))
-    out = Path(__file__).parent / "results" / "backpressure.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_json("backpressure", results)

@@ -1,0 +1,81 @@
+"""``make bench``: every workload through MovingData (1 and 2 worker processes per stage) and
+through rclone, against the crypto and store limits, in one run on the local stack.
+
+    .venv/bin/python -m bench [--workloads a,b,c,d]
+
+Prints one table and writes bench/results/bench.json. Workload (d) is a single object: it
+lives on one partition, so a second process per stage has nothing to take over and (d) runs
+with one (its point is the memory bound, checked here against MEMORY_BOUND_MIB).
+"""
+
+import argparse
+import asyncio
+from typing import Any
+
+from bench import limits, pipeline, rclone
+from bench.report import print_rows, write_json
+from bench.workloads import WORKLOADS
+from workers.settings import Settings, load_settings
+
+MEMORY_BOUND_MIB = 256  # the most one worker may grow by, whatever the object size
+REPLICAS = {"a": (1, 2), "b": (1, 2), "c": (1, 2), "d": (1,)}
+
+
+def row(result: dict[str, Any], rclone_mb_s: float, limit_mb_s: float) -> dict[str, Any]:
+    latency = result["latency_s"]
+    tool = result["tool"] + (f" x{result['replicas']}" if "replicas" in result else "")
+    peak = (
+        max(m["peak_MiB"] for m in result["memory"].values())
+        if "memory" in result
+        else max(result["peak_rss_MiB"].values())
+    )
+    return {
+        "workload": f"{result['workload']}: {WORKLOADS[result['workload']].label}",
+        "tool": tool,
+        "seconds": result["seconds"],
+        "MB/s": result["MB_per_s"],
+        "obj/s": result["objects_per_s"],
+        "p50 s": latency["p50"],
+        "p95 s": latency["p95"],
+        "p99 s": latency["p99"],
+        "peak RSS MiB": peak,
+        "vs rclone": f"{result['MB_per_s'] / rclone_mb_s:.2f}",
+        "of limit": f"{result['MB_per_s'] / limit_mb_s:.0%}",
+        "failures": result["failures"],
+    }
+
+
+async def run(base: Settings, workloads: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in workloads:
+        limit = await limits.run(base, name)
+        runs = [await pipeline.run(base, name, n) for n in REPLICAS[name]]
+        baseline = await rclone.run(base, name)
+        results[name] = {"limits": limit, "movingdata": runs, "rclone": baseline}
+        rows = [row(r, baseline["MB_per_s"], limit["limit_MB_s"]) for r in (*runs, baseline)]
+        print_rows(rows)
+        print(
+            f"limit {limit['limit_MB_s']} MB/s (crypto {limit['crypto_MB_s']} MB/s; stores "
+            + ", ".join(f"{t} {s['replica_MB_s']}" for t, s in limit["stores"].items())
+            + ")\n",
+            flush=True,
+        )
+        results[name]["rows"] = rows
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = parser.parse_args()
+    results = asyncio.run(run(load_settings(), args.workloads.split(",")))
+    print_rows([r for w in results.values() for r in w["rows"]])
+    if "d" in results:
+        rise = max(m["rise_MiB"] for m in results["d"]["movingdata"][0]["memory"].values())
+        verdict = "within" if rise <= MEMORY_BOUND_MIB else "OVER"
+        print(f"2 GiB object: largest worker rise {rise} MiB, {verdict} {MEMORY_BOUND_MIB} MiB")
+    print(f"JSON: {write_json('bench', results)}")
+
+
+if __name__ == "__main__":
+    main()
