@@ -249,9 +249,8 @@ async def run(
         docs = {d["object_id"]: d async for d in state.db["objects"].find({})}
     finally:
         stop.set()
-        for procs in workers.procs.values():
-            for proc in procs:
-                stop_worker(proc)
+        procs = [p for ps in workers.procs.values() for p in ps]
+        await asyncio.gather(*(asyncio.to_thread(stop_worker, p) for p in procs))
         for profiler in profilers:
             profiler.wait(timeout=60)
         await state.client.drop_database(name)

@@ -4,10 +4,12 @@ Each pipeline gets its own topics, buckets, MongoDB database and source folder, 
 see each other's events.
 """
 
+import contextlib
 import hashlib
 import random
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.waiting import wait_for
 from topics import ACCESS, ALL, RETRY
 from workers.client import State
 from workers.demo import start_worker, stop_worker, worker_env
@@ -175,3 +178,44 @@ async def restore_all(
     finally:
         await deps.close()
     return restored
+
+
+# The ok steps of one object's trail through the whole chain.
+EXPECTED_STEPS = {
+    "object.accepted": 1,
+    "object.encrypted": 1,
+    "replica.requested": 3,
+    "replica.written": 3,
+    "replica.verified": 3,
+    "replica.tiered": 3,
+}
+
+
+def steps(
+    trail: list[dict[str, object]], ignore: frozenset[str] | set[str] = frozenset()
+) -> Counter[object]:
+    return Counter(r["action"] for r in trail if r["outcome"] == "ok" and r["action"] not in ignore)
+
+
+async def audit_trails(state: State) -> dict[str, list[dict[str, object]]]:
+    """Every object's audit records in chain order, read in one pass."""
+    trails: dict[str, list[dict[str, object]]] = {}
+    async for record in state.db["audit"].find({}):
+        trails.setdefault(record["object_id"], []).append(record)
+    return {k: sorted(v, key=lambda r: r["seq"]) for k, v in trails.items()}  # type: ignore[arg-type, return-value]
+
+
+async def settled_trails(
+    state: State, object_ids: list[str], ignore: frozenset[str] | set[str] = frozenset()
+) -> dict[str, list[dict[str, object]]]:
+    """The trails once every object has all its steps (tiering follows verification, so a
+    trail completes a moment after the last replica is verified), or as they are after 120 s:
+    the caller's asserts say what is missing."""
+
+    async def complete() -> bool:
+        trails = await audit_trails(state)
+        return all(steps(trails.get(o, []), ignore) == EXPECTED_STEPS for o in object_ids)
+
+    with contextlib.suppress(TimeoutError):
+        await wait_for(complete, timeout_s=120)
+    return await audit_trails(state)

@@ -9,8 +9,7 @@ import asyncio
 import base64
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -160,8 +159,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         else:
             for spec, event_type, handler in CHAIN[stage]:
                 loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
-                name = f"{stage}-{spec.suffix}"
-                app.agent(topic(spec), name=name, concurrency=settings.stage_concurrency)(loop)
+                app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
     return app
 
 
@@ -177,43 +175,19 @@ def stage_loop(
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
-    The agent runs as several concurrent actors over the same partitions (Faust commits an
-    offset only once every message before it is done); events with the same key (object id)
-    wait for each other, so one object's events never overlap.
+    One event at a time: Faust's concurrent actors commit an offset before the actor that
+    holds the message has finished, which would lose events in a crash.
     """
-    locks = KeyLocks()
     decode_one = partial(decode_as, event_type)
 
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():
             try:
-                async with locks.hold(message.key):
-                    await dispatcher.run(message.value, ref_of(message), decode_one, handler)
+                await dispatcher.run(message.value, ref_of(message), decode_one, handler)
             except Fatal as exc:
                 crash(exc)
 
     return agent
-
-
-class KeyLocks:
-    """One lock per key, kept only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self.locks: dict[object, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: object) -> AsyncIterator[None]:
-        lock, users = self.locks.get(key, (asyncio.Lock(), 0))
-        self.locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self.locks[key]
-            if users == 1:
-                del self.locks[key]
-            else:
-                self.locks[key] = (lock, users - 1)
 
 
 def decode_as(event_type: type[Event], raw: bytes | None) -> Event:

@@ -51,7 +51,6 @@ WORKER_SETTINGS = (
     "source_buckets",
     "kek_name",
     "broker_session_timeout_s",
-    "stage_concurrency",
     "max_attempts",
     "retry_cap_s",
     "gcs_url",

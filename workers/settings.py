@@ -36,8 +36,6 @@ class Settings(BaseSettings):
     retry_cap_s: float = 60.0  # longest wait between two retries of one event
     # How long the broker waits before giving a silent worker's partitions to another.
     broker_session_timeout_s: float = 30.0
-    # Events one process handles at once per stage topic (one object's events never overlap).
-    stage_concurrency: int = 8
     log_level: str = "INFO"
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once, audit_trails
-from tests.pipeline import Pipeline, write_objects
+from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
+from tests.pipeline import Pipeline, audit_trails, write_objects
 from tests.waiting import wait_for
 from workers.client import State, produce, requests_for_path, verified_everywhere, wait_verified
 from workers.settings import Settings

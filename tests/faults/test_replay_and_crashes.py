@@ -3,16 +3,18 @@
 import os
 import signal
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.pipeline import (
+    EXPECTED_STEPS,
     Pipeline,
     group_lag,
     restore_all,
+    settled_trails,
     snapshot,
+    steps,
     write_objects,
 )
 from tests.waiting import wait_for
@@ -22,14 +24,6 @@ from workers.core.auditchain import first_broken_link
 from workers.demo import stop_worker
 
 TARGETS = ("s3", "azure", "gcs")
-EXPECTED_STEPS = {
-    "object.accepted": 1,
-    "object.encrypted": 1,
-    "replica.requested": 3,
-    "replica.written": 3,
-    "replica.verified": 3,
-    "replica.tiered": 3,
-}
 
 
 @pytest.fixture
@@ -42,14 +36,6 @@ def group(pipeline: Pipeline, agents: str) -> str:
     return f"{pipeline.settings.topic_prefix}-{agents.replace(',', '+')}"
 
 
-async def audit_trails(state: State) -> dict[str, list[dict[str, object]]]:
-    """Every object's audit records in chain order, read in one pass."""
-    trails: dict[str, list[dict[str, object]]] = {}
-    async for record in state.db["audit"].find({}):
-        trails.setdefault(record["object_id"], []).append(record)
-    return {k: sorted(v, key=lambda r: r["seq"]) for k, v in trails.items()}  # type: ignore[arg-type, return-value]
-
-
 async def assert_exactly_once(
     pipeline: Pipeline,
     state: State,
@@ -60,13 +46,10 @@ async def assert_exactly_once(
     """One document per object, one audit record per step, intact chains, bit-for-bit restores."""
     docs = [doc async for doc in state.db["objects"].find({})]
     assert sorted(d["name"] for d in docs) == sorted(files)
-    trails = await audit_trails(state)
+    trails = await settled_trails(state, [d["object_id"] for d in docs], ignore)
     for doc in docs:
         trail = trails[doc["object_id"]]
-        steps = Counter(
-            r["action"] for r in trail if r["outcome"] == "ok" and r["action"] not in ignore
-        )
-        assert steps == EXPECTED_STEPS, (doc["name"], steps)
+        assert steps(trail, ignore) == EXPECTED_STEPS, (doc["name"], steps(trail, ignore))
         assert first_broken_link(trail) is None
     pairs = [(doc, TARGETS[n % 3]) for n, doc in enumerate(docs)]
     assert await restore_all(pipeline, pairs, tmp_path) == files

@@ -1,6 +1,5 @@
 """The dispatcher's failure rules: dead-letter, retry, crash, never lose a message."""
 
-import asyncio
 import base64
 
 import pytest
@@ -9,7 +8,6 @@ from schemas.codec import decode, encode
 from schemas.events import AuditRecord, DeadLetter, Event, IngestRequest, RetryRequest
 from tests.unit.agents.conftest import ListPublisher, inline_request
 from topics import ACCEPTED
-from workers.app import KeyLocks
 from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
 from workers.errors import Fatal, Permanent, Retryable
 
@@ -119,26 +117,3 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     policy = RetryPolicy(base_s=1.0, cap_s=8.0)
     assert [backoff_s(n, policy, 0.999999) for n in range(5)] == pytest.approx([1, 2, 4, 8, 8])
     assert backoff_s(3, policy, 0.0) == 4.0
-
-
-async def test_key_locks_serialise_one_key_and_let_others_run() -> None:
-    locks, order = KeyLocks(), []
-    first_in = asyncio.Event()
-
-    async def hold(key: str, tag: str, wait: asyncio.Event | None) -> None:
-        async with locks.hold(key):
-            order.append(f"{tag}+")
-            first_in.set()
-            if wait is not None:
-                await wait.wait()
-            order.append(f"{tag}-")
-
-    release = asyncio.Event()
-    a = asyncio.create_task(hold("k", "a", release))
-    await first_in.wait()
-    b = asyncio.create_task(hold("k", "b", None))
-    await hold("other", "c", None)  # a different key does not wait for "k"
-    release.set()
-    await asyncio.gather(a, b)
-    assert order == ["a+", "c+", "c-", "a-", "b+", "b-"]
-    assert locks.locks == {}
