@@ -14,9 +14,8 @@ import os
 import time
 import uuid
 
-from bench.pipeline import Workers
 from bench.relay import relay
-from bench.report import write_json
+from bench.report import Processes, isolated, write_json
 from workers.client import State, produce, requests_for_path
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
@@ -29,19 +28,10 @@ async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> d
     folder.mkdir(parents=True)
     for n in range(objects):
         (folder / f"o{n:03d}.bin").write_bytes(os.urandom(size))
-    settings = base.model_copy(
-        update={
-            "topic_prefix": name,
-            "bucket": name,
-            "mongo_database": name,
-            "source_roots": (folder,),
-            "kek_name": f"movingdata-{name}",
-            "gcs_url": gcs_url,
-        }
-    )
+    settings = isolated(base, name, folder, kek_name=f"movingdata-{name}", gcs_url=gcs_url)
     await prepare(settings)
     worker = start_worker(settings, folder.parent / f"{name}-worker.log")
-    workers = Workers({"all": [worker]})
+    workers = Processes({"all": [worker]})
     stop = asyncio.Event()
     sampler = asyncio.create_task(workers.sample_until(stop))
     state = State(settings)

@@ -17,12 +17,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient, CoordinationType
@@ -35,11 +33,14 @@ from aiokafka.protocol.api import Request
 
 from bench.rclone import Rclone
 from bench.report import (
+    Processes,
     cpu_by_name,
     cpu_delta,
+    isolated,
     percentiles,
     print_rows,
     service_pids,
+    throughput,
     write_json,
 )
 from bench.workloads import WORKLOADS, materialise
@@ -54,44 +55,6 @@ from workers.settings import Settings, load_settings
 
 # The chain's timestamps, in order: the time each stage adds is the gap to the previous one.
 STEPS = ("accepted", "encrypted", "written", "verified", "tiered")
-
-
-@dataclass
-class Workers:
-    """Worker processes and their memory, sampled in the background."""
-
-    procs: dict[str, list[subprocess.Popen[bytes]]]
-    idle: dict[int, int] = field(default_factory=dict)
-    peak: Counter[int] = field(default_factory=Counter)
-
-    def pids(self) -> list[int]:
-        return [p.pid for ps in self.procs.values() for p in ps]
-
-    def sample(self) -> None:
-        for pid in self.pids():
-            try:
-                rss = psutil.Process(pid).memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
-            self.idle.setdefault(pid, rss)
-            self.peak[pid] = max(self.peak[pid], rss)
-
-    async def sample_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self.sample()
-            await asyncio.sleep(0.1)
-
-    def memory(self) -> dict[str, dict[str, int]]:
-        """Per stage: the largest idle and peak RSS and the largest rise of one process, MiB."""
-        out = {}
-        for stage, procs in self.procs.items():
-            pids = [p.pid for p in procs]
-            out[stage] = {
-                "idle_MiB": max(self.idle[p] for p in pids) >> 20,
-                "peak_MiB": max(self.peak[p] for p in pids) >> 20,
-                "rise_MiB": max(self.peak[p] - self.idle[p] for p in pids) >> 20,
-            }
-        return out
 
 
 class DescribeGroups(
@@ -184,18 +147,29 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Leaf frames of a thread that is waiting, not working: left out of the profile.
+IDLE = ("EpollSelector.select ", "_worker (concurrent/", "Condition.wait ", "Event.wait ")
+ROOTS = {"main (workers/cli.py)", "worker (workers/cli.py)"}  # on every stack
+
+
 def hottest(raw: list[Path], top: int = 12) -> list[tuple[str, float]]:
-    """Functions by share of samples in which they are on the stack (collapsed-stack input)."""
+    """Our functions (``workers/``) by share of the busy samples in which they
+    are on the stack; py-spy's collapsed stacks, idle samples left out."""
     inclusive: Counter[str] = Counter()
-    total = 0
+    busy = 0
     for path in raw:
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
-            frames = {f.split(" (")[0] for f in stack.split(";")}
-            total += int(count)
-            for frame in frames:
+            frames = stack.split(";")
+            if frames[-1].startswith(IDLE):
+                continue
+            busy += int(count)
+            ours = {
+                f.rsplit(":", 1)[0] + ")" for f in frames if " (workers/" in f or " (schemas/" in f
+            }
+            for frame in ours - ROOTS:
                 inclusive[frame] += int(count)
-    return [(name, round(100 * n / max(total, 1), 1)) for name, n in inclusive.most_common(top)]
+    return [(name, round(100 * n / max(busy, 1), 1)) for name, n in inclusive.most_common(top)]
 
 
 async def run(
@@ -206,16 +180,9 @@ async def run(
     name = f"md{workload}{replicas}{uuid.uuid4().hex[:6]}"
     logs = base.home / "bench" / "logs" / name
     logs.mkdir(parents=True)
-    settings = base.model_copy(
-        update={
-            "topic_prefix": name,
-            "bucket": name,
-            "mongo_database": name,
-            "source_roots": (folder,),
-        }
-    )
+    settings = isolated(base, name, folder)
     await prepare(settings)
-    workers = Workers(
+    workers = Processes(
         {
             stage: [
                 start_worker(settings, logs / f"{stage}-{n}.log", agents=stage)
@@ -267,11 +234,7 @@ async def run(
         "tool": "movingdata",
         "workload": workload,
         "replicas": replicas,
-        "objects": len(requests),
-        "bytes": total,
-        "seconds": round(seconds, 2),
-        "MB_per_s": round(total / seconds / 1e6, 2),
-        "objects_per_s": round(len(requests) / seconds, 1),
+        **throughput(len(requests), total, seconds),
         "latency_s": percentiles([o["latency"] for o in per_object]),
         "stage_p50_s": {s: percentiles([o[s] for o in per_object if s in o])["p50"] for s in STEPS},
         "memory": workers.memory(),

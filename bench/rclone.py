@@ -21,15 +21,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
-from bench.report import percentiles, print_rows, write_json
+from bench.report import Processes, percentiles, print_rows, throughput, write_json
 from bench.workloads import WORKLOADS, materialise
 from workers.settings import Settings, load_settings
 
@@ -120,14 +118,12 @@ class Rclone:
 
 
 async def wait_sampling(procs: list[subprocess.Popen[bytes]]) -> tuple[list[int], int]:
-    """Exit codes and the peak RSS of any one process, sampled every 100 ms."""
-    peak = 0
+    """Exit codes and the peak RSS of any one process in MiB, sampled every 100 ms."""
+    sampled = Processes({"rclone": procs})
     while any(p.poll() is None for p in procs):
-        for proc in procs:
-            with suppress(psutil.NoSuchProcess):
-                peak = max(peak, psutil.Process(proc.pid).memory_info().rss)
+        sampled.sample()
         await asyncio.sleep(0.1)
-    return [p.wait() for p in procs], peak
+    return [p.wait() for p in procs], sampled.memory()["rclone"]["peak_MiB"]
 
 
 def copied_at(logs: Path) -> dict[str, datetime]:
@@ -172,14 +168,10 @@ async def run(base: Settings, workload: str) -> dict[str, Any]:
     return {
         "tool": "rclone",
         "workload": workload,
-        "objects": len(files),
-        "bytes": total,
-        "seconds": round(seconds, 2),
-        "MB_per_s": round(total / seconds / 1e6, 2),
-        "objects_per_s": round(len(files) / seconds, 1),
+        **throughput(len(files), total, seconds),
         "latency_s": percentiles(latency),
         "stage_s": {"copy": round(copied - began, 2), "cryptcheck": round(ended - copied, 2)},
-        "peak_rss_MiB": {"copy": copy_peak >> 20, "cryptcheck": check_peak >> 20},
+        "peak_rss_MiB": {"copy": copy_peak, "cryptcheck": check_peak},
         "failures": len(files) - len(done) + sum(1 for c in copy_codes + check_codes if c),
     }
 

@@ -1,10 +1,15 @@
-"""Figures and tables shared by the benchmarks: percentiles, a plain-text table, JSON output
-to ``bench/results/<name>.json`` (not committed)."""
+"""What the benchmarks share: isolated run settings, process sampling (memory, CPU),
+percentiles and throughput, a plain-text table, JSON output to ``bench/results/<name>.json``
+(not committed)."""
 
+import asyncio
 import json
 import statistics
+import subprocess
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +41,74 @@ def print_rows(rows: Sequence[dict[str, Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
+def throughput(objects: int, total: int, seconds: float) -> dict[str, float]:
+    """The figures every benchmark reports for a run that moved ``total`` bytes."""
+    return {
+        "objects": objects,
+        "bytes": total,
+        "seconds": round(seconds, 2),
+        "MB_per_s": round(total / seconds / 1e6, 2),
+        "objects_per_s": round(objects / seconds, 1),
+    }
+
+
+def isolated(base: Settings, name: str, folder: Path, **extra: object) -> Settings:
+    """Settings for one run: its own topics, buckets and database, sources from ``folder``."""
+    return base.model_copy(
+        update={
+            "topic_prefix": name,
+            "bucket": name,
+            "mongo_database": name,
+            "source_roots": (folder,),
+            **extra,
+        }
+    )
+
+
 def write_json(name: str, result: object) -> Path:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(result, indent=2, default=str))
     return out
+
+
+@dataclass
+class Processes:
+    """Processes by name (a stage, a tool) and their memory, sampled while they run."""
+
+    procs: dict[str, list[subprocess.Popen[bytes]]]
+    idle: dict[int, int] = field(default_factory=dict)
+    peak: Counter[int] = field(default_factory=Counter)
+
+    def pids(self) -> list[int]:
+        return [p.pid for ps in self.procs.values() for p in ps]
+
+    def sample(self) -> None:
+        for pid in self.pids():
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+            self.idle.setdefault(pid, rss)
+            self.peak[pid] = max(self.peak[pid], rss)
+
+    async def sample_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.sample()
+            await asyncio.sleep(0.1)
+
+    def memory(self) -> dict[str, dict[str, int]]:
+        """Per name: the largest idle and peak RSS and the largest rise of one process, MiB
+        (0 for a process that ended before it was sampled)."""
+        out = {}
+        for name, procs in self.procs.items():
+            pids = [p.pid for p in procs]
+            out[name] = {
+                "idle_MiB": max(self.idle.get(p, 0) for p in pids) >> 20,
+                "peak_MiB": max(self.peak[p] for p in pids) >> 20,
+                "rise_MiB": max(self.peak[p] - self.idle.get(p, 0) for p in pids) >> 20,
+            }
+        return out
 
 
 def cpu_s(pid: int) -> float:
