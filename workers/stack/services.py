@@ -145,7 +145,10 @@ class OpenBao(Service):
         (self.dir / "raft").mkdir(parents=True, exist_ok=True)
         s = self.settings
         (self.dir / "bao.hcl").write_text(
-            f'storage "raft" {{\n  path = "{self.dir / "raft"}"\n  node_id = "node1"\n}}\n'
+            # One node: the fastest raft timings (1 s heartbeat). With the default (5 s) the
+            # node became leader up to 10 s after start, and sys/init waited that long.
+            f'storage "raft" {{\n  path = "{self.dir / "raft"}"\n  node_id = "node1"\n'
+            "  performance_multiplier = 1\n}\n"
             f'listener "tcp" {{\n  address = "127.0.0.1:{s.openbao_port}"\n'
             f'  cluster_address = "127.0.0.1:{s.openbao_cluster_port}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{s.openbao_addr}"\ncluster_addr = "http://127.0.0.1:{s.openbao_cluster_port}"\n'
