@@ -10,6 +10,8 @@ with one (its point is the memory bound, checked here against MEMORY_BOUND_MIB).
 
 import argparse
 import asyncio
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from bench import limits, pipeline, rclone
@@ -46,24 +48,47 @@ def row(result: dict[str, Any], rclone_mb_s: float, limit_mb_s: float) -> dict[s
     }
 
 
+async def timed(phases: dict[str, float], name: str, job: Awaitable[Any]) -> Any:
+    began = time.monotonic()
+    try:
+        return await job
+    finally:
+        phases[name] = round(time.monotonic() - began, 1)
+
+
 async def run(base: Settings, workloads: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in workloads:
         if base.gcs_url is None:  # fake-gcs-server keeps every upload in memory until restarted
             stop_service(base, "gcs")
             start_service(base, "gcs")
+        phases: dict[str, float] = {}  # wall seconds of each step, set-up and clean-up included
         # (c) and (d) sample the same thing: one 256 MiB object per store.
         same = name == "d" and "c" in results
-        limit = results["c"]["limits"] if same else await limits.run(base, name)
-        runs = [await pipeline.run(base, name, n) for n in REPLICAS[name]]
-        baseline = await rclone.run(base, name)
-        results[name] = {"limits": limit, "movingdata": runs, "rclone": baseline}
+        limit = (
+            results["c"]["limits"]
+            if same
+            else await timed(phases, "limits", limits.run(base, name))
+        )
+        runs = [
+            await timed(phases, f"movingdata x{n}", pipeline.run(base, name, n))
+            for n in REPLICAS[name]
+        ]
+        baseline = await timed(phases, "rclone", rclone.run(base, name))
+        results[name] = {
+            "limits": limit,
+            "movingdata": runs,
+            "rclone": baseline,
+            "phases_s": phases,
+        }
         rows = [row(r, baseline["MB_per_s"], limit["limit_MB_s"]) for r in (*runs, baseline)]
         print_rows(rows)
         print(
             f"limit {limit['limit_MB_s']} MB/s (crypto {limit['crypto_MB_s']} MB/s; stores "
             + ", ".join(f"{t} {s['replica_MB_s']}" for t, s in limit["stores"].items())
-            + ")\n",
+            + ")\nwall seconds: "
+            + ", ".join(f"{step} {s}" for step, s in phases.items())
+            + "\n",
             flush=True,
         )
         results[name]["rows"] = rows
@@ -74,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
+    began = time.monotonic()
     results = asyncio.run(run(load_settings(), args.workloads.split(",")))
     print_rows([r for w in results.values() for r in w["rows"]])
     if "d" in results:
@@ -81,6 +107,7 @@ def main() -> None:
         verdict = "within" if rise <= MEMORY_BOUND_MIB else "OVER"
         print(f"2 GiB object: largest worker rise {rise} MiB, {verdict} {MEMORY_BOUND_MIB} MiB")
     print(f"JSON: {write_json('bench', results)}")
+    print(f"make bench: {(time.monotonic() - began) / 60:.1f} minutes")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from workers.stores import ObjectStore, open_store
 
 CHUNK = 1024 * 1024
 SAMPLE_BYTES = 256 * CHUNK  # per store and workload
+SAMPLE_FILES = 500  # enough small objects for a steady rate
 CONCURRENCY = 4
 
 
@@ -50,10 +51,10 @@ def crypto_limit(size: int = 512 * CHUNK) -> float:
 
 
 def sample(folder: Path) -> list[Path]:
-    """The workload's first files, up to SAMPLE_BYTES (at least one)."""
+    """The workload's first files, up to SAMPLE_BYTES and SAMPLE_FILES (at least one)."""
     files, total = [], 0
     for path in sorted(folder.iterdir()):
-        if files and total + path.stat().st_size > SAMPLE_BYTES:
+        if files and (total + path.stat().st_size > SAMPLE_BYTES or len(files) == SAMPLE_FILES):
             break
         files.append(path)
         total += path.stat().st_size
