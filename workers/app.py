@@ -157,9 +157,10 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher))
         elif stage == "sink":
             names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
-            # key_type None (keys stay raw bytes): a channel with the same key and value types
-            # as a stage's would be handed the stage's own Event objects, and with both taking
-            # batches the replay test then found offsets committed before the stage was done.
+            # key_type None (keys stay raw bytes) so the sink decodes its own Event objects:
+            # with the same key and value types as a stage's channel, Faust hands both agents
+            # one Event, and then (both taking batches) the replay test found offsets of
+            # events the stage had not finished committed, in about every other run.
             source = app.topic(*names, value_type=bytes, key_type=None)
             app.agent(source, name=stage)(sink_loop(settings, dispatcher))
         else:
@@ -184,10 +185,10 @@ def stage_loop(
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
     Up to ``batch`` events at a time, handled concurrently but in order per object (key). The
-    whole batch is acknowledged once every event in it is handled (``take_events``), so an
-    offset is never committed before its event and all it produced are done. (Acknowledging
-    events one by one as they finish, out of order, made the replay test find offsets
-    committed early: Faust commits past a gap.)
+    whole batch is acknowledged once every event in it is handled and everything it produced
+    is acknowledged by the broker (``take_events``), so no offset is committed early.
+    Acknowledging events one by one as they finish, out of order, did commit early: Faust
+    commits past an unacknowledged offset.
     """
     decode_one = partial(decode_as, event_type)
 

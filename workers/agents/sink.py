@@ -9,9 +9,10 @@ down is not the events' fault: the sink backs off and retries the batch until it
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -41,6 +42,8 @@ SINK_INPUTS = (
 )
 Doc = dict[str, Any]
 BULK_LIMIT = 50
+DUPLICATE_KEY = 11000
+HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
 
 
 def doc_id(event: Event) -> str:
@@ -103,62 +106,128 @@ def update_document(event: Event) -> Doc | None:
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db["objects"].create_index([("tenant", ASCENDING), ("name", ASCENDING)])
-    await db["audit"].create_index([("object_id", ASCENDING), ("seq", ASCENDING)])
     await db["deadletters"].create_index([("stage", ASCENDING)])
+    # Unique: a second record at one place of a chain is refused, never stored. A database
+    # from before it was unique has the same index without: replaced.
+    chain = [("object_id", ASCENDING), ("seq", ASCENDING)]
+    old = (await db["audit"].index_information()).get("object_id_1_seq_1")
+    if old is not None and not old.get("unique"):
+        await db["audit"].drop_index("object_id_1_seq_1")
+    await db["audit"].create_index(chain, unique=True)
 
 
-async def insert_new(
-    db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc], *, ordered: bool = False
-) -> None:
+async def insert_new(db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc]) -> None:
     """Insert, ignoring documents whose ``_id`` exists already (a redelivery)."""
     if not docs:
         return
     try:
-        await db[name].insert_many(list(docs), ordered=ordered)
+        await db[name].insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
-        if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+        if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
             raise
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The end of one object's chain: its last hash and seq, and its latest records' ids."""
+
+    hash: str = GENESIS
+    seq: int = 0
+    ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, doc: Doc | None) -> "Head":
+        return cls(doc["hash"], doc["seq"], tuple(doc.get("ids", ()))) if doc else cls()
+
+    def then(self, doc: Doc) -> "Head":
+        return Head(doc["hash"], doc["seq"], (*self.ids, doc["_id"])[-HEAD_IDS:])
+
+
+class ChainConflict(BulkWriteError):
+    """A record to insert is stored already, or its place in the chain is taken."""
+
+
+def chain(records: Iterable[AuditRecord], heads: dict[str, Head]) -> list[Doc]:
+    """Link each record not among its object's head ids to the end of its chain (advances
+    ``heads``); return the documents to insert, in order."""
+    docs = []
+    for record in records:
+        head = heads[record.object_id]
+        if record.event_id in head.ids:
+            continue  # stored already: a redelivery, or the same step from the audit topic
+        doc = {"_id": record.event_id, **record.model_dump(mode="python"), "seq": head.seq + 1}
+        doc["prev_hash"], doc["hash"] = head.hash, record_hash(head.hash, doc)
+        heads[record.object_id] = head.then(doc)
+        docs.append(doc)
+    return docs
 
 
 async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -> int:
     """Chain and insert the records not stored yet; return how many were new.
 
-    Every lookup is by ``_id`` (the only filter FerretDB's SQLite backend answers from an
-    index). ``audit_heads`` holds each object's last (hash, seq); a head left stale by a crash
-    between the two writes is caught up from the redelivered records found already stored.
+    One ``audit_heads`` lookup per object (the only filter FerretDB's SQLite backend answers
+    from an index is ``_id``): its head names the latest records, so a redelivered record is
+    recognised without a query. A head is written after its records, so a crash in between
+    leaves it stale; the unique ``_id`` and (object_id, seq) indexes then refuse the insert
+    instead of letting a record be stored twice or the chain fork, and the batch is linked
+    again from what ``audit`` itself holds.
     """
     unique = list({r.event_id: r for r in records}.values())
-    if not unique:
-        return 0
-    stored = await asyncio.gather(
-        *(db["audit"].find_one({"_id": r.event_id}, {"seq": 1, "hash": 1}) for r in unique)
-    )
-    heads: dict[str, tuple[str, int]] = {}
-    docs = []
-    for record, existing in zip(unique, stored, strict=True):
-        if record.object_id not in heads:
-            head = await db["audit_heads"].find_one({"_id": record.object_id})
-            heads[record.object_id] = (head["hash"], head["seq"]) if head else (GENESIS, 0)
-        prev, seq = heads[record.object_id]
-        if existing is not None:
-            if existing["seq"] > seq:
-                heads[record.object_id] = (existing["hash"], existing["seq"])
-            continue
-        doc = {"_id": record.event_id, **record.model_dump(mode="python"), "seq": seq + 1}
-        doc["prev_hash"], doc["hash"] = prev, record_hash(prev, doc)
-        heads[record.object_id] = (doc["hash"], seq + 1)
-        docs.append(doc)
-    # Ordered: a failure part-way leaves a prefix of the chain, never a gap.
-    await insert_new(db, "audit", docs, ordered=True)
+    objects = list(dict.fromkeys(r.object_id for r in unique))
+    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in objects))
+    loaded = {o: Head.of(doc) for o, doc in zip(objects, found, strict=True)}
+    heads = dict(loaded)
+    try:
+        docs = await insert_chained(db, unique, heads)
+    except ChainConflict:  # once more from what is stored; a second conflict is raised
+        heads = await stored_heads(db, unique)
+        docs = await insert_chained(db, unique, heads)
+    moved = [(o, h) for o, h in heads.items() if h != loaded[o]]
     await bulk_upsert(
         db,
         "audit_heads",
         [
-            UpdateOne({"_id": o}, {"$set": {"hash": h, "seq": n}}, upsert=True)
-            for o, (h, n) in heads.items()
+            UpdateOne(
+                {"_id": o},
+                {"$set": {"hash": h.hash, "seq": h.seq, "ids": list(h.ids)}},
+                upsert=True,
+            )
+            for o, h in moved
         ],
     )
     return len(docs)
+
+
+async def insert_chained(
+    db: AsyncDatabase[Doc], records: list[AuditRecord], heads: dict[str, Head]
+) -> list[Doc]:
+    docs = chain(records, heads)
+    if docs:
+        try:  # ordered: a failure part-way leaves a prefix of the chain, never a gap
+            await db["audit"].insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            if all(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise ChainConflict(exc.details) from exc
+            raise
+    return docs
+
+
+async def stored_heads(db: AsyncDatabase[Doc], records: list[AuditRecord]) -> dict[str, Head]:
+    """Each object's head as ``audit`` holds it, with the ids of ``records`` stored already.
+
+    The slow path (a query per record and a scan per object on FerretDB), taken only after a
+    conflict: a crash between a batch's records and its heads, or two sinks on one object.
+    """
+    stored = await asyncio.gather(
+        *(db["audit"].find_one({"_id": r.event_id}, {"_id": 1}) for r in records)
+    )
+    done = {r.event_id for r, s in zip(records, stored, strict=True) if s is not None}
+    heads = {}
+    for object_id in dict.fromkeys(r.object_id for r in records):
+        last = await db["audit"].find_one({"object_id": object_id}, sort=[("seq", DESCENDING)])
+        ids = tuple(r.event_id for r in records if r.object_id == object_id and r.event_id in done)
+        heads[object_id] = Head(last["hash"], last["seq"], ids) if last else Head()
+    return heads
 
 
 async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[UpdateOne]) -> None:

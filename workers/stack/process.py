@@ -52,10 +52,15 @@ def is_alive(tracked: Tracked) -> bool:
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        threads = len(list((proc / "task").iterdir()))
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+    if state == "Z":
+        # The main thread has exited, but until the last thread has, the process still holds
+        # its sockets: a Go server that freed gigabytes kept its port past this point.
+        return threads > 1
     # An empty cmdline is a process between fork and exec (some servers re-exec at start).
-    return state != "Z" and (not cmdline.strip() or tracked.marker in cmdline)
+    return not cmdline.strip() or tracked.marker in cmdline
 
 
 def spawn(
