@@ -50,9 +50,6 @@ from workers.errors import Fatal
 from workers.settings import Settings
 
 log = logging.getLogger("movingdata.app")
-# A batch is handled once it is full or this long after the stage became free: under load
-# batches fill at once; a lone event waits at most this long.
-BATCH_WINDOW_S = 0.02
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 CHAIN: dict[str, list[tuple[TopicSpec, type[Event], Handler]]] = {
@@ -157,16 +154,11 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher))
         elif stage == "sink":
             names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
-            # key_type None (keys stay raw bytes) so the sink decodes its own Event objects:
-            # with the same key and value types as a stage's channel, Faust hands both agents
-            # one Event, and then (both taking batches) the replay test found offsets of
-            # events the stage had not finished committed, in about every other run.
-            source = app.topic(*names, value_type=bytes, key_type=None)
+            source = app.topic(*names, value_type=bytes, key_type=bytes)
             app.agent(source, name=stage)(sink_loop(settings, dispatcher))
         else:
             for spec, event_type, handler in CHAIN[stage]:
-                handle = partial(handler, deps=deps)
-                loop = stage_loop(dispatcher, event_type, handle, settings.stage_batch)
+                loop = stage_loop(dispatcher, event_type, partial(handler, deps=deps))
                 app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
     return app
 
@@ -180,29 +172,19 @@ def stage_loop(
     dispatcher: Dispatcher,
     event_type: type[Event],
     handler: Callable[[Any], Awaitable[Sequence[Emit]]],
-    batch: int,
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
-    Up to ``batch`` events at a time, handled concurrently but in order per object (key). The
-    whole batch is acknowledged once every event in it is handled and everything it produced
-    is acknowledged by the broker (``take_events``), so no offset is committed early.
-    Acknowledging events one by one as they finish, out of order, did commit early: Faust
-    commits past an unacknowledged offset.
+    One event at a time. Handling several at once (Faust's concurrent actors, or our own
+    in-order acknowledgement) made the replay test find offsets committed before their events
+    were done, which would lose events in a crash.
     """
     decode_one = partial(decode_as, event_type)
 
-    async def in_order(messages: list[faust.EventT]) -> None:
-        for message in messages:
-            await dispatcher.run(message.value, ref_of(message), decode_one, handler)
-
     async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
-            by_key: dict[bytes | None, list[faust.EventT]] = {}
-            for event in events:
-                by_key.setdefault(event.key, []).append(event)
+        async for message in stream.events():
             try:
-                await asyncio.gather(*map(in_order, by_key.values()))
+                await dispatcher.run(message.value, ref_of(message), decode_one, handler)
             except Fatal as exc:
                 crash(exc)
 
