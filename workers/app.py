@@ -175,9 +175,10 @@ def stage_loop(
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
-    One event at a time. Handling several at once (Faust's concurrent actors, or our own
-    in-order acknowledgement) made the replay test find offsets committed before their events
-    were done, which would lose events in a crash.
+    One event at a time. Handling several at once (Faust's concurrent actors, our own in-order
+    acknowledgement, or batches from ``take_events`` acknowledged when all were done) made the
+    replay test find offsets committed before their events were done, which would lose events
+    in a crash.
     """
     decode_one = partial(decode_as, event_type)
 
