@@ -16,7 +16,6 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
@@ -74,35 +73,6 @@ def run_install(
         raise ServiceError(f"{what}: install failed (exit {done.returncode}), see {log}")
 
 
-def go_build(
-    service: "Service",
-    module: str,
-    package: str,
-    out: Path,
-    prepare: Callable[[Path], None] | None = None,
-) -> None:
-    """Build ``package`` of ``module`` (from the Go module proxy) into ``out``, with the
-    patches in ``deploy/local/<service>/`` applied to its source first."""
-    log = service.dir / "install.log"
-    run_install(["go", "mod", "download", module], service.name, log)
-    found = subprocess.run(
-        ["go", "mod", "download", "-json", module], capture_output=True, check=True, text=True
-    )
-    src = service.tools / f"{service.name}-src"
-    shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(json.loads(found.stdout)["Dir"], src)
-    for path in [src, *src.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
-    patches = sorted((REPO_ROOT / "deploy/local" / service.name).glob("*.patch"))
-    run_install(["git", "apply", "-p1", *map(str, patches)], service.name, log, cwd=src)
-    if prepare is not None:
-        prepare(src)
-    env = {"CGO_ENABLED": "0"}
-    build = ["go", "build", "-trimpath", "-o", str(out.resolve()), package]
-    run_install(build, service.name, log, env, cwd=src)
-    shutil.rmtree(src)
-
-
 @dataclass
 class Service:
     """Base shape of a service; subclasses fill in the specifics."""
@@ -153,6 +123,46 @@ class Service:
 
     def after_start(self) -> None:
         """Work needing the running service (unseal, create keys)."""
+
+
+@dataclass
+class GoBuilt(Service):
+    """A service built from its Go module source (module proxy), with the patches in
+    ``deploy/local/<name>/`` applied first; the binary is ``tools/bin/<marker>``."""
+
+    module: str = ""
+    package: str = "."
+
+    @property
+    def binary(self) -> Path:
+        return self.tools / "bin" / self.marker
+
+    def installed(self) -> bool:
+        return self.binary.exists()
+
+    def install(self) -> None:
+        log = self.dir / "install.log"
+        run_install(["go", "mod", "download", self.module], self.name, log)
+        found = subprocess.run(
+            ["go", "mod", "download", "-json", self.module],
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        src = self.tools / f"{self.name}-src"
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.copytree(json.loads(found.stdout)["Dir"], src)
+        for path in [src, *src.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+        patches = sorted((REPO_ROOT / "deploy/local" / self.name).glob("*.patch"))
+        run_install(["git", "apply", "-p1", *map(str, patches)], self.name, log, cwd=src)
+        self.prepare_source(src)
+        build = ["go", "build", "-trimpath", "-o", str(self.binary.resolve()), self.package]
+        run_install(build, self.name, log, {"CGO_ENABLED": "0"}, cwd=src)
+        shutil.rmtree(src)
+
+    def prepare_source(self, src: Path) -> None:
+        """Adjust the patched source tree before the build."""
 
 
 @dataclass
@@ -397,9 +407,14 @@ class Azurite(Service):
 
 
 @dataclass
-class FakeGCS(Service):
+class FakeGCS(GoBuilt):
+    """v1.54.0 hashes everything received so far on every resumable chunk, so an upload costs
+    time quadratic in its size (a 2 GiB object: 150 CPU-seconds); ``deploy/local/gcs/*.patch``
+    hashes once, when the upload completes."""
+
     name: str = "gcs"
     marker: str = "fake-gcs-server"
+    module: str = f"github.com/fsouza/fake-gcs-server@{FAKE_GCS_VERSION}"
 
     @property
     def port(self) -> int:
@@ -408,19 +423,6 @@ class FakeGCS(Service):
     @property
     def version(self) -> str:
         return FAKE_GCS_VERSION
-
-    @property
-    def binary(self) -> Path:
-        return self.tools / "bin" / "fake-gcs-server"
-
-    def installed(self) -> bool:
-        return self.binary.exists()
-
-    def install(self) -> None:
-        """v1.54.0 hashes everything received so far on every resumable chunk, so an upload
-        costs time quadratic in its size (a 2 GiB object: 150 CPU-seconds);
-        ``deploy/local/gcs/*.patch`` hashes once, when the upload completes."""
-        go_build(self, f"github.com/fsouza/fake-gcs-server@{FAKE_GCS_VERSION}", ".", self.binary)
 
     def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
@@ -452,9 +454,14 @@ class FakeGCS(Service):
 
 
 @dataclass
-class FerretDB(Service):
+class FerretDB(GoBuilt):
+    """v1.24.2 on SQLite deadlocks on an update command of 100+ updates and computes only the
+    first accumulator of a ``$group``; ``deploy/local/ferretdb/*.patch`` fixes both."""
+
     name: str = "ferretdb"
     marker: str = "ferretdb"
+    module: str = f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"
+    package: str = "./cmd/ferretdb"
 
     @property
     def port(self) -> int:
@@ -464,28 +471,9 @@ class FerretDB(Service):
     def version(self) -> str:
         return FERRETDB_VERSION
 
-    @property
-    def binary(self) -> Path:
-        return self.tools / "bin" / "ferretdb"
-
-    def installed(self) -> bool:
-        return self.binary.exists()
-
-    def install(self) -> None:
-        """v1.24.2 on SQLite deadlocks on an update command of 100+ updates and computes only the
-        first accumulator of a ``$group``; ``deploy/local/ferretdb/*.patch`` fixes both."""
-
-        def embed_version(src: Path) -> None:
-            # A source build has no module version; FerretDB embeds it from this file.
-            (src / "build/version/version.txt").write_text(f"{FERRETDB_VERSION}\n")
-
-        go_build(
-            self,
-            f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}",
-            "./cmd/ferretdb",
-            self.binary,
-            embed_version,
-        )
+    def prepare_source(self, src: Path) -> None:
+        # A source build has no module version; FerretDB embeds it from this file.
+        (src / "build/version/version.txt").write_text(f"{FERRETDB_VERSION}\n")
 
     def prepare(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
