@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from schemas.codec import InvalidEvent, decode
 from schemas.events import (
@@ -47,6 +47,7 @@ from workers.agents import encrypt, ingest, replicate, sink, tier, verify
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import Fatal
+from workers.mongo import transient
 from workers.settings import Settings
 
 log = logging.getLogger("movingdata.app")
@@ -226,7 +227,8 @@ def retry_loop(
 def sink_loop(
     settings: Settings, dispatcher: Dispatcher
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
-    """Batch events into MongoDB; while the database is unreachable, back off and retry."""
+    """Batch events into MongoDB; while the database is unreachable or shutting down, back off
+    and retry."""
 
     async def agent(stream: faust.StreamT) -> None:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
@@ -241,7 +243,7 @@ def sink_loop(
                     await dispatcher.dead_letter(None, raw, MessageRef("sink", -1, -1), str(exc))
             try:
                 await retry_db(partial(sink.write_batch, db, events))
-            except PyMongoError as exc:  # not a connectivity problem: keep the events
+            except PyMongoError as exc:  # not transient: keep the events
                 for event in events:
                     await dispatcher.dead_letter(
                         event, None, MessageRef("sink", -1, -1), f"mongodb refused: {exc}"[:500]
@@ -256,7 +258,9 @@ async def retry_db(operation: Callable[[], Awaitable[object]]) -> None:
         try:
             await operation()
             return
-        except ConnectionFailure as exc:
+        except PyMongoError as exc:
+            if not transient(exc):
+                raise
             delay = backoff_s(attempt, RetryPolicy(cap_s=10.0), 0.5)
             log.warning(
                 "mongodb unavailable, backing off",

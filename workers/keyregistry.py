@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keys import KeyEncryptionKey
+from workers.mongo import transient
 
 
 def key_ref(object_id: str, version: int) -> str:
@@ -126,12 +127,12 @@ class MongoKeyRegistry:
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
-    """MongoDB unreachable is transient (retry); anything else it refuses is permanent."""
+    """A transient MongoDB error (unreachable, shutting down) is retried; the rest is permanent."""
     try:
         yield
-    except ConnectionFailure as exc:
-        raise Retryable(f"key registry unavailable: {type(exc).__name__}") from None
     except PyMongoError as exc:
+        if transient(exc):
+            raise Retryable(f"key registry unavailable: {type(exc).__name__}") from None
         raise Permanent(f"key registry refused: {type(exc).__name__}") from None
 
 

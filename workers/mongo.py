@@ -1,0 +1,42 @@
+"""Which MongoDB errors are transient: the same operation may succeed once the server is back.
+
+Connectivity failures, and the server answering while it shuts down, restarts or steps down.
+FerretDB answers a request still in flight at shutdown with ``InternalError`` (code 1,
+"context canceled"), so code 1 counts as the server's failure, not a refusal of the request.
+Anything else (bad input, validation, authorisation) is the request's fault.
+"""
+
+from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
+
+TRANSIENT_CODES = frozenset(
+    {
+        1,  # InternalError
+        6,  # HostUnreachable
+        7,  # HostNotFound
+        89,  # NetworkTimeout
+        91,  # ShutdownInProgress
+        189,  # PrimarySteppedDown
+        262,  # ExceededTimeLimit
+        9001,  # SocketException
+        10107,  # NotWritablePrimary
+        11600,  # InterruptedAtShutdown
+        11602,  # InterruptedDueToReplStateChange
+        13435,  # NotPrimaryNoSecondaryOk
+        13436,  # NotPrimaryOrSecondary
+    }
+)
+TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
+
+
+def transient(exc: PyMongoError) -> bool:
+    """True if retrying ``exc``'s operation later may succeed."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    if not isinstance(exc, OperationFailure):
+        return False
+    if exc.code in TRANSIENT_CODES or any(exc.has_error_label(x) for x in TRANSIENT_LABELS):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = (exc.details or {}).get("writeErrors", [])
+        return any(e.get("code") in TRANSIENT_CODES for e in errors)
+    return False
