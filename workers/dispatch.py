@@ -177,9 +177,10 @@ class Dispatcher:
             [(out.topic, out.event.object_id, encode(out.event)) for out in outs]
         )
 
-    async def audit(
+    def audit(
         self, event: Event, *, action: str, outcome: Outcome, detail: dict[str, object]
-    ) -> None:
+    ) -> Emit:
+        """The audit record of a failure step (sent with the retry or dead letter it explains)."""
         record = stamp(
             AuditRecord,
             event,
@@ -193,7 +194,7 @@ class Dispatcher:
             outcome=outcome,
             detail={**detail, "attempt": event.attempt, "source_event_id": event.event_id},
         )
-        await self.emit(Emit(AUDIT, record))
+        return Emit(AUDIT, record)
 
     async def retry_later(self, event: Event, ref: MessageRef, reason: str) -> None:
         if event.attempt + 1 >= self.policy.max_attempts:
@@ -213,8 +214,10 @@ class Dispatcher:
             payload_b64=base64.b64encode(encode(again)).decode(),
         )
         log.warning("retry scheduled", extra={**self._ctx(event, ref), "reason": reason})
-        await self.emit(Emit(RETRY, request))
-        await self.audit(event, action="retry", outcome=Outcome.RETRY, detail={"reason": reason})
+        await self.emit(
+            Emit(RETRY, request),
+            self.audit(event, action="retry", outcome=Outcome.RETRY, detail={"reason": reason}),
+        )
 
     async def dead_letter(
         self, event: Event | None, raw: bytes | None, ref: MessageRef, reason: str
@@ -235,16 +238,14 @@ class Dispatcher:
             payload_b64=base64.b64encode((raw or b"")[:65536]).decode(),
         )
         log.error("dead letter", extra={**self._ctx(subject, ref), "reason": reason})
-        await self.emit(Emit(DEADLETTER, letter))
-        await self.audit(
-            subject,
-            action="deadletter",
-            outcome=Outcome.FAILED,
-            detail={
-                "reason": reason[:1000],
-                "topic": ref.topic,
-                "offset": ref.offset,
-            },
+        await self.emit(
+            Emit(DEADLETTER, letter),
+            self.audit(
+                subject,
+                action="deadletter",
+                outcome=Outcome.FAILED,
+                detail={"reason": reason[:1000], "topic": ref.topic, "offset": ref.offset},
+            ),
         )
 
     def _ctx(self, event: Event, ref: MessageRef) -> dict[str, object]:

@@ -57,7 +57,7 @@ async def test_bad_input_is_dead_lettered_with_reason(raw: bytes, reason: str) -
     assert reason in letter.reason
     assert (letter.topic, letter.partition, letter.offset) == (REF.topic, 2, 41)
     assert base64.b64decode(letter.payload_b64) == raw
-    assert pub.on("audit")
+    assert pub.sends == [["deadletter", "audit"]]  # together: no letter without its record
 
 
 async def test_permanent_error_and_bug_are_dead_lettered() -> None:
@@ -88,7 +88,7 @@ async def test_transient_error_retries_in_process_then_via_retry_topic() -> None
     request = decode(pub.on("retry")[0], RetryRequest)
     again = decode(base64.b64decode(request.payload_b64), IngestRequest)
     assert again.attempt == 1 and request.topic == REF.topic
-    assert not pub.on("deadletter")
+    assert pub.sends == [["retry", "audit"]]
 
 
 async def test_transient_error_past_max_attempts_is_dead_lettered() -> None:

@@ -21,9 +21,11 @@ class ListPublisher:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, bytes]] = []
+        self.sends: list[list[str]] = []  # the topics of each send, one list per call
 
     async def send(self, messages: Sequence[Message]) -> None:
         self.sent.extend((topic.suffix, key, value) for topic, key, value in messages)
+        self.sends.append([topic.suffix for topic, _, _ in messages])
 
     def on(self, suffix: str) -> list[bytes]:
         return [value for topic, _, value in self.sent if topic == suffix]
