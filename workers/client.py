@@ -29,6 +29,7 @@ from schemas.events import (
     event_id,
 )
 from topics import ACCESS, AUDIT, INGEST, REPLICATED, TopicSpec
+from workers.agents.sink import doc_id
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -114,7 +115,7 @@ class State:
     async def object(self, object_id: str, version: int | None = None) -> Doc | None:
         """One version (an ``_id`` lookup), or the newest when ``version`` is None."""
         if version is not None:
-            return await self.db["objects"].find_one({"_id": f"{object_id}:v{version}"})
+            return await self.db["objects"].find_one({"_id": doc_id(object_id, version)})
         docs = await self.objects(object_id)
         return docs[-1] if docs else None
 
@@ -154,7 +155,7 @@ async def wait_verified(
     failures: dict[str, str] = {}
     while pending and time.monotonic() < deadline:
         letters = await state.dead_letters()
-        ids = [f"{object_id}:v{version}" for object_id in pending]  # one query per round
+        ids = [doc_id(object_id, version) for object_id in pending]  # one query per round
         docs = {d["object_id"]: d async for d in state.db["objects"].find({"_id": {"$in": ids}})}
         for object_id in list(pending):
             if verified_everywhere(docs.get(object_id)):

@@ -46,8 +46,9 @@ DUPLICATE_KEY = 11000
 HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
 
 
-def doc_id(event: Event) -> str:
-    return f"{event.object_id}:v{event.version}"
+def doc_id(object_id: str, version: int) -> str:
+    """The ``_id`` of one object version's document in ``objects``."""
+    return f"{object_id}:v{version}"
 
 
 def object_update(event: Event) -> Doc | None:
@@ -260,7 +261,7 @@ def step_of(event: Event) -> tuple[str, Emit] | None:
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent)."""
     updates = [
-        UpdateOne({"_id": doc_id(event)}, update, upsert=True)
+        UpdateOne({"_id": doc_id(event.object_id, event.version)}, update, upsert=True)
         for event in events
         if (update := update_document(event)) is not None
     ]
