@@ -18,13 +18,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.stores import remove_container
 from tests.waiting import wait_for
 from topics import ACCESS, ALL, RETRY
 from workers.client import State
 from workers.demo import start_worker, stop_worker, worker_env
-from workers.deps import build_deps, prepare
+from workers.deps import build_deps, prepare, target_url
 from workers.restore import restore_to_file
 from workers.settings import Settings, load_settings
+from workers.stores import open_store
 
 MOVINGDATA = str(Path(sys.executable).parent / "movingdata")
 
@@ -89,6 +91,9 @@ async def pipeline(
     state = State(settings)
     await state.client.drop_database(unique)
     await state.close()
+    for target in settings.targets:
+        store = open_store(target_url(target, settings), settings)
+        await remove_container(store, target, settings.bucket, settings)
 
 
 @pytest.fixture
@@ -117,20 +122,24 @@ def write_objects(
 
 
 async def group_lag(pipeline: Pipeline, group: str) -> int:
-    """Messages on the chain's topics (not retry) that ``group`` has not committed yet."""
+    """Messages on the chain's topics (not retry) that ``group`` has not committed yet.
+
+    Partitions come from the broker (``describe_topics``), not from the consumer's metadata
+    cache: ``consumer.topics()`` does not fill that cache, and a partition missing from it
+    would count as no lag at all.
+    """
     settings = pipeline.settings
-    names = {spec.name(settings.topic_prefix) for spec in ALL if spec not in (RETRY, ACCESS)}
+    names = sorted(spec.name(settings.topic_prefix) for spec in ALL if spec not in (RETRY, ACCESS))
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()  # loads metadata
+        described = await admin.describe_topics(names)
         parts = [
-            TopicPartition(name, p)
-            for name in names
-            for p in consumer.partitions_for_topic(name) or ()
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
         ]
+        assert len(parts) == len(names) * settings.topic_partitions, described
         ends = await consumer.end_offsets(parts)
         committed = await admin.list_consumer_group_offsets(group)
         return sum(

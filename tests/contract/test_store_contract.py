@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from tests.contract.conftest import BACKENDS, PART_SIZES, drop_container, make_store, raw_s3
+from tests.contract.conftest import BACKENDS, PART_SIZES, make_store
+from tests.stores import drop_container, raw_s3, remove_container
 from workers.errors import Fatal, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import open_store
@@ -271,7 +272,4 @@ async def test_s3_every_write_is_sse_kms_and_failures_leave_no_upload(
             uploads = await s3.list_multipart_uploads(Bucket=unique)
             assert uploads.get("Uploads", []) == []
         finally:
-            async for info in store.list():
-                await store.delete(info.key)
-            await store.close()
-            await drop_container("s3", unique, settings)
+            await remove_container(store, "s3", unique, settings)

@@ -1,0 +1,60 @@
+"""Clean-up of test buckets and containers, so test runs do not pile them up in the stores."""
+
+import asyncio
+from contextlib import suppress
+
+import aiohttp
+from aiobotocore.session import get_session
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob.aio import BlobServiceClient
+
+from workers.settings import Settings
+from workers.stores.base import ObjectStore
+from workers.stores.s3 import s3_credentials
+
+
+def raw_s3(settings: Settings):  # type: ignore[no-untyped-def]
+    """A plain aiobotocore client, for checks and clean-up the protocol does not offer."""
+    access, secret = s3_credentials(settings)
+    return get_session().create_client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+    )
+
+
+async def drop_container(backend: str, bucket: str, settings: Settings) -> None:
+    """Remove an emptied test bucket or container (gone already is fine).
+
+    Not optional for S3: each SeaweedFS bucket takes volume slots of its own, and once the
+    slots are used up every later write fails with InternalError.
+    """
+    if backend == "s3":
+        async with raw_s3(settings) as s3:
+            with suppress(s3.exceptions.NoSuchBucket):
+                await s3.delete_bucket(Bucket=bucket)
+    elif backend == "azure":
+        conn = settings.azure_connection_string
+        async with BlobServiceClient.from_connection_string(conn) as service:
+            with suppress(ResourceNotFoundError):
+                await service.delete_container(bucket)
+    elif backend == "gcs":
+        async with aiohttp.ClientSession() as http:
+            url = f"{settings.gcs_endpoint}/storage/v1/b/{bucket}"
+            async with http.delete(url) as response:
+                assert response.status in (200, 204, 404), response.status
+
+
+async def remove_container(
+    store: ObjectStore, backend: str, bucket: str, settings: Settings
+) -> None:
+    """Delete every object of ``store`` (on ``bucket``), close it, and drop the container."""
+    try:
+        keys = [info.key async for info in store.list()]
+        for start in range(0, len(keys), 32):
+            await asyncio.gather(*(store.delete(key) for key in keys[start : start + 32]))
+    finally:
+        await store.close()
+    await drop_container(backend, bucket, settings)
