@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     source_buckets: tuple[str, ...] = ("movingdata",)
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     chunk_size: int = 1024 * 1024
+    # Events one stage agent handles at once (different objects). Each one in flight holds at
+    # most one upload part (S3 8 MiB, GCS 32 MiB), whatever the object's size.
+    stage_batch: int = 8
     max_attempts: int = 10
     retry_cap_s: float = 60.0  # longest wait between two retries of one event
     # How long the broker waits before giving a silent worker's partitions to another.
