@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from aiobotocore.session import get_session
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from azure.storage.blob.aio import BlobServiceClient
@@ -14,8 +13,8 @@ from gcloud.aio.storage import Storage
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
+from tests.stores import raw_s3
 from workers.settings import Settings
-from workers.stack.services import SeaweedFS
 
 MiB = 1024 * 1024
 
@@ -82,22 +81,11 @@ async def test_mongo_upsert_inc_unique_aggregate(settings: Settings, unique: str
         await client.close()
 
 
-def s3_client(settings: Settings):  # type: ignore[no-untyped-def]
-    access, secret = SeaweedFS(settings).credentials()
-    return get_session().create_client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        region_name=settings.s3_region,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-    )
-
-
 async def test_s3_sse_kms_put_head_get_and_ciphertext_on_disk(
     settings: Settings, unique: str
 ) -> None:
     marker = f"PLAINTEXT-MARKER-{unique}-".encode() * 64
-    async with s3_client(settings) as s3:
+    async with raw_s3(settings) as s3:
         await s3.create_bucket(Bucket=unique)
         put = await s3.put_object(
             Bucket=unique,
@@ -118,7 +106,7 @@ async def test_s3_sse_kms_put_head_get_and_ciphertext_on_disk(
 
 async def test_s3_multipart_over_16_mib_with_sse_kms(settings: Settings, unique: str) -> None:
     parts = [os.urandom(6 * MiB) for _ in range(3)]
-    async with s3_client(settings) as s3:
+    async with raw_s3(settings) as s3:
         await s3.create_bucket(Bucket=unique)
         mpu = await s3.create_multipart_upload(
             Bucket=unique,

@@ -9,7 +9,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from gcloud.aio.storage import Storage
 from pymongo import AsyncMongoClient
 
-from tests.integration.test_services import s3_client
+from tests.stores import raw_s3
 from workers.settings import Settings
 from workers.stack import control, process
 
@@ -50,7 +50,7 @@ async def write_everywhere(settings: Settings, name: str, payload: bytes) -> Non
     mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)
     await mongo[name]["c"].insert_one({"_id": "k", "v": payload})
     await mongo.close()
-    async with s3_client(settings) as s3:
+    async with raw_s3(settings) as s3:
         await s3.create_bucket(Bucket=name)
         await s3.put_object(
             Bucket=name,
@@ -81,7 +81,7 @@ async def read_everywhere(settings: Settings, name: str) -> list[bytes]:
     mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)
     doc = await mongo[name]["c"].find_one({"_id": "k"})
     await mongo.close()
-    async with s3_client(settings) as s3:
+    async with raw_s3(settings) as s3:
         s3_body = await (await s3.get_object(Bucket=name, Key="k"))["Body"].read()
     async with BlobServiceClient.from_connection_string(settings.azure_connection_string) as az:
         blob = az.get_blob_client(name, "k")
