@@ -124,8 +124,13 @@ async def insert_new(db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc]) -> 
     try:
         await db[name].insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
-        if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+        if not only_duplicates(exc):
             raise
+
+
+def only_duplicates(exc: BulkWriteError) -> bool:
+    """Every document the bulk write refused has an ``_id`` or unique key stored already."""
+    return all(err.get("code") == DUPLICATE_KEY for err in exc.details.get("writeErrors", []))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +212,7 @@ async def insert_chained(
         try:  # ordered: a failure part-way leaves a prefix of the chain, never a gap
             await db["audit"].insert_many(docs, ordered=True)
         except BulkWriteError as exc:
-            if all(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            if only_duplicates(exc):
                 raise ChainConflict(exc.details) from exc
             raise
     return docs
