@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack demo test unit lint bench bench-backpressure down clean
+.PHONY: install stack demo test unit lint bench bench-backpressure bench-puts down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: stack
 
 bench-backpressure: stack
 	$(BIN)/python -m bench.backpressure
+
+bench-puts: stack
+	$(BIN)/python -m bench.puts
 
 down:
 	test ! -x $(BIN)/movingdata || $(BIN)/movingdata stack down

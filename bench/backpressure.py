@@ -16,7 +16,9 @@ import uuid
 
 from bench.relay import relay
 from bench.report import Processes, isolated, write_json
-from workers.client import State, produce, requests_for_path
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path
+from workers.client.state import State
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
 from workers.settings import Settings, load_settings

@@ -48,7 +48,9 @@ from schemas.codec import decode
 from schemas.events import DeadLetter, ReplicaVerified
 from topics import ALL, DEADLETTER, VERIFIED
 from workers.app import STAGES
-from workers.client import Doc, State, produce, requests_for_path, wait_verified
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import Doc, State
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
 from workers.settings import Settings, load_settings
@@ -210,7 +212,7 @@ async def run(
         failures = await wait_on_topics(settings, ids, timeout_s=1800)
         seconds = time.monotonic() - began
         cpu = cpu_delta(cpu_before, cpu_by_name(processes))
-        await wait_verified(state, [i for i in ids if i not in failures], timeout_s=300)
+        await wait_verified(state, [r for r in requests if r.object_id not in failures], 300)
         stop.set()
         await sampler
         docs = {d["object_id"]: d async for d in state.db["objects"].find({})}

@@ -8,6 +8,7 @@ version live in ``tests/unit/schemas/samples``.
 import base64
 import hashlib
 import re
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -16,17 +17,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 INLINE_MAX_BYTES = 256 * 1024
 OBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+TENANT = r"^[a-z0-9][a-z0-9-]{0,62}$"
 TARGETS = ("s3", "azure", "gcs")
+# Characters that reorder how a name is displayed (Trojan Source): refused in names.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 ObjectId = Annotated[str, Field(pattern=OBJECT_ID)]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Target = Literal["s3", "azure", "gcs", "memory"]
+Tenant = Annotated[str, Field(pattern=TENANT)]
 
 
 def event_id(kind: str, object_id: str, version: int, *parts: str) -> str:
     """Deterministic id: a redelivered or replayed event gets the same id."""
     text = "\x1f".join((kind, object_id, str(version), *parts))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def object_id_for(tenant: str, name: str) -> str:
+    """The id of a named object: every version of (tenant, name) shares it."""
+    return hashlib.sha256(f"{tenant}\x1f{name}".encode()).hexdigest()[:24]
 
 
 class Event(BaseModel):
@@ -40,7 +52,7 @@ class Event(BaseModel):
     v: int
     event_id: str = Field(min_length=1, max_length=64)
     object_id: ObjectId
-    version: int = Field(ge=1)
+    version: int = Field(ge=0)  # 0: a put request not given its version yet
     correlation_id: str = Field(min_length=1, max_length=128)
     produced_at: datetime
     attempt: int = Field(default=0, ge=0)
@@ -53,30 +65,42 @@ class Event(BaseModel):
 
 
 def safe_key(value: str) -> str:
-    """Reject object names that could escape a prefix or confuse a store or a log."""
+    """The NFC form of an object name; refuse names that could escape a prefix or confuse a
+    store, a log or a reader (control and bidi characters, text that is not valid UTF-8)."""
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("name is not valid UTF-8")
+    value = unicodedata.normalize("NFC", value)
     if not value or len(value) > 1024:
         raise ValueError("name must be 1-1024 characters")
     if value.startswith("/") or any(part in ("..", ".") for part in value.split("/")):
         raise ValueError("name must be relative and contain no '.' or '..' segments")
-    if re.search(r"[\x00-\x1f\x7f]", value):
+    if "" in value.split("/"):
+        raise ValueError("name must not contain empty segments ('//' or a trailing '/')")
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", value):
         raise ValueError("name must not contain NUL or control characters")
+    if BIDI_CONTROLS.intersection(value):
+        raise ValueError("name must not contain bidi control characters")
     return value
 
 
 class Source(BaseModel):
-    """Exactly one of: a local file path, a store URL, or a small inline payload (base64)."""
+    """Exactly one of: a file path on the workers' filesystem, a store URL, a small inline
+    payload (base64), or a key in the staging area the client uploaded to."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     path: str | None = None
     url: str | None = None
     inline_b64: str | None = None
+    staged: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":
-        given = [x for x in (self.path, self.url, self.inline_b64) if x is not None]
+        given = [x for x in (self.path, self.url, self.inline_b64, self.staged) if x is not None]
         if len(given) != 1:
-            raise ValueError("source needs exactly one of path, url, inline_b64")
+            raise ValueError("source needs exactly one of path, url, inline_b64, staged")
+        if self.staged is not None:
+            safe_key(self.staged)
         if self.url is not None and not re.match(
             r"^(s3|azure|gs)://[a-z0-9][a-z0-9.-]+/.+", self.url
         ):
@@ -105,7 +129,7 @@ class Placement(BaseModel):
 
     name: str
     targets: tuple[Target, ...] = Field(min_length=1)
-    tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    tenant: Tenant = "default"
     tags: dict[str, str] = Field(default_factory=dict)
     mode: Literal["stream", "fernet"] = "stream"
 
@@ -123,19 +147,41 @@ class Placement(BaseModel):
 
 
 class IngestRequest(Event):
-    """A producer's request to protect and move one object (topic ``ingest``)."""
+    """A producer's request to put one object (topic ``ingest``).
+
+    ``correlation_id`` is the request id: a replayed request lands on the version it got the
+    first time. ``version`` is assigned by ingest; whatever a producer sends is ignored. The
+    plaintext's size and SHA-256, when the producer knows them, are checked end to end. A
+    request without a source carries only a digest: it is for content believed unchanged, and
+    is refused if the content differs from the latest version.
+    """
 
     KIND = "ingest.request"
-    source: Source
+    version: int = Field(default=0, ge=0)
+    source: Source | None = None
     placement: Placement
+    plaintext_size: int | None = Field(default=None, ge=0)
+    plaintext_sha256: Sha256Hex | None = None
+    force: bool = False  # a new version even when the content is unchanged
+
+    @model_validator(mode="after")
+    def _digest(self) -> "IngestRequest":
+        if (self.plaintext_size is None) != (self.plaintext_sha256 is None):
+            raise ValueError("plaintext_size and plaintext_sha256 go together")
+        if self.source is None and self.plaintext_sha256 is None:
+            raise ValueError("a request without a source needs plaintext_size and plaintext_sha256")
+        return self
 
 
 class ObjectAccepted(Event):
-    """Ingest checked the request; encrypt may read the source (topic ``accepted``)."""
+    """Ingest checked the request and gave it a new version; encrypt may read the source
+    (topic ``accepted``). The digest, when known, is what encrypt must read."""
 
     KIND = "object.accepted"
     source: Source
     placement: Placement
+    plaintext_size: int | None = Field(default=None, ge=0)
+    plaintext_sha256: Sha256Hex | None = None
 
 
 class ObjectEncrypted(Event):
@@ -189,6 +235,37 @@ class ReplicaTiered(Event):
     key: str
     tier: Literal["hot", "warm", "cold", "archive"]
     reason: str
+
+
+class DeleteRequest(Event):
+    """Remove one object version from every store (topic ``delete``). ``forget`` also marks
+    it shredded: either way its data key is destroyed and the version can never come back."""
+
+    KIND = "delete.request"
+    mode: Literal["delete", "forget"]
+    tenant: Tenant
+    targets: tuple[Target, ...] = Field(min_length=1)
+    keys: tuple[str, ...] = ()  # replica keys recorded for the version, if any
+    reason: str = Field(default="", max_length=200)
+
+
+class ReplicaRemoval(Event):
+    """Remove every byte of one version from ``target`` (topic ``remove``)."""
+
+    KIND = "replica.removal"
+    mode: Literal["delete", "forget"]
+    target: Target
+    prefix: str
+    keys: tuple[str, ...] = ()
+
+
+class ReplicaRemoved(Event):
+    """``target`` holds nothing of the version any more (topic ``removed``)."""
+
+    KIND = "replica.removed"
+    mode: Literal["delete", "forget"]
+    target: Target
+    keys_removed: int = Field(ge=0)
 
 
 class ObjectAccessed(Event):

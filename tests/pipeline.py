@@ -20,11 +20,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.stores import remove_container
 from tests.waiting import wait_for
-from topics import ACCESS, ALL, RETRY
-from workers.client import State
+from topics import ACCESS, ALL, RETRY, TopicSpec
+from workers.client.restore import restore_to_file
+from workers.client.state import State
 from workers.demo import start_worker, stop_worker, worker_env
 from workers.deps import build_deps, prepare, target_url
-from workers.restore import restore_to_file
 from workers.settings import Settings, load_settings
 from workers.stores import open_store
 
@@ -49,6 +49,17 @@ class Pipeline:
     def stop_workers(self) -> None:
         for proc in self.workers:
             stop_worker(proc)
+
+    def cli(self, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        """``movingdata ARGS`` as a user runs it, configured like this pipeline."""
+        return subprocess.run(
+            [MOVINGDATA, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
 
     def worker_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
@@ -121,6 +132,20 @@ def write_objects(
     return files
 
 
+async def messages_on(pipeline: Pipeline, spec: TopicSpec) -> int:
+    """How many messages a topic of this pipeline holds."""
+    name = spec.name(pipeline.settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(name, p) for p in range(pipeline.settings.topic_partitions)]
+        ends = await consumer.end_offsets(parts)
+        begins = await consumer.beginning_offsets(parts)
+        return sum(ends[tp] - begins[tp] for tp in parts)
+    finally:
+        await consumer.stop()
+
+
 async def group_lag(pipeline: Pipeline, group: str) -> int:
     """Messages on the chain's topics (not retry) that ``group`` has not committed yet.
 
@@ -155,7 +180,15 @@ async def snapshot(pipeline: Pipeline, state: State) -> dict[str, object]:
     db = state.db
     docs = {
         name: sorted([doc async for doc in db[name].find({})], key=lambda d: str(d["_id"]))
-        for name in ("objects", "audit", "deadletters", "data_keys", "audit_heads")
+        for name in (
+            "objects",
+            "audit",
+            "deadletters",
+            "data_keys",
+            "audit_heads",
+            "names",
+            "requests",
+        )
     }
     deps = build_deps(pipeline.settings)
     stores = {}
@@ -200,10 +233,13 @@ EXPECTED_STEPS = {
 }
 
 
-def steps(
-    trail: list[dict[str, object]], ignore: frozenset[str] | set[str] = frozenset()
-) -> Counter[object]:
-    return Counter(r["action"] for r in trail if r["outcome"] == "ok" and r["action"] not in ignore)
+def steps(trail: list[dict[str, object]], version: int = 1) -> Counter[object]:
+    """The chain's ok steps of one version in a trail (other records are not counted)."""
+    return Counter(
+        r["action"]
+        for r in trail
+        if r["outcome"] == "ok" and r["version"] == version and r["action"] in EXPECTED_STEPS
+    )
 
 
 async def audit_trails(state: State) -> dict[str, list[dict[str, object]]]:
@@ -215,15 +251,15 @@ async def audit_trails(state: State) -> dict[str, list[dict[str, object]]]:
 
 
 async def settled_trails(
-    state: State, object_ids: list[str], ignore: frozenset[str] | set[str] = frozenset()
+    state: State, versions: list[tuple[str, int]]
 ) -> dict[str, list[dict[str, object]]]:
-    """The trails once every object has all its steps (tiering follows verification, so a
-    trail completes a moment after the last replica is verified), or as they are after 120 s:
-    the caller's asserts say what is missing."""
+    """The trails once every (object, version) has all its steps (tiering follows
+    verification, so a trail completes a moment after the last replica is verified), or as
+    they are after 120 s: the caller's asserts say what is missing."""
 
     async def complete() -> bool:
         trails = await audit_trails(state)
-        return all(steps(trails.get(o, []), ignore) == EXPECTED_STEPS for o in object_ids)
+        return all(steps(trails.get(o, []), v) == EXPECTED_STEPS for o, v in versions)
 
     with contextlib.suppress(TimeoutError):
         await wait_for(complete, timeout_s=120)

@@ -58,3 +58,21 @@ async def remove_container(
     finally:
         await store.close()
     await drop_container(backend, bucket, settings)
+
+
+async def raw_keys(backend: str, bucket: str, prefix: str, settings: Settings) -> list[str]:
+    """Keys under ``prefix`` as the store's own API lists them (not through our backends)."""
+    if backend == "s3":
+        async with raw_s3(settings) as s3:
+            page = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+            return [o["Key"] for o in page.get("Contents", [])]
+    if backend == "azure":
+        conn = settings.azure_connection_string
+        async with BlobServiceClient.from_connection_string(conn) as service:
+            blobs = service.get_container_client(bucket).list_blobs(name_starts_with=prefix)
+            return [b.name async for b in blobs]
+    async with aiohttp.ClientSession() as http:
+        url = f"{settings.gcs_endpoint}/storage/v1/b/{bucket}/o"
+        async with http.get(url, params={"prefix": prefix}) as response:
+            response.raise_for_status()
+            return [o["name"] for o in (await response.json()).get("items", [])]

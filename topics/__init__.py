@@ -14,11 +14,14 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas.events import (
     AuditRecord,
     DeadLetter,
+    DeleteRequest,
     Event,
     IngestRequest,
     ObjectAccepted,
     ObjectAccessed,
     ObjectEncrypted,
+    ReplicaRemoval,
+    ReplicaRemoved,
     ReplicaTiered,
     ReplicaVerified,
     ReplicaWritten,
@@ -52,6 +55,9 @@ REPLICATED = {t: TopicSpec(f"replicated.{t}", ReplicaWritten) for t in TARGETS}
 VERIFIED = TopicSpec("verified", ReplicaVerified)
 TIERED = TopicSpec("tiered", ReplicaTiered)
 ACCESS = TopicSpec("access", ObjectAccessed)
+DELETE = TopicSpec("delete", DeleteRequest)
+REMOVE = TopicSpec("remove", ReplicaRemoval)
+REMOVED = TopicSpec("removed", ReplicaRemoved)
 AUDIT = TopicSpec("audit", AuditRecord, retention_ms=30 * DAY_MS)
 RETRY = TopicSpec("retry", RetryRequest)
 DEADLETTER = TopicSpec("deadletter", DeadLetter, retention_ms=30 * DAY_MS)
@@ -65,6 +71,9 @@ ALL: tuple[TopicSpec, ...] = (
     VERIFIED,
     TIERED,
     ACCESS,
+    DELETE,
+    REMOVE,
+    REMOVED,
     AUDIT,
     RETRY,
     DEADLETTER,

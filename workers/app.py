@@ -21,10 +21,11 @@ from pymongo.errors import PyMongoError
 
 from schemas.codec import InvalidEvent, decode
 from schemas.events import (
+    DeleteRequest,
     Event,
-    IngestRequest,
     ObjectAccepted,
     ObjectEncrypted,
+    ReplicaRemoval,
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
@@ -33,8 +34,11 @@ from topics import (
     ACCEPTED,
     AUDIT,
     DEADLETTER,
+    DELETE,
     ENCRYPTED,
     INGEST,
+    REMOVE,
+    REMOVED,
     REPLICATE,
     REPLICATED,
     RETRY,
@@ -43,10 +47,11 @@ from topics import (
     VERIFIED,
     TopicSpec,
 )
-from workers.agents import encrypt, ingest, replicate, sink, tier, verify
+from workers import staging
+from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
-from workers.errors import Fatal
+from workers.errors import Fatal, MovingDataError
 from workers.mongo import transient
 from workers.settings import Settings
 
@@ -54,17 +59,28 @@ log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
 # batches fill at once; a lone event waits at most this long.
 BATCH_WINDOW_S = 0.02
-STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "retry", "sink")
+STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
-CHAIN: dict[str, list[tuple[TopicSpec, type[Event], Handler]]] = {
-    "ingest": [(INGEST, IngestRequest, ingest.handle)],
-    "encrypt": [(ACCEPTED, ObjectAccepted, encrypt.handle)],
+Decoder = Callable[[bytes | None, MessageRef], Event]
+
+
+def decoder(event_type: type[Event]) -> Decoder:
+    return lambda raw, _ref: decode(raw, event_type)
+
+
+CHAIN: dict[str, list[tuple[TopicSpec, Decoder, Handler]]] = {
+    "ingest": [(INGEST, ingest.complete, ingest.handle)],
+    "encrypt": [(ACCEPTED, decoder(ObjectAccepted), encrypt.handle)],
     "replicate": [
-        (ENCRYPTED, ObjectEncrypted, replicate.fan_out),
-        *((REPLICATE[t], ObjectEncrypted, replicate.handle) for t in TARGETS),
+        (ENCRYPTED, decoder(ObjectEncrypted), replicate.fan_out),
+        *((REPLICATE[t], decoder(ObjectEncrypted), replicate.handle) for t in TARGETS),
     ],
-    "verify": [(REPLICATED[t], ReplicaWritten, verify.handle) for t in TARGETS],
-    "tier": [(VERIFIED, ReplicaVerified, tier.handle)],
+    "verify": [(REPLICATED[t], decoder(ReplicaWritten), verify.handle) for t in TARGETS],
+    "tier": [(VERIFIED, decoder(ReplicaVerified), tier.handle)],
+    "delete": [
+        (DELETE, decoder(DeleteRequest), delete.tombstone),
+        (REMOVE, decoder(ReplicaRemoval), delete.remove),
+    ],
 }
 SINK_TOPICS = (
     ACCEPTED,
@@ -73,6 +89,8 @@ SINK_TOPICS = (
     *REPLICATED.values(),
     VERIFIED,
     TIERED,
+    REMOVE,
+    REMOVED,
     AUDIT,
     DEADLETTER,
 )
@@ -164,21 +182,40 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             source = app.topic(*names, value_type=bytes, key_type=None)
             app.agent(source, name=stage)(sink_loop(settings, dispatcher))
         else:
-            for spec, event_type, handler in CHAIN[stage]:
+            for spec, decode_one, handler in CHAIN[stage]:
                 handle = partial(handler, deps=deps)
-                loop = stage_loop(dispatcher, event_type, handle, settings.stage_batch)
+                loop = stage_loop(dispatcher, decode_one, handle, settings.stage_batch)
                 app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
+    if "encrypt" in stages:
+
+        async def staging_sweep() -> None:
+            await sweep_staging(deps)
+
+        app.timer(settings.staging_sweep_s)(staging_sweep)
     return app
+
+
+async def sweep_staging(deps: Deps) -> None:
+    """Remove staged uploads older than the TTL (a request never sent, or refused)."""
+    settings = deps.settings
+    older_than = staging.cutoff(deps.now(), settings.staging_ttl_s)
+    try:
+        swept = await staging.sweep(deps.staging, settings.staging_prefix, older_than)
+    except MovingDataError as exc:  # the next round tries again
+        log.warning("staging sweep failed", extra={"error": str(exc)})
+        return
+    if swept:
+        log.info("staging swept", extra={"removed": swept})
 
 
 def ref_of(event: faust.EventT) -> MessageRef:
     msg = event.message
-    return MessageRef(msg.topic, msg.partition, msg.offset)
+    return MessageRef(msg.topic, msg.partition, msg.offset, msg.key, msg.timestamp)
 
 
 def stage_loop(
     dispatcher: Dispatcher,
-    event_type: type[Event],
+    decode_one: Decoder,
     handler: Callable[[Any], Awaitable[Sequence[Emit]]],
     batch: int,
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
@@ -190,7 +227,6 @@ def stage_loop(
     Out of order they would not be safe: Faust 0.15.3 commits past a single unacknowledged
     offset (``Consumer._new_offset`` checks ``min(acked) - committed > 1``).
     """
-    decode_one = partial(decode_as, event_type)
 
     async def in_order(messages: list[faust.EventT]) -> None:
         for message in messages:
@@ -207,10 +243,6 @@ def stage_loop(
                 crash(exc)
 
     return agent
-
-
-def decode_as(event_type: type[Event], raw: bytes | None) -> Event:
-    return decode(raw, event_type)
 
 
 def retry_loop(

@@ -87,7 +87,22 @@ def stack_logs(service: str, lines: int = typer.Option(50, "-n")) -> None:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run a coroutine; a refusal or an unreachable service becomes one clear line."""
+    from aiokafka.errors import KafkaError
+    from pymongo.errors import PyMongoError
+
+    from workers.client.puts import BadNames
+    from workers.client.state import Unknown
+    from workers.errors import MovingDataError
+
+    try:
+        return asyncio.run(coro)
+    except (MovingDataError, Unknown, BadNames) as exc:
+        fail(str(exc))
+    except KafkaError as exc:
+        fail(f"the broker is unreachable ({type(exc).__name__}): is the stack up?")
+    except PyMongoError as exc:
+        fail(f"the database is unreachable ({type(exc).__name__}): is the stack up?")
 
 
 def emit_json(doc: Any) -> None:
@@ -121,81 +136,235 @@ def worker(
 
 @app.command()
 def put(
-    path: Path = typer.Argument(..., exists=True, help="A file or a folder (recursively)."),
+    paths: list[Path] = typer.Argument(None, help="Files or folders (recursively)."),
+    url: str | None = typer.Option(None, help="Put an object from a store: s3://bucket/key."),
     to: str = typer.Option("s3,azure,gcs", help="Targets; the first is the primary."),
     tenant: str = "default",
+    name: str | None = typer.Option(None, help="The object's name (one file or --url)."),
+    prefix: str = typer.Option("", help="Put before every name (a folder: 'reports/')."),
     tag: list[str] = typer.Option([], help="key=value, repeatable (tier=cold sets the tier)."),
     fernet: bool = typer.Option(False, help="Fernet compatibility mode (small objects)."),
-    wait: bool = typer.Option(False, help="Block until every object is verified everywhere."),
+    force: bool = typer.Option(False, help="A new version even if the content is unchanged."),
+    by_path: bool = typer.Option(
+        False, help="Send paths, not bytes (workers that share this filesystem)."
+    ),
+    wait: bool = typer.Option(False, help="Block until every put is verified everywhere."),
     timeout: float = typer.Option(600.0, help="Seconds --wait waits."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """Produce an ingest request for each file; print each object id."""
-    from workers.client import State, produce, requests_for_path, wait_verified
+    """Put files (or one store object) as new versions; unchanged content moves nothing."""
+    from pydantic import ValidationError
+
+    from schemas.events import Placement, Source
+    from workers.client.kafka import produce
+    from workers.client.puts import PutFile, Sent, files_to_put, parse_tags, put_files, put_request
 
     s = settings()
-    tags = dict(t.split("=", 1) for t in tag)
+    if bool(paths) == bool(url):
+        raise typer.BadParameter("give files or folders, or --url, not both")
+    for path in paths or []:
+        if not path.exists():
+            raise typer.BadParameter(f"{path} does not exist")
     try:
-        requests = requests_for_path(
-            path, to.split(","), tenant, tags, "fernet" if fernet else "stream"
-        )
+        tags = parse_tags(tag)
     except ValueError as exc:
-        fail(str(exc))
-    run(produce(s, requests))
-    for r in requests:
-        if as_json:
-            emit_json({"object_id": r.object_id, "name": r.placement.name, "path": r.source.path})
-        else:
-            console.print(f"{r.object_id}  {r.placement.name}")
-    if not wait:
-        return
+        raise typer.BadParameter(str(exc), param_hint="--tag") from None
 
-    async def wait_all() -> dict[str, str]:
+    files: list[PutFile] = []
+    try:
+        if url is not None:
+            source = Source(url=url)
+            object_name = prefix + (name or url.rstrip("/").rsplit("/", 1)[-1])
+        else:
+            files = files_to_put(paths, name=name, prefix=prefix)
+            if not files:
+                fail("nothing to put: no regular files there")
+            object_name = files[0].name
+        base = Placement(
+            name=object_name,
+            targets=tuple(to.split(",")),  # type: ignore[arg-type]
+            tenant=tenant,
+            tags=tags,
+            mode="fernet" if fernet else "stream",
+        )
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    except ValueError as exc:  # BadNames: one line per refused name
+        fail(str(exc))
+    if url is not None:
+        request = put_request(base, source, None)
+        run(produce(s, [request]))
+        sent = [Sent(PutFile(Path(url), base.name), request, "url")]
+    else:
+        # Names are checked already (files_to_put): each file's placement differs only in it.
+        sent = run(
+            put_files(
+                s,
+                files,
+                lambda n: base.model_copy(update={"name": n}),
+                by_path=by_path,
+                force=force,
+            )
+        )
+    if not wait:
+        for one in sent:
+            if as_json:
+                emit_json(sent_doc(one))
+            else:
+                console.print(f"{one.request.object_id}  {one.file.name}  ({one.how})")
+        return
+    report_puts(s, sent, timeout, as_json, to)
+
+
+def sent_doc(one: Any) -> dict[str, Any]:
+    return {
+        "object_id": one.request.object_id,
+        "name": one.file.name,
+        "request_id": one.request.correlation_id,
+        "source": one.how,
+    }
+
+
+def report_puts(s: Settings, sent: list[Any], timeout: float, as_json: bool, to: str) -> None:
+    """Wait for each put's end and print it; exit 1 if any failed."""
+    from workers.client.puts import wait_puts
+    from workers.client.state import State
+
+    async def wait_all() -> list[Any]:
         state = State(s)
         try:
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("verified in every target", total=len(requests))
-                return await wait_verified(
+            with Progress(console=errors, transient=True) as progress:
+                task = progress.add_task("verified in every target", total=len(sent))
+                return await wait_puts(
                     state,
-                    [r.object_id for r in requests],
+                    [one.request for one in sent],
                     timeout,
                     on_progress=lambda done: progress.update(task, completed=done),
                 )
         finally:
             await state.close()
 
-    failures = run(wait_all())
-    for object_id, reason in failures.items():
-        console.print(f"[red]failed[/red] {object_id}: {reason}")
-    if failures:
+    results = run(wait_all())
+    for one, result in zip(sent, results, strict=True):
+        if as_json:
+            emit_json(
+                {**sent_doc(one), "version": result.version, "outcome": result.outcome}
+                | ({"reason": result.reason} if result.reason else {})
+            )
+        elif result.ok:
+            console.print(f"{one.file.name} v{result.version} {result.outcome}")
+        else:
+            console.print(f"[red]{result.outcome}[/red] {one.file.name}: {result.reason}")
+    failed = [r for r in results if not r.ok]
+    if not as_json:
+        unchanged = sum(r.outcome == "unchanged" for r in results)
+        ok = len(results) - len(failed)
+        console.print(f"{ok} objects verified in {to} ({unchanged} unchanged)")
+    if failed:
         raise typer.Exit(1)
-    console.print(f"{len(requests)} objects verified in {to}")
 
 
-@app.command()
-def show(object_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Replicas, digests, tier and verification state of an object."""
-    from workers.client import State
+def resolved(ref: str, tenant: str) -> tuple[str, list[dict[str, Any]]]:
+    """The object an id or name refers to, and its versions (a clear error if none)."""
+    from workers.client.state import State
 
-    async def load() -> list[dict[str, Any]]:
+    async def go() -> tuple[str, list[dict[str, Any]]]:
         state = State(settings())
         try:
-            return await state.objects(object_id)
+            return await state.resolve(ref, tenant)
         finally:
             await state.close()
 
-    docs = run(load())
-    if not docs:
-        fail(f"no object {object_id}")
+    return run(go())
+
+
+@app.command()
+def ls(
+    prefix: str = typer.Argument("", help="Only names starting with this."),
+    tenant: str = "default",
+    state: str | None = typer.Option(None, help="pending, verified, failed, deleted or shredded."),
+    store: str | None = typer.Option(None, help="Only with a verified replica in this store."),
+    tier: str | None = typer.Option(None, help="Only with a replica in this tier."),
+    all_versions: bool = typer.Option(False, help="Every version, not just the newest."),
+    limit: int = typer.Option(100, min=1, max=10_000, help="Rows per page."),
+    after: str | None = typer.Option(None, help="Continue after this name (the last page's)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List objects by name: newest version, state, size, replicas."""
+    from workers.client.state import State
+
+    async def go() -> Any:
+        st = State(settings())
+        try:
+            return await st.listing(
+                tenant=tenant,
+                prefix=prefix,
+                state=state,
+                store=store,
+                tier=tier,
+                all_versions=all_versions,
+                limit=limit,
+                after=after,
+            )
+        finally:
+            await st.close()
+
+    try:
+        page = run(go())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        for doc in page.rows:
+            emit_json(listed(doc))
+        if page.after:
+            emit_json({"next_after": page.after})
+        return
+    table = Table("name", "version", "state", "bytes", "replicas", "object id")
+    for doc in page.rows:
+        row = listed(doc)
+        table.add_row(
+            row["name"],
+            str(row["version"]),
+            row["state"],
+            str(row["size"] if row["size"] is not None else "-"),
+            ",".join(row["replicas"]) or "-",
+            row["object_id"],
+        )
+    console.print(table)
+    if page.after:
+        console.print(f"more: movingdata ls {prefix!r} --after {page.after!r}")
+
+
+def listed(doc: dict[str, Any]) -> dict[str, Any]:
+    replicas = doc.get("replicas") or {}
+    return {
+        "name": doc.get("name"),
+        "version": doc["version"],
+        "state": doc.get("state", "pending"),
+        "size": doc.get("size"),
+        "replicas": sorted(t for t, r in replicas.items() if r.get("verified_at")),
+        "object_id": doc["object_id"],
+        "tenant": doc.get("tenant"),
+    }
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    tenant: str = "default",
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every version of an object: state, size, digest, replicas, tier, verification."""
+    _, docs = resolved(ref, tenant)
     for doc in docs:
         if as_json:
             emit_json(doc)
             continue
         console.print(
-            f"[bold]{doc['_id']}[/bold] {doc.get('name')} {doc.get('size')} bytes "
-            f"sha256={doc.get('plaintext_sha256')} key={doc.get('key_id')}"
+            f"[bold]v{doc['version']}[/bold] {doc.get('state', 'pending')} {doc.get('name')} "
+            f"{doc.get('size')} bytes sha256={doc.get('plaintext_sha256')} ({doc['_id']})"
         )
-        table = Table("target", "key", "verified_at", "tier", "repaired_from")
+        table = Table("target", "key", "verified_at", "tier", "repaired_from", "removed_at")
         for target, rep in sorted((doc.get("replicas") or {}).items()):
             table.add_row(
                 target,
@@ -203,6 +372,7 @@ def show(object_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
                 str(rep.get("verified_at") or "-"),
                 str(rep.get("tier") or "-"),
                 str(rep.get("repaired_from") or "-"),
+                str(rep.get("removed_at") or "-"),
             )
         console.print(table)
 
@@ -219,7 +389,7 @@ def audit_tail(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Print audit records as they arrive."""
-    from workers.client import tail_audit
+    from workers.client.kafka import tail_audit
 
     async def tail() -> None:
         records = tail_audit(settings(), from_beginning=from_beginning, limit=limit, idle_s=idle)
@@ -228,8 +398,8 @@ def audit_tail(
                 emit_json(record.model_dump(mode="json"))
             else:
                 console.print(
-                    f"{record.produced_at:%H:%M:%S} {record.object_id} {record.stage:9} "
-                    f"{record.action:18} {record.outcome}"
+                    f"{record.produced_at:%H:%M:%S} {record.object_id} v{record.version} "
+                    f"{record.stage:9} {record.action:18} {record.outcome}"
                 )
 
     run(tail())
@@ -237,29 +407,31 @@ def audit_tail(
 
 @app.command()
 def restore(
-    object_id: str,
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
     output: Path = typer.Option(..., "-o", "--output"),
     source: str | None = typer.Option(None, "--from", help="Replica to read: s3, azure, gcs."),
-    version: int | None = None,
+    version: int | None = typer.Option(None, help="A version; default the newest verified."),
+    tenant: str = "default",
 ) -> None:
     """Decrypt a verified replica into a file, checking the plaintext SHA-256."""
-    from workers.client import State, record_access
+    from workers.client.restore import pick_replica, record_access, restore_to_file
+    from workers.client.state import Unknown, pick_version
     from workers.deps import build_deps
-    from workers.errors import MovingDataError
-    from workers.restore import pick_replica, restore_to_file
 
     s = settings()
+    _, docs = resolved(ref, tenant)
+    try:
+        doc = pick_version(docs, version, ref)
+    except Unknown as exc:
+        fail(str(exc))
+    if doc.get("state") != "verified":
+        fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
 
     async def go() -> Any:
-        state = State(s)
-        doc = await state.object(object_id, version)
-        await state.close()
-        if doc is None:
-            raise typer.BadParameter(f"no object {object_id}")
         target = pick_replica(doc, source)
         deps = build_deps(s)
         try:
-            with Progress(console=console, transient=True) as progress:
+            with Progress(console=errors, transient=True) as progress:
                 task = progress.add_task(f"restoring from {target}", total=doc.get("size"))
                 restored = await restore_to_file(
                     doc,
@@ -274,35 +446,157 @@ def restore(
         await record_access(s, doc, target, restored.size)
         return restored
 
-    try:
-        restored = run(go())
-    except MovingDataError as exc:
-        fail(str(exc))
+    restored = run(go())
     console.print(
-        f"restored {restored.object_id} v{restored.version} from {restored.target}: "
+        f"restored {doc.get('name')} v{restored.version} from {restored.target}: "
         f"{restored.size} bytes, sha256 {restored.sha256}"
     )
 
 
+def chosen_versions(
+    docs: list[dict[str, Any]], ref: str, version: int | None, every: bool
+) -> list[dict[str, Any]]:
+    """The versions rm/forget act on: one (--version), all (--all-versions), or the newest."""
+    from workers.client.state import Unknown, pick_version
+
+    if version is not None and every:
+        raise typer.BadParameter("--version and --all-versions exclude each other")
+    if every:
+        return docs
+    if version is None:
+        return [docs[-1]]
+    try:
+        return [pick_version(docs, version, ref)]
+    except Unknown as exc:
+        fail(str(exc))
+        raise
+
+
+def remove_versions(
+    ref: str, tenant: str, version: int | None, every: bool, mode: str, wait: bool, timeout: float
+) -> None:
+    """rm and forget: send the removals through the chain, then (by default) wait for them."""
+    from workers.client.ops import TOMBSTONE, request_removal, wait_removed
+    from workers.client.state import State
+
+    s = settings()
+    _, docs = resolved(ref, tenant)
+    chosen = chosen_versions(docs, ref, version, every)
+    todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
+    reason = f"{'forget' if mode == 'forget' else 'rm'} by {user_at_host()}"
+    if todo:
+        run(request_removal(s, todo, mode, reason))
+    label = ", ".join(f"v{d['version']}" for d in chosen)
+    if not wait:
+        console.print(f"{ref} {label}: {mode} requested")
+        return
+
+    async def go() -> list[dict[str, Any]]:
+        state = State(s)
+        try:
+            return await wait_removed(
+                state, chosen, "forget" if mode == "forget" else "delete", timeout
+            )
+        finally:
+            await state.close()
+
+    left = run(go())
+    if left:
+        fail(f"{ref}: not yet removed everywhere: " + ", ".join(f"v{d['version']}" for d in left))
+    kept = [d for d in docs if d not in chosen and d.get("state") not in ("deleted", "shredded")]
+    done = TOMBSTONE[mode]
+    console.print(
+        f"{ref} {label} {done}: removed from {', '.join(chosen[0]['targets'])}"
+        + (f"; {', '.join('v' + str(d['version']) for d in kept)} remain" if kept else "")
+    )
+
+
+def user_at_host() -> str:
+    import getpass
+    import socket
+
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@app.command()
+def rm(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    version: int | None = typer.Option(None, help="This version; default the newest."),
+    all_versions: bool = typer.Option(False, help="Every version."),
+    tenant: str = "default",
+    wait: bool = typer.Option(True, help="Wait until every store holds nothing of it."),
+    timeout: float = typer.Option(300.0, help="Seconds to wait."),
+) -> None:
+    """Delete object versions: every store's replica removed, the data key destroyed."""
+    remove_versions(ref, tenant, version, all_versions, "delete", wait, timeout)
+
+
+@app.command()
+def forget(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    version: int | None = typer.Option(None, help="This version; default the newest."),
+    all_versions: bool = typer.Option(False, help="Every version."),
+    tenant: str = "default",
+    wait: bool = typer.Option(True, help="Wait until every store holds nothing of it."),
+    timeout: float = typer.Option(300.0, help="Seconds to wait."),
+) -> None:
+    """Crypto-shred object versions: the tombstone first, then the key, then every replica."""
+    remove_versions(ref, tenant, version, all_versions, "forget", wait, timeout)
+
+
 @app.command("scrub")
 def scrub_cmd(
-    object_id: str | None = typer.Argument(None, help="One object; all if omitted."),
+    ref: str | None = typer.Argument(None, metavar="[ID|NAME]", help="One object; all if omitted."),
+    tenant: str = "default",
 ) -> None:
     """Re-verify replicas (read back, compare SHA-256, repair from a good copy)."""
-    from workers.client import State, scrub
+    from workers.client.ops import scrub
+    from workers.client.state import State
+
+    s = settings()
+    if ref is not None:
+        docs = resolved(ref, tenant)[1]
+    else:
+
+        async def everything() -> list[dict[str, Any]]:
+            state = State(s)
+            try:
+                return [doc async for doc in state.db["objects"].find({})]
+            finally:
+                await state.close()
+
+        docs = run(everything())
+    console.print(f"{run(scrub(s, docs))} replicas sent to verify")
+
+
+staging_app = typer.Typer(no_args_is_help=True, help="The staging area of uploads.")
+app.add_typer(staging_app, name="staging")
+
+
+@staging_app.command("sweep")
+def staging_sweep(
+    older_than: float = typer.Option(None, help="Seconds; default the staging TTL setting."),
+) -> None:
+    """Remove staged uploads older than the TTL (workers also do this on a timer)."""
+    from datetime import UTC, datetime
+
+    from workers import staging
+    from workers.deps import target_url
+    from workers.stores import open_store
 
     s = settings()
 
     async def go() -> int:
-        state = State(s)
+        store = open_store(target_url(s.staging_target, s), s)
         try:
-            query = {"object_id": object_id} if object_id else {}
-            docs = [doc async for doc in state.db["objects"].find(query)]
+            ttl = s.staging_ttl_s if older_than is None else older_than
+            return await staging.sweep(
+                store, s.staging_prefix, staging.cutoff(datetime.now(UTC), ttl)
+            )
         finally:
-            await state.close()
-        return await scrub(s, docs)
+            await store.close()
 
-    console.print(f"{run(go())} replicas sent to verify")
+    console.print(f"{run(go())} staged uploads removed")
 
 
 @app.command()
@@ -338,7 +632,7 @@ def keys_rotate(
     disable_old: bool = typer.Option(False, help="Then refuse unwraps by older KEK versions."),
 ) -> None:
     """Add a KEK version and re-wrap every data key under it (no ciphertext is rewritten)."""
-    from workers.client import audit_key_event
+    from workers.client.ops import audit_key_event
     from workers.deps import build_deps
     from workers.keyregistry import rotate_all
 
@@ -347,11 +641,9 @@ def keys_rotate(
     async def go() -> tuple[str, int]:
         deps = build_deps(s)
         try:
-            newest, records = await rotate_all(deps.registry, deps.kek)
+            newest, records = await rotate_all(deps.registry, deps.kek, disable_old=disable_old)
             for record in records:
                 await audit_key_event(s, record.object_id, record.version, "key.rewrapped", newest)
-            if disable_old:
-                await deps.kek.disable_below(int(newest.rsplit(":v", 1)[1]))
             return newest, len(records)
         finally:
             await deps.close()
@@ -360,33 +652,10 @@ def keys_rotate(
     console.print(f"{count} data keys re-wrapped under {newest}")
 
 
-@app.command()
-def forget(object_id: str, version: int = 1) -> None:
-    """Crypto-shred one object version: destroy its data key; every replica becomes unreadable."""
-    from workers.client import audit_key_event
-    from workers.keyregistry import MongoKeyRegistry
-
-    s = settings()
-
-    async def go() -> bool:
-        registry = MongoKeyRegistry(s.mongo_url, s.mongo_database)
-        try:
-            destroyed = await registry.forget(object_id, version)
-        finally:
-            await registry.close()
-        if destroyed:
-            await audit_key_event(s, object_id, version, "key.destroyed", "forget")
-        return destroyed
-
-    if not run(go()):
-        fail(f"no data key for {object_id} v{version}")
-    console.print(f"data key of {object_id} v{version} destroyed")
-
-
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check every object's audit hash chain; name the first broken link."""
-    from workers.client import State
+    from workers.client.state import State
     from workers.core.auditchain import first_broken_link
 
     async def go() -> tuple[int, dict[str, str]]:

@@ -1,8 +1,8 @@
 """``movingdata demo``: the pipeline on generated sample data, end to end, with a summary.
 
 Starts one worker process for every stage, puts a folder of deterministic sample files to
-S3, Azure and GCS, waits until every replica is verified, restores one object from each store
-and checks it bit for bit.
+S3, Azure and GCS through the staging area (the workers read no client path), waits until
+every replica is verified, restores one object from each store and checks it bit for bit.
 """
 
 import json
@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.client import State, produce, requests_for_path, wait_verified
+from schemas.events import Placement
+from workers.client.puts import files_to_put, put_files, wait_puts
+from workers.client.restore import restore_to_file
+from workers.client.state import State
 from workers.deps import build_deps, prepare
-from workers.restore import restore_to_file
 from workers.settings import Settings
 
 KiB, MiB = 1024, 1024 * 1024
@@ -54,6 +56,9 @@ WORKER_SETTINGS = (
     "max_attempts",
     "retry_cap_s",
     "gcs_url",
+    "staging_ttl_s",
+    "staging_sweep_s",
+    "retain_versions",
 )
 
 
@@ -97,22 +102,29 @@ def stop_worker(worker: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
 async def run_demo(base: Settings) -> DemoResult:
     folder = base.home / "demo" / "samples"
     write_samples(folder)
-    settings = base.model_copy(update={"source_roots": (folder,)})
+    settings = base
     await prepare(settings)
     worker = start_worker(settings, base.home / "demo" / "worker.log")
     state = State(settings)
     try:
-        requests = requests_for_path(folder, settings.targets, "demo", {"source": "demo"})
+        placement = Placement(
+            name="-", targets=settings.targets, tenant="demo", tags={"source": "demo"}
+        )  # type: ignore[arg-type]
         began = time.monotonic()
-        await produce(settings, requests)
-        failures = await wait_verified(state, [r.object_id for r in requests], timeout_s=600)
+        sent = await put_files(
+            settings,
+            files_to_put([folder]),
+            lambda name: placement.model_copy(update={"name": name}),
+            force=True,  # a new version each run, so the demo moves its bytes every time
+        )
+        results = await wait_puts(state, [one.request for one in sent], timeout_s=600)
         seconds = time.monotonic() - began
-        docs = [await state.object(r.object_id) for r in requests]
+        docs = [await state.object(r.request.object_id, r.version) for r in results]
         result = DemoResult(
-            objects=len(requests),
+            objects=len(sent),
             bytes=sum(p.stat().st_size for p in folder.iterdir()),
             seconds=seconds,
-            failures=failures,
+            failures={r.request.placement.name: r.reason for r in results if not r.ok},
         )
         for target in settings.targets:
             result.verified[target] = sum(

@@ -1,11 +1,13 @@
 """What handlers need, built once per worker process and passed in (never global)."""
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from topics import create_topics
+from workers.catalog import Catalog, MongoCatalog
 from workers.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
 from workers.keys import KeyEncryptionKey, open_kek
 from workers.settings import Settings
@@ -17,14 +19,18 @@ STORE_SCHEMES = {"s3": "s3", "azure": "azure", "gcs": "gs"}
 
 @dataclass
 class Deps:
-    """Stores by target name, the KEK, settings, and the sources of randomness and time."""
+    """Stores by target name, the staging store, the KEK, the key registry, the version
+    catalog, settings, and the sources of randomness and time."""
 
     settings: Settings
     stores: Mapping[str, ObjectStore]
+    staging: ObjectStore
     kek: KeyEncryptionKey
     registry: KeyRegistry
+    catalog: Catalog
     rng: Callable[[int], bytes] = os.urandom
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    clock: Callable[[], float] = time.monotonic  # for durations
 
     def store(self, target: str) -> ObjectStore:
         return self.stores[target]
@@ -34,9 +40,10 @@ class Deps:
         return DataKeys(self.registry, self.kek)
 
     async def close(self) -> None:
-        for store in self.stores.values():
+        for store in {id(s): s for s in (*self.stores.values(), self.staging)}.values():
             await store.close()
         await self.registry.close()
+        await self.catalog.close()
         close = getattr(self.kek, "close", None)
         if close is not None:
             await close()
@@ -48,19 +55,34 @@ def target_url(target: str, settings: Settings) -> str:
 
 def build_deps(settings: Settings) -> Deps:
     stores = {t: open_store(target_url(t, settings), settings) for t in settings.targets}
-    registry = MongoKeyRegistry(settings.mongo_url, settings.mongo_database)
-    return Deps(settings=settings, stores=stores, kek=open_kek(settings), registry=registry)
+    staging = stores.get(settings.staging_target) or open_store(
+        target_url(settings.staging_target, settings), settings
+    )
+    url, database = settings.mongo_url, settings.mongo_database
+    return Deps(
+        settings=settings,
+        stores=stores,
+        staging=staging,
+        kek=open_kek(settings),
+        registry=MongoKeyRegistry(url, database),
+        catalog=MongoCatalog(url, database),
+    )
 
 
-def object_key(tenant: str, object_id: str, version: int) -> str:
-    """Store key of one object version: derived, so a redelivered write overwrites itself."""
-    return f"{tenant}/{object_id}/v{version}"
+def version_prefix(tenant: str, object_id: str, version: int) -> str:
+    """Where one object version's ciphertext lives in every store (never the user's name).
+
+    Each encrypt attempt writes a key of its own below it (``<prefix><writer>``); the key
+    registry records which one counts, so two encrypts of one version never overwrite each
+    other, and removing a version removes everything below its prefix.
+    """
+    return f"{tenant}/{object_id}/v{version}/"
 
 
 async def prepare(settings: Settings) -> None:
     """Start-up work of a worker: declare every topic, create every target container."""
     await create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.topic_partitions)
-    for target in settings.targets:
+    for target in {*settings.targets, settings.staging_target}:
         store = open_store(target_url(target, settings), settings)
         try:
             await store.ensure_container()

@@ -39,11 +39,14 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class MessageRef:
-    """Where a raw message came from, for dead letters and logs."""
+    """Where a raw message came from, for dead letters and logs; its key and broker
+    timestamp (seconds) when known."""
 
     topic: str
     partition: int
     offset: int
+    key: bytes | None = None
+    timestamp: float | None = None
 
 
 Message = tuple[TopicSpec, str, bytes]  # topic, key (object id), value
@@ -72,14 +75,18 @@ def backoff_s(attempt: int, policy: RetryPolicy, jitter: float) -> float:
     return step * (0.5 + jitter / 2)
 
 
-def stamp(cls: type[Event], cause: Event, /, *parts: str, **fields: object) -> Event:
-    """A follow-up event of ``cause``: same object, version and correlation, deterministic id."""
+def stamp(
+    cls: type[Event], cause: Event, /, *parts: str, version: int | None = None, **fields: object
+) -> Event:
+    """A follow-up event of ``cause``: same object, version (unless given) and correlation,
+    and a deterministic id."""
+    version = cause.version if version is None else version
     return cls(
         kind=cls.KIND,
         v=cls.VERSION,
-        event_id=event_id(cls.KIND, cause.object_id, cause.version, *parts),
+        event_id=event_id(cls.KIND, cause.object_id, version, *parts),
         object_id=cause.object_id,
-        version=cause.version,
+        version=version,
         correlation_id=cause.correlation_id,
         produced_at=datetime.now(UTC),
         attempt=0,
@@ -129,12 +136,12 @@ class Dispatcher:
         self,
         raw: bytes | None,
         ref: MessageRef,
-        decode: Callable[[bytes | None], Event],
+        decode: Callable[[bytes | None, MessageRef], Event],
         handle: Callable[[Event], Awaitable[Sequence[Emit]]],
     ) -> None:
         """Decode ``raw`` and handle it; every failure ends in a retry or a dead letter."""
         try:
-            event = decode(raw)
+            event = decode(raw, ref)
         except Permanent as exc:
             await self.dead_letter(None, raw, ref, f"invalid input: {exc}")
             return
@@ -167,9 +174,19 @@ class Dispatcher:
                 log.exception("handler bug", extra=self._ctx(event, ref))
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
-            # All at once: one round trip to the broker, not one per message.
-            steps = [Emit(AUDIT, step_record(self.stage, out)) for out in outputs]
-            await self.emit(*(m for pair in zip(outputs, steps, strict=True) for m in pair))
+            # All at once: one round trip to the broker, not one per message. Each output but
+            # an audit record goes with the audit record of its step.
+            await self.emit(
+                *(
+                    m
+                    for out in outputs
+                    for m in (
+                        (out,)
+                        if out.topic is AUDIT
+                        else (out, Emit(AUDIT, step_record(self.stage, out)))
+                    )
+                )
+            )
             return
 
     async def emit(self, *outs: Emit) -> None:

@@ -3,25 +3,36 @@
 Ciphertext headers name their key (``dek:<object_id>:v<version>``) but do not carry it, so:
 - rotation re-wraps every data key here under the newest KEK version, without touching a byte
   of ciphertext in any store;
-- crypto-shredding deletes the record: every replica of that version becomes unreadable.
-The record also remembers what encrypt wrote (digests, sizes), which makes a redelivered
-encrypt idempotent: it re-announces the finished object instead of writing it again.
+- crypto-shredding destroys the wrapped key: every replica of that version becomes unreadable.
+
+One data key per object version, ever: a record is inserted only if absent, a re-wrap is a
+compare-and-set on the wrapping it read, and ``written`` (what encrypt stored with the key) is
+set once. A delete or forget leaves a tombstone in place of the key, so no replay, retry or
+re-put can give that version a key (or replicas) again.
 """
 
+import asyncio
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError
 
-from workers.errors import IntegrityError, NotFound, Permanent, Retryable
+from workers.errors import IntegrityError, NotFound, Permanent
 from workers.keys import KeyEncryptionKey
-from workers.mongo import transient
+from workers.mongo import translated_errors
+
+Tombstone = Literal["deleted", "shredded"]
+# A wrap older than this is not registered (encrypt wraps again): a rotation that waited this
+# long after adding its KEK version has seen every key wrapped under an older one.
+WRAP_MAX_AGE_S = 10.0
+ROTATE_ROUNDS = 5
 
 
 def key_ref(object_id: str, version: int) -> str:
@@ -31,14 +42,15 @@ def key_ref(object_id: str, version: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DataKeyRecord:
-    """One object version's wrapped data key, and what encrypt wrote with it."""
+    """One object version's wrapped data key, what encrypt wrote with it, or its tombstone."""
 
     object_id: str
     version: int
-    kek_key_id: str
-    wrapped: bytes
+    kek_key_id: str | None
+    wrapped: bytes | None
     created_at: datetime
     written: dict[str, Any] | None = None  # ObjectEncrypted fields once the write completed
+    tombstone: Tombstone | None = None
 
     def __repr__(self) -> str:  # never print key material, even wrapped
         return f"DataKeyRecord({key_ref(self.object_id, self.version)}, kek={self.kek_key_id})"
@@ -47,20 +59,37 @@ class DataKeyRecord:
 class KeyRegistry(Protocol):
     async def get(self, object_id: str, version: int) -> DataKeyRecord | None: ...
 
-    async def put(self, record: DataKeyRecord) -> None:
-        """Insert or replace the record of one object version."""
+    async def insert(self, record: DataKeyRecord) -> DataKeyRecord:
+        """Insert unless the version has a record; return the one stored (maybe another's)."""
 
-    async def forget(self, object_id: str, version: int) -> bool:
-        """Destroy the wrapped key (crypto-shredding); True if there was one."""
+    async def record_written(
+        self, object_id: str, version: int, written: dict[str, Any]
+    ) -> DataKeyRecord:
+        """Set ``written`` unless set or tombstoned; return the record as stored."""
 
-    def all(self) -> Any:
-        """Async iterator over every record (for rotation)."""
+    async def rewrap(self, record: DataKeyRecord, kek_key_id: str, wrapped: bytes) -> bool:
+        """Replace the wrapping if it is still ``record``'s; False if it changed meanwhile."""
+
+    async def tombstone(self, object_id: str, version: int, tombstone: Tombstone) -> None:
+        """Destroy the wrapped key and mark the version (``shredded`` outranks ``deleted``)."""
+
+    def all(self) -> AsyncIterator[DataKeyRecord]:
+        """Every record (for rotation)."""
 
     async def close(self) -> None: ...
 
 
+def tombstoned(record: DataKeyRecord | None) -> bool:
+    return record is not None and record.tombstone is not None
+
+
+async def gone(registry: "KeyRegistry", object_id: str, version: int) -> bool:
+    """The version was deleted or shredded: no stage may write or repair its replicas."""
+    return tombstoned(await registry.get(object_id, version))
+
+
 class MemoryKeyRegistry:
-    """In-process registry for unit tests (real logic over a dict)."""
+    """In-process registry for unit tests (the same rules over a dict)."""
 
     def __init__(self) -> None:
         self.records: dict[str, DataKeyRecord] = {}
@@ -68,13 +97,35 @@ class MemoryKeyRegistry:
     async def get(self, object_id: str, version: int) -> DataKeyRecord | None:
         return self.records.get(key_ref(object_id, version))
 
-    async def put(self, record: DataKeyRecord) -> None:
-        self.records[key_ref(record.object_id, record.version)] = record
+    async def insert(self, record: DataKeyRecord) -> DataKeyRecord:
+        return self.records.setdefault(key_ref(record.object_id, record.version), record)
 
-    async def forget(self, object_id: str, version: int) -> bool:
-        return self.records.pop(key_ref(object_id, version), None) is not None
+    async def record_written(
+        self, object_id: str, version: int, written: dict[str, Any]
+    ) -> DataKeyRecord:
+        ref = key_ref(object_id, version)
+        record = self.records[ref]
+        if record.written is None and record.tombstone is None:
+            self.records[ref] = record = replace(record, written=written)
+        return record
 
-    async def all(self) -> Any:
+    async def rewrap(self, record: DataKeyRecord, kek_key_id: str, wrapped: bytes) -> bool:
+        ref = key_ref(record.object_id, record.version)
+        now = self.records.get(ref)
+        if now is None or (now.kek_key_id, now.wrapped) != (record.kek_key_id, record.wrapped):
+            return False
+        self.records[ref] = replace(now, kek_key_id=kek_key_id, wrapped=wrapped)
+        return True
+
+    async def tombstone(self, object_id: str, version: int, tombstone: Tombstone) -> None:
+        ref = key_ref(object_id, version)
+        now = self.records.get(ref)
+        if now is not None and now.tombstone in (tombstone, "shredded"):
+            return
+        base = now or DataKeyRecord(object_id, version, None, None, datetime.now(UTC))
+        self.records[ref] = replace(base, kek_key_id=None, wrapped=None, tombstone=tombstone)
+
+    async def all(self) -> AsyncIterator[DataKeyRecord]:
         for record in list(self.records.values()):
             yield record
 
@@ -104,60 +155,106 @@ class MongoKeyRegistry:
             await self.client.close()
 
     async def get(self, object_id: str, version: int) -> DataKeyRecord | None:
-        with translated_errors():
+        with translated_errors("key registry"):
             doc = await self.collection.find_one({"_id": key_ref(object_id, version)})
         return _from_doc(doc) if doc else None
 
-    async def put(self, record: DataKeyRecord) -> None:
-        doc = {**asdict(record), "wrapped": base64.b64encode(record.wrapped).decode()}
-        with translated_errors():
-            await self.collection.replace_one(
-                {"_id": key_ref(record.object_id, record.version)}, doc, upsert=True
+    async def insert(self, record: DataKeyRecord) -> DataKeyRecord:
+        ref = key_ref(record.object_id, record.version)
+        with translated_errors("key registry"):
+            try:
+                await self.collection.insert_one({"_id": ref, **_to_doc(record)})
+            except DuplicateKeyError:
+                stored = await self.collection.find_one({"_id": ref})
+                assert stored is not None
+                return _from_doc(stored)
+        return record
+
+    async def record_written(
+        self, object_id: str, version: int, written: dict[str, Any]
+    ) -> DataKeyRecord:
+        ref = key_ref(object_id, version)
+        with translated_errors("key registry"):
+            doc = await self.collection.find_one_and_update(
+                {"_id": ref, "written": None, "tombstone": None},
+                {"$set": {"written": written}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:  # written by another encrypt, or tombstoned meanwhile
+                doc = await self.collection.find_one({"_id": ref})
+        if doc is None:
+            raise Permanent(f"no key record for {ref}")
+        return _from_doc(doc)
+
+    async def rewrap(self, record: DataKeyRecord, kek_key_id: str, wrapped: bytes) -> bool:
+        assert record.wrapped is not None
+        with translated_errors("key registry"):
+            result = await self.collection.update_one(
+                {
+                    "_id": key_ref(record.object_id, record.version),
+                    "kek_key_id": record.kek_key_id,
+                    "wrapped": _b64(record.wrapped),
+                },
+                {"$set": {"kek_key_id": kek_key_id, "wrapped": _b64(wrapped)}},
+            )
+        return result.modified_count == 1
+
+    async def tombstone(self, object_id: str, version: int, tombstone: Tombstone) -> None:
+        # Matches only a record below this tombstone; the upsert then inserts one for a version
+        # that never had a key, and a duplicate key means the tombstone is there already.
+        outranked = ["shredded"] if tombstone == "shredded" else ["deleted", "shredded"]
+        with translated_errors("key registry"), suppress(DuplicateKeyError):
+            await self.collection.update_one(
+                {"_id": key_ref(object_id, version), "tombstone": {"$nin": outranked}},
+                {
+                    "$set": {
+                        "tombstone": tombstone,
+                        "object_id": object_id,
+                        "version": version,
+                    },
+                    "$unset": {"wrapped": "", "kek_key_id": ""},
+                    "$setOnInsert": {"created_at": datetime.now(UTC)},
+                },
+                upsert=True,
             )
 
-    async def forget(self, object_id: str, version: int) -> bool:
-        with translated_errors():
-            result = await self.collection.delete_one({"_id": key_ref(object_id, version)})
-        return result.deleted_count == 1
-
-    async def all(self) -> Any:
-        async for doc in self.collection.find({}):
-            yield _from_doc(doc)
+    async def all(self) -> AsyncIterator[DataKeyRecord]:
+        with translated_errors("key registry"):
+            async for doc in self.collection.find({}):
+                yield _from_doc(doc)
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """A transient MongoDB error (unreachable, shutting down) is retried; the rest is permanent."""
-    try:
-        yield
-    except PyMongoError as exc:
-        if transient(exc):
-            raise Retryable(f"key registry unavailable: {type(exc).__name__}") from None
-        raise Permanent(f"key registry refused: {type(exc).__name__}") from None
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _to_doc(record: DataKeyRecord) -> dict[str, Any]:
+    doc = asdict(record)
+    doc["wrapped"] = _b64(record.wrapped) if record.wrapped is not None else None
+    return {k: v for k, v in doc.items() if v is not None}
 
 
 def _from_doc(doc: dict[str, Any]) -> DataKeyRecord:
     return DataKeyRecord(
         object_id=doc["object_id"],
         version=doc["version"],
-        kek_key_id=doc["kek_key_id"],
-        wrapped=base64.b64decode(doc["wrapped"]),
+        kek_key_id=doc.get("kek_key_id"),
+        wrapped=base64.b64decode(doc["wrapped"]) if doc.get("wrapped") else None,
         created_at=doc["created_at"],
         written=doc.get("written"),
+        tombstone=doc.get("tombstone"),
     )
 
 
-async def rewrapped(record: DataKeyRecord, kek: KeyEncryptionKey) -> DataKeyRecord:
-    """The record with its data key re-wrapped under the KEK's newest version."""
-    kek_key_id, wrapped = await kek.rewrap(record.kek_key_id, record.wrapped)
-    return replace(record, kek_key_id=kek_key_id, wrapped=wrapped)
-
-
 async def require(registry: KeyRegistry, object_id: str, version: int) -> DataKeyRecord:
+    """The version's usable key record; ``NotFound`` saying why there is none."""
     record = await registry.get(object_id, version)
+    ref = key_ref(object_id, version)
     if record is None:
+        raise NotFound(f"no data key for {ref} (never written)")
+    if record.tombstone is not None or record.wrapped is None:
         raise NotFound(
-            f"no data key for {key_ref(object_id, version)} (never written or forgotten)"
+            f"v{version} of {object_id} is {record.tombstone}: its data key is destroyed"
         )
     return record
 
@@ -173,18 +270,45 @@ class DataKeys:
         if header_key_id != key_ref(object_id, version):
             raise IntegrityError("ciphertext header names another object's data key")
         record = await require(self.registry, object_id, version)
+        assert record.kek_key_id is not None and record.wrapped is not None
         return await self.kek.unwrap(record.kek_key_id, record.wrapped)
 
 
 async def rotate_all(
-    registry: KeyRegistry, kek: KeyEncryptionKey
+    registry: KeyRegistry,
+    kek: KeyEncryptionKey,
+    *,
+    disable_old: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> tuple[str, list[DataKeyRecord]]:
-    """Add a KEK version and re-wrap every data key under it; ciphertext is not touched."""
+    """Add a KEK version and re-wrap every data key under it; ciphertext is not touched.
+
+    With ``disable_old``, older KEK versions are disabled only once a listing finds no record
+    under them, taken at least ``WRAP_MAX_AGE_S`` after the rotation (``wait`` sleeps): an
+    encrypt that wrapped a key before the rotation has registered it by then or never will.
+    Refuses (``Permanent``) if records under old versions remain after a few rounds.
+    """
+    started = clock()
     newest = await kek.rotate()
-    done = []
-    async for record in registry.all():
-        if record.kek_key_id != newest:
-            record = await rewrapped(record, kek)
-            await registry.put(record)
-            done.append(record)
-    return newest, done
+    done: list[DataKeyRecord] = []
+    for _ in range(ROTATE_ROUNDS):
+        stale = [r async for r in registry.all() if r.wrapped and r.kek_key_id != newest]
+        for record in stale:
+            assert record.kek_key_id is not None and record.wrapped is not None
+            kek_key_id, wrapped = await kek.rewrap(record.kek_key_id, record.wrapped)
+            if await registry.rewrap(record, kek_key_id, wrapped):
+                done.append(replace(record, kek_key_id=kek_key_id, wrapped=wrapped))
+        if stale:
+            continue
+        if not disable_old:
+            return newest, done
+        if (left := WRAP_MAX_AGE_S - (clock() - started)) > 0:
+            await wait(left)
+            continue
+        await kek.disable_below(int(newest.rsplit(":v", 1)[1]))
+        return newest, done
+    raise Permanent(
+        f"data keys under old KEK versions remain after {ROTATE_ROUNDS} rounds: "
+        "old versions left enabled; run `keys rotate` again"
+    )

@@ -6,7 +6,12 @@ FerretDB answers a request still in flight at shutdown with ``InternalError`` (c
 Anything else (bad input, validation, authorisation) is the request's fault.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
+
+from workers.errors import Permanent, Retryable
 
 TRANSIENT_CODES = frozenset(
     {
@@ -40,3 +45,14 @@ def transient(exc: PyMongoError) -> bool:
         errors = (exc.details or {}).get("writeErrors", [])
         return any(e.get("code") in TRANSIENT_CODES for e in errors)
     return False
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """A transient MongoDB error is ``Retryable``; any other is the request's fault."""
+    try:
+        yield
+    except PyMongoError as exc:
+        if transient(exc):
+            raise Retryable(f"{what} unavailable: {type(exc).__name__}") from None
+        raise Permanent(f"{what} refused: {type(exc).__name__}") from None

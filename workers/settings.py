@@ -28,8 +28,19 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     bucket: str = "movingdata"
     targets: tuple[str, ...] = ("s3", "azure", "gcs")
-    source_roots: tuple[Path, ...] = (Path("."),)
+    # Path sources are for deployments where workers share the clients' filesystem: none is
+    # allowed unless roots are set. Clients elsewhere upload to the staging area instead.
+    source_roots: tuple[Path, ...] = ()
     source_buckets: tuple[str, ...] = ("movingdata",)
+    # Staging: clients upload plaintext here (the S3 store's bucket, SSE-KMS at rest); encrypt
+    # deletes each copy once its ciphertext is recorded, and a sweep removes what is older than
+    # the TTL (interrupted or refused uploads).
+    staging_target: Literal["s3", "azure", "gcs"] = "s3"
+    staging_prefix: str = "_staging/"
+    staging_ttl_s: float = 24 * 3600.0
+    staging_sweep_s: float = 600.0
+    # Versions of each object to keep (0: all); older ones are deleted through the chain.
+    retain_versions: int = 0
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     chunk_size: int = 1024 * 1024
     # Events one stage agent handles at once (different objects). Each one in flight holds at

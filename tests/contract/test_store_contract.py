@@ -6,6 +6,8 @@ Each test gets a fresh bucket or container on the local services (see ``conftest
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -79,7 +81,7 @@ async def test_stat_reports_size_tier_and_metadata(store: ObjectStore) -> None:
     metadata = {"object_id": "o-1", "purpose": "contract"}
     await store.write("obj", chunked(b"x" * 1234), metadata=metadata)
 
-    assert await store.stat("obj") == ObjectInfo("obj", 1234, Tier.HOT, metadata)
+    assert await stat(store, "obj") == ObjectInfo("obj", 1234, Tier.HOT, metadata)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +96,23 @@ async def test_ranged_read_is_a_clamped_slice(
     await store.write("obj", chunked(data))
 
     assert await read_all(store, "obj", start, end) == data[start:end]
+
+
+async def stat(store: ObjectStore, key: str) -> ObjectInfo:
+    """``stat`` without the modification time (checked on its own below)."""
+    return replace(await store.stat(key), modified=None)
+
+
+async def test_stat_and_list_report_when_an_object_was_written(store: ObjectStore) -> None:
+    """The staging sweep removes uploads by age: every backend must say when it wrote one."""
+    before = datetime.now(UTC) - timedelta(seconds=5)  # store clocks round to the second
+    await store.write("aged", chunked(b"t" * 10))
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    info = await store.stat("aged")
+    (listed,) = [i async for i in store.list("aged")]
+    for modified in (info.modified, listed.modified):
+        assert modified is not None and modified.tzinfo is not None
+        assert before <= modified <= after
 
 
 async def test_list_with_prefix(store: ObjectStore) -> None:
@@ -137,7 +156,7 @@ async def test_overwrite_replaces_content_and_metadata(store: ObjectStore) -> No
 
     assert result.sha256 == hashlib.sha256(second).hexdigest()
     assert await read_all(store, "obj") == second
-    assert await store.stat("obj") == ObjectInfo("obj", 700, Tier.HOT, {"version": "2"})
+    assert await stat(store, "obj") == ObjectInfo("obj", 700, Tier.HOT, {"version": "2"})
 
 
 async def test_set_tier_keeps_content_and_metadata(
@@ -149,7 +168,7 @@ async def test_set_tier_keeps_content_and_metadata(
 
     for tier in (Tier.WARM, Tier.COLD, Tier.ARCHIVE, Tier.HOT):
         await store.set_tier("obj", tier)
-        assert await store.stat("obj") == ObjectInfo("obj", 2048, tier, {"object_id": "o-1"})
+        assert await stat(store, "obj") == ObjectInfo("obj", 2048, tier, {"object_id": "o-1"})
     assert await read_all(store, "obj") == data
 
 

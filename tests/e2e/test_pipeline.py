@@ -23,7 +23,10 @@ from tests.pipeline import (
     steps,
 )
 from tests.waiting import wait_for
-from workers.client import State, produce, requests_for_path, scrub, wait_verified
+from workers.client.kafka import produce
+from workers.client.ops import scrub
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import State
 from workers.core.auditchain import first_broken_link
 from workers.deps import target_url
 from workers.stores import open_store
@@ -60,11 +63,11 @@ async def test_fifty_files_verified_everywhere_and_restored(
     requests = requests_for_path(source_dir, TARGETS, "default", {})
     await produce(pipeline.settings, requests)
 
-    failures = await wait_verified(state, [r.object_id for r in requests], timeout_s=900)
+    failures = await wait_verified(state, requests, timeout_s=900)
     assert failures == {}, pipeline.worker_logs()[-3000:]
 
     assert await state.db["objects"].count_documents({}) == 50
-    trails = await settled_trails(state, [r.object_id for r in requests])
+    trails = await settled_trails(state, [(r.object_id, 1) for r in requests])
     for request in requests:
         (doc,) = await state.objects(request.object_id)
         data = files[request.placement.name]
@@ -103,7 +106,7 @@ async def test_poison_message_is_dead_lettered_while_the_rest_flows(
     requests = requests_for_path(source_dir, TARGETS, "default", {})
     await produce(pipeline.settings, requests)
 
-    assert await wait_verified(state, [requests[0].object_id], timeout_s=300) == {}
+    assert await wait_verified(state, requests[:1], timeout_s=300) == {}
     letter = await state.db["deadletters"].find_one({"stage": "ingest"})
     assert letter is not None
     assert "malformed JSON" in letter["reason"]
@@ -117,7 +120,7 @@ async def test_corrupted_replica_is_detected_and_repaired(
     (source_dir / "precious.bin").write_bytes(os.urandom(3 * MiB))
     (request,) = requests_for_path(source_dir, TARGETS, "default", {})
     await produce(pipeline.settings, [request])
-    assert await wait_verified(state, [request.object_id], timeout_s=300) == {}
+    assert await wait_verified(state, [request], timeout_s=300) == {}
     doc = await state.object(request.object_id)
     assert doc is not None
 

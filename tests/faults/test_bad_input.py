@@ -10,13 +10,17 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import INLINE_MAX_BYTES, Placement, Source
 from tests.pipeline import MOVINGDATA, Pipeline
 from tests.waiting import wait_for
-from workers.client import State, ingest_request, produce, requests_for_path, wait_verified
+from workers.client.kafka import produce
+from workers.client.puts import put_request, requests_for_path, wait_verified
+from workers.client.state import State
 
 TARGETS = ("s3", "azure", "gcs")
 
 
 def good_request_doc() -> dict[str, object]:
-    request = ingest_request(Source(inline_b64="aGk="), Placement(name="ok.txt", targets=TARGETS))
+    request = put_request(
+        Placement(name="ok.txt", targets=TARGETS), Source(inline_b64="aGk="), None
+    )
     return orjson.loads(request.model_dump_json())
 
 
@@ -58,7 +62,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     (source_dir / "after.txt").write_bytes(b"the good one behind the bad ones")
     requests = requests_for_path(source_dir, TARGETS, "default", {})
     await produce(pipeline.settings, requests)
-    assert await wait_verified(state, [requests[0].object_id], timeout_s=300) == {}
+    assert await wait_verified(state, requests[:1], timeout_s=300) == {}
 
     async def all_dead_lettered() -> bool:
         return await state.db["deadletters"].count_documents({}) >= len(BAD)
@@ -86,7 +90,7 @@ async def test_tampered_ciphertext_is_refused_on_restore(
         (source_dir / name).write_bytes(name.encode() * 50_000)
     requests = requests_for_path(source_dir, TARGETS, "default", {})
     await produce(pipeline.settings, requests)
-    assert await wait_verified(state, [r.object_id for r in requests], timeout_s=300) == {}
+    assert await wait_verified(state, requests, timeout_s=300) == {}
     a, b = [await state.object(r.object_id, 1) for r in requests]
     assert a is not None and b is not None
     from workers.deps import build_deps

@@ -15,7 +15,9 @@ from bench.relay import relay
 from tests.faults.test_replay_and_crashes import TARGETS
 from tests.pipeline import Pipeline, write_objects
 from tests.waiting import wait_for
-from workers.client import State, produce, requests_for_path, wait_verified
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import State
 from workers.settings import load_settings
 
 
@@ -43,7 +45,7 @@ async def test_replicas_from_a_store_returning_wrong_bytes_are_never_verified(
     await produce(pipeline.settings, requests)
     ids = [r.object_id for r in requests]
 
-    failures = await wait_verified(state, ids, timeout_s=600)
+    failures = await wait_verified(state, requests, timeout_s=600)
     assert set(failures) == set(ids)
     assert all("gcs replica still differs after repair" in f for f in failures.values())
 

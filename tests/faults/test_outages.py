@@ -12,7 +12,10 @@ import pytest
 from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
 from tests.pipeline import Pipeline, audit_trails, write_objects
 from tests.waiting import wait_for
-from workers.client import State, produce, requests_for_path, verified_everywhere, wait_verified
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import State
+from workers.core.versions import verified_everywhere
 from workers.settings import Settings
 from workers.stack import control
 
@@ -42,7 +45,7 @@ async def run_with_outage(
     time.sleep(outage_s)
     control.start_service(settings, service)
     back = time.monotonic()
-    assert await wait_verified(state, ids, timeout_s=600) == {}, pipeline.worker_logs()[-3000:]
+    assert await wait_verified(state, requests, timeout_s=600) == {}, pipeline.worker_logs()[-3000:]
     print(f"{service}: {outage_s} s outage, all 200 verified {time.monotonic() - back:.1f} s after")
     return files, ids
 

@@ -15,7 +15,7 @@ REF = MessageRef("movingdata.ingest", 2, 41)
 FAST = RetryPolicy(in_process_attempts=2, max_attempts=3, base_s=0.0, cap_s=0.0)
 
 
-def ingest_decode(raw: bytes | None) -> Event:
+def ingest_decode(raw: bytes | None, ref: MessageRef) -> Event:
     return decode(raw, IngestRequest)
 
 

@@ -13,8 +13,7 @@ from pymongo.errors import (
 )
 
 from workers.errors import Permanent, Retryable
-from workers.keyregistry import translated_errors
-from workers.mongo import transient
+from workers.mongo import transient, translated_errors
 
 # What FerretDB answered a write in flight when it was stopped (seen in a CI run).
 CANCELED = OperationFailure(
@@ -61,7 +60,13 @@ def test_request_errors_are_not_transient(exc: PyMongoError) -> None:
 
 
 def test_key_registry_retries_a_shutdown_and_refuses_bad_input() -> None:
-    with pytest.raises(Retryable, match="unavailable: OperationFailure"), translated_errors():
+    with (
+        pytest.raises(Retryable, match="unavailable: OperationFailure"),
+        translated_errors("key registry"),
+    ):
         raise CANCELED
-    with pytest.raises(Permanent, match="refused: DuplicateKeyError"), translated_errors():
+    with (
+        pytest.raises(Permanent, match="refused: DuplicateKeyError"),
+        translated_errors("key registry"),
+    ):
         raise DuplicateKeyError("E11000", 11000)

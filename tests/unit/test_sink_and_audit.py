@@ -10,9 +10,11 @@ from workers.dispatch import stamp
 def test_events_own_disjoint_fields_of_the_object_document() -> None:
     request = inline_request(b"x", tags={"a": "b"})
     accepted = stamp(
-        ObjectAccepted, request, "1", source=request.source, placement=request.placement
+        ObjectAccepted, request, "1", version=1, source=request.source, placement=request.placement
     )
-    tiered = stamp(ReplicaTiered, request, "2", target="s3", key="k", tier="cold", reason="tag")
+    tiered = stamp(
+        ReplicaTiered, request, "2", version=1, target="s3", key="k", tier="cold", reason="tag"
+    )
     a, t = object_update(accepted), object_update(tiered)
     assert a is not None and t is not None
     assert a["source"] == "inline" and a["tags"] == {"a": "b"}
@@ -57,7 +59,9 @@ def test_edited_removed_or_reordered_record_is_named() -> None:
 
 def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None:
     request = inline_request(b"x")
-    tiered = stamp(ReplicaTiered, request, "2", target="gcs", key="k", tier="hot", reason="tag")
+    tiered = stamp(
+        ReplicaTiered, request, "2", version=1, target="gcs", key="k", tier="hot", reason="tag"
+    )
     update = update_document(tiered)
     assert update is not None
     assert update["$set"] == {"replicas.gcs.tier": "hot"}

@@ -1,12 +1,14 @@
 """replicate: ``encrypted`` -> ``replicate.<target>`` -> ``replicated.<target>``.
 
 ``fan_out`` splits an encrypted object into one event per target, each on its target's own
-topic; ``handle`` copies the ciphertext from the primary store to that target as a stream
-(the primary itself is reported as written too, so verify checks every replica the same way).
+topic; ``handle`` copies the ciphertext to that target as a stream, from the primary store
+(or, if the primary lost it, from another replica; verify checks what arrived either way).
+The primary itself is reported as written too, so verify checks every replica the same way.
 A store that is down or slow only holds back its own topic: the others keep their pace, and
 its retries name only it.
 Idempotency key: the store key, identical in every target; a replica already present with the
-recorded size is not copied again.
+recorded size is not copied again. A tombstoned version is never copied: the check runs before
+the copy and again after it, so a copy racing a delete removes what it wrote.
 """
 
 from collections.abc import Sequence
@@ -15,6 +17,8 @@ from schemas.events import ObjectEncrypted, ReplicaWritten, event_id
 from topics import REPLICATE, REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
+from workers.errors import NotFound, Retryable
+from workers.keyregistry import gone
 from workers.stores import holds
 
 STAGE = "replicate"
@@ -45,15 +49,35 @@ async def fan_out(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     ]
 
 
+async def copy(event: ObjectEncrypted, target: str, deps: Deps) -> None:
+    """Copy the ciphertext into ``target`` from the primary, else from any other replica."""
+    sources = [event.primary, *(t for t in event.placement.targets if t != event.primary)]
+    for source in sources:
+        if source == target:
+            continue
+        try:
+            await deps.store(target).write(
+                event.key,
+                deps.store(source).read(event.key),
+                metadata={"object_id": event.object_id, "key_id": event.key_id},
+            )
+            return
+        except NotFound:
+            continue
+    raise Retryable(f"no replica to copy into {target} from yet")
+
+
 async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     (target,) = event.only_targets
+    if await gone(deps.registry, event.object_id, event.version):
+        return []
     store = deps.store(target)
     # Already there with the right size (a redelivery): verify reads it back either way.
     if target != event.primary and not await holds(store, event.key, event.ciphertext_size):
-        source = deps.store(event.primary).read(event.key)
-        await store.write(
-            event.key, source, metadata={"object_id": event.object_id, "key_id": event.key_id}
-        )
+        await copy(event, target, deps)
+        if await gone(deps.registry, event.object_id, event.version):
+            await store.delete(event.key)
+            return []
     written = stamp(
         ReplicaWritten,
         event,

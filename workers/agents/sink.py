@@ -1,10 +1,13 @@
-"""sink: accepted, encrypted, replicated, verified, tiered, audit, deadletter -> MongoDB.
+"""sink: accepted, encrypted, replicated, verified, tiered, remove(d), audit, deadletter ->
+MongoDB.
 
 Batched. ``objects`` holds one document per object version (``_id = object_id:vN``), upserted
 with ``$set`` on fields each event owns, so redelivery and cross-topic reordering change
-nothing. ``audit`` and ``deadletters`` are append-only with ``_id = event_id``; audit records
-are hash-chained per object (``seq``, ``prev_hash``, ``hash``) in arrival order. MongoDB being
-down is not the events' fault: the sink backs off and retries the batch until it is back.
+nothing; each touched version's ``state`` is then recomputed from its document alone
+(``workers.core.versions.version_state``). ``audit`` and ``deadletters`` are append-only with
+``_id = event_id``; audit records are hash-chained per object (``seq``, ``prev_hash``,
+``hash``) in arrival order. MongoDB being down is not the events' fault: the sink backs off and
+retries the batch until it is back.
 """
 
 import asyncio
@@ -22,13 +25,16 @@ from schemas.events import (
     Event,
     ObjectAccepted,
     ObjectEncrypted,
+    ReplicaRemoval,
+    ReplicaRemoved,
     ReplicaTiered,
     ReplicaVerified,
     ReplicaWritten,
 )
-from topics import ACCEPTED, ENCRYPTED, REPLICATE, REPLICATED, TIERED, VERIFIED
+from topics import ACCEPTED, ENCRYPTED, REMOVE, REMOVED, REPLICATE, REPLICATED, TIERED, VERIFIED
 from workers.core.auditchain import GENESIS, record_hash
-from workers.dispatch import Emit, step_record
+from workers.core.versions import doc_id, version_state
+from workers.dispatch import UNKNOWN_OBJECT, Emit, step_record
 
 STAGE = "sink"
 SINK_INPUTS = (
@@ -37,18 +43,17 @@ SINK_INPUTS = (
     ReplicaWritten,
     ReplicaVerified,
     ReplicaTiered,
+    ReplicaRemoval,
+    ReplicaRemoved,
     AuditRecord,
     DeadLetter,
 )
+# A dead letter from one of these stages means the version will not be verified as it is.
+FAILING_STAGES = frozenset({"encrypt", "replicate", "verify"})
 Doc = dict[str, Any]
 BULK_LIMIT = 50
 DUPLICATE_KEY = 11000
 HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
-
-
-def doc_id(object_id: str, version: int) -> str:
-    """The ``_id`` of one object version's document in ``objects``."""
-    return f"{object_id}:v{version}"
 
 
 def object_update(event: Event) -> Doc | None:
@@ -56,7 +61,7 @@ def object_update(event: Event) -> Doc | None:
     at = event.produced_at
     match event:
         case ObjectAccepted(placement=p, source=s):
-            source = "path" if s.path else "url" if s.url else "inline"
+            source = "staged" if s.staged else "inline" if s.inline_b64 is not None else None
             return {
                 "name": p.name,
                 "tenant": p.tenant,
@@ -64,6 +69,9 @@ def object_update(event: Event) -> Doc | None:
                 "targets": list(p.targets),
                 "mode": p.mode,
                 "source": s.path or s.url or source,
+                "request_id": event.correlation_id,
+                "size": event.plaintext_size,
+                "plaintext_sha256": event.plaintext_sha256,
                 "accepted_at": at,
             }
         case ObjectEncrypted(only_targets=()):
@@ -88,14 +96,26 @@ def object_update(event: Event) -> Doc | None:
             }
         case ReplicaTiered(target=t):
             return {f"replicas.{t}.tier": event.tier, f"replicas.{t}.tiered_at": at}
+        case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
+            return {"shredded_at" if mode == "forget" else "deleted_at": at}
+        case ReplicaRemoved(target=t):
+            return {f"replicas.{t}.removed_at": at}
+        case DeadLetter(stage=stage) if stage in FAILING_STAGES:
+            if event.object_id == UNKNOWN_OBJECT or event.version < 1:
+                return None
+            return {f"failures.{event.event_id}": event.reason, "failed_at": at}
     return None
+
+
+# Events after which a version's state may differ.
+STATE_EVENTS = (ObjectAccepted, ReplicaVerified, ReplicaRemoval, DeadLetter)
 
 
 def update_document(event: Event) -> Doc | None:
     """The whole upsert for an event: timestamps only ever move earlier (``$min``) and unset
     values are left alone, so replaying any event changes nothing."""
     fields = object_update(event)
-    if fields is None:
+    if fields is None or event.version < 1:
         return None
     fields["created_at"] = event.produced_at
     return {
@@ -106,8 +126,13 @@ def update_document(event: Event) -> Doc | None:
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
-    await db["objects"].create_index([("tenant", ASCENDING), ("name", ASCENDING)])
+    """The indexes of every query the CLI and the agents make (``_id`` lookups aside)."""
+    objects = db["objects"]
+    await objects.create_index([("object_id", ASCENDING), ("version", ASCENDING)])
+    await objects.create_index([("tenant", ASCENDING), ("name", ASCENDING), ("version", ASCENDING)])
+    await objects.create_index([("tenant", ASCENDING), ("state", ASCENDING), ("name", ASCENDING)])
     await db["deadletters"].create_index([("stage", ASCENDING)])
+    await db["deadletters"].create_index([("correlation_id", ASCENDING)])
     # Unique: a second record at one place of a chain is refused, never stored. A database
     # from before it was unique has the same index without: replaced.
     chain = [("object_id", ASCENDING), ("seq", ASCENDING)]
@@ -243,6 +268,22 @@ async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[Updat
         await db[name].bulk_write(list(updates[start : start + BULK_LIMIT]), ordered=True)
 
 
+def changes_state(event: Event) -> bool:
+    return isinstance(event, STATE_EVENTS) and update_document(event) is not None
+
+
+async def settle_states(db: AsyncDatabase[Doc], ids: Iterable[str]) -> None:
+    """Recompute ``state`` of these versions from their documents (one ``_id`` lookup each)."""
+    ids = sorted(ids)
+    docs = await asyncio.gather(*(db["objects"].find_one({"_id": i}) for i in ids))
+    updates = [
+        UpdateOne({"_id": doc["_id"]}, {"$set": {"state": state}})
+        for doc in docs
+        if doc is not None and doc.get("state") != (state := version_state(doc))
+    ]
+    await bulk_upsert(db, "objects", updates)
+
+
 def step_of(event: Event) -> tuple[str, Emit] | None:
     """Which stage produced a chain event, as what step (for its audit record)."""
     match event:
@@ -260,6 +301,10 @@ def step_of(event: Event) -> tuple[str, Emit] | None:
             return "verify", Emit(VERIFIED, event)
         case ReplicaTiered():
             return "tier", Emit(TIERED, event)
+        case ReplicaRemoval():
+            return "delete", Emit(REMOVE, event)
+        case ReplicaRemoved():
+            return "delete", Emit(REMOVED, event)
     return None
 
 
@@ -271,6 +316,7 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
         if (update := update_document(event)) is not None
     ]
     await bulk_upsert(db, "objects", updates)
+    await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}
         for e in events

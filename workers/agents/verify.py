@@ -3,7 +3,8 @@
 Reads the replica back and recomputes its SHA-256; it counts only when it matches the digest
 encrypt recorded. A missing or mismatching replica is repaired from another copy that hashes
 correctly (each candidate tried once), then read back again.
-Idempotency key: (object, version, target); re-verifying is harmless.
+Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
+version is neither verified nor repaired (checked before, and after a repair wrote).
 """
 
 import hashlib
@@ -14,6 +15,7 @@ from topics import VERIFIED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.errors import IntegrityError, NotFound, Retryable
+from workers.keyregistry import gone
 from workers.stores.base import ObjectStore
 
 STAGE = "verify"
@@ -47,10 +49,15 @@ async def repair(event: ReplicaWritten, deps: Deps) -> str:
 
 
 async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
+    if await gone(deps.registry, event.object_id, event.version):
+        return []
     store = deps.store(event.target)
     repaired_from = None
     if await replica_sha256(store, event.key) != event.ciphertext_sha256:
         repaired_from = await repair(event, deps)
+        if await gone(deps.registry, event.object_id, event.version):
+            await store.delete(event.key)
+            return []
         if await replica_sha256(store, event.key) != event.ciphertext_sha256:
             raise IntegrityError(f"{event.target} replica still differs after repair")
     verified = stamp(

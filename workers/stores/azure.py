@@ -116,7 +116,8 @@ class AzureBlobStore:
         """Blob properties: size, access tier and metadata."""
         with _boundary(f"stat {key}"):
             props = await self._client().get_blob_client(key).get_blob_properties()
-        return ObjectInfo(key, props.size, _TIER.get(props.blob_tier), dict(props.metadata or {}))
+        tier = _TIER.get(props.blob_tier)
+        return ObjectInfo(key, props.size, tier, dict(props.metadata or {}), props.last_modified)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Download ``[start, end)`` in ``part_size`` pieces; bytes past the end are absent."""
@@ -185,7 +186,8 @@ class AzureBlobStore:
         with _boundary(f"list {prefix!r}"):
             async for blob in blobs:
                 tier = _TIER.get(blob.blob_tier)
-                yield ObjectInfo(blob.name, blob.size, tier, dict(blob.metadata or {}))
+                metadata = dict(blob.metadata or {})
+                yield ObjectInfo(blob.name, blob.size, tier, metadata, blob.last_modified)
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Set the standard blob tier (leaving Archive takes hours of rehydration on Azure)."""

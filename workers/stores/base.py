@@ -7,6 +7,7 @@ list) plus an optional tier capability. Backends translate their SDK's errors in
 
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +29,7 @@ class ObjectInfo:
     size: int
     tier: Tier | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None  # when the object was last written (timezone-aware)
 
 
 @dataclass(frozen=True, slots=True)

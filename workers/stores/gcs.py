@@ -11,6 +11,7 @@ import hashlib
 import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -70,7 +71,11 @@ def _boundary(what: str) -> Iterator[None]:
 
 def _info(meta: Mapping[str, Any]) -> ObjectInfo:
     tier = _TIER.get(meta.get("storageClass", "STANDARD"))
-    return ObjectInfo(meta["name"], int(meta["size"]), tier, dict(meta.get("metadata") or {}))
+    updated = meta.get("updated")
+    modified = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
+    return ObjectInfo(
+        meta["name"], int(meta["size"]), tier, dict(meta.get("metadata") or {}), modified
+    )
 
 
 class GCSStore:

@@ -8,6 +8,7 @@ and a bucket must be created with ``ensure_container`` before use, as in the clo
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from workers.errors import NotFound
@@ -22,6 +23,7 @@ class _Object:
     data: bytes
     metadata: Mapping[str, str]
     tier: Tier
+    modified: datetime
 
 
 class MemoryStore:
@@ -59,7 +61,7 @@ class MemoryStore:
     async def stat(self, key: str) -> ObjectInfo:
         """Size, tier and metadata of ``key``."""
         obj = self._get(key)
-        return ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata))
+        return ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata), obj.modified)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Stream ``data[start:end]`` (clamped like a slice) in ``part_size`` chunks."""
@@ -86,7 +88,9 @@ class MemoryStore:
             sha.update(chunk)
             parts.append(bytes(chunk))
         data = b"".join(parts)
-        self._objects()[key] = _Object(data, dict(metadata or {}), tier or Tier.HOT)
+        self._objects()[key] = _Object(
+            data, dict(metadata or {}), tier or Tier.HOT, datetime.now(UTC)
+        )
         return WriteResult(key, len(data), sha.hexdigest())
 
     async def delete(self, key: str) -> None:
@@ -99,12 +103,12 @@ class MemoryStore:
         for key in sorted(k for k in objects if k.startswith(prefix)):
             obj = objects.get(key)
             if obj is not None:  # deleted while we were listing
-                yield ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata))
+                yield ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata), obj.modified)
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Change the tier of ``key`` in place."""
         obj = self._get(key)
-        self._objects()[key] = _Object(obj.data, obj.metadata, tier)
+        self._objects()[key] = _Object(obj.data, obj.metadata, tier, obj.modified)
 
     async def close(self) -> None:
         """Nothing to release."""

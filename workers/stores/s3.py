@@ -158,7 +158,9 @@ class S3Store:
         with _boundary(f"stat {key}"):
             head = await s3.head_object(Bucket=self.bucket, Key=key)
         tier = _TIER.get(head.get("StorageClass", "STANDARD"))  # AWS omits it for STANDARD
-        return ObjectInfo(key, head["ContentLength"], tier, head.get("Metadata", {}))
+        return ObjectInfo(
+            key, head["ContentLength"], tier, head.get("Metadata", {}), head.get("LastModified")
+        )
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """GetObject with a Range, streamed; bytes past the end are simply absent."""
@@ -248,7 +250,7 @@ class S3Store:
             async for page in pages:
                 for obj in page.get("Contents", []):
                     tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
-                    yield ObjectInfo(obj["Key"], obj["Size"], tier)
+                    yield ObjectInfo(obj["Key"], obj["Size"], tier, {}, obj.get("LastModified"))
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Copy the object onto itself with the new StorageClass (and SSE-KMS again).

@@ -1,13 +1,16 @@
 """Handlers run over in-memory stores and a local keyring: real logic, no broker."""
 
 import base64
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from schemas.events import IngestRequest, Placement, Source
-from workers.client import ingest_request
+from workers.catalog import MemoryCatalog
+from workers.client.puts import put_request
+from workers.core.versions import Content
 from workers.deps import Deps
 from workers.dispatch import Message
 from workers.keyregistry import MemoryKeyRegistry
@@ -42,13 +45,21 @@ async def deps(tmp_path: Path, unique: str) -> AsyncIterator[Deps]:
     yield Deps(
         settings=settings,
         stores=stores,
+        staging=stores["s3"],
         kek=LocalKeyring(tmp_path / "keyring.json"),
         registry=MemoryKeyRegistry(),
+        catalog=MemoryCatalog(),
     )
 
 
+def content(data: bytes) -> Content:
+    return Content(len(data), hashlib.sha256(data).hexdigest())
+
+
 def inline_request(data: bytes, name: str = "docs/a.bin", **placement: object) -> IngestRequest:
-    return ingest_request(
-        Source(inline_b64=base64.b64encode(data).decode()),
+    """A put of ``data`` with its digest, as a client sends it."""
+    return put_request(
         Placement(name=name, targets=("s3", "azure", "gcs"), **placement),  # type: ignore[arg-type]
+        Source(inline_b64=base64.b64encode(data).decode()),
+        content(data),
     )

@@ -18,10 +18,10 @@ from schemas.events import (
 )
 from tests.unit.agents.conftest import inline_request
 from workers.agents import encrypt, ingest, replicate, tier, verify
-from workers.client import ingest_request
+from workers.client.puts import put_request
+from workers.client.restore import decrypt_stream
 from workers.deps import Deps
 from workers.errors import IntegrityError, Permanent, Retryable
-from workers.restore import decrypt_stream
 from workers.stores.base import Tier
 from workers.stores.memory import MemoryStore
 
@@ -72,8 +72,8 @@ async def test_chain_encrypts_replicates_verifies_and_restores(deps: Deps, size:
 async def test_file_source_streams_in_chunks(deps: Deps, tmp_path: Path) -> None:
     data = os.urandom(50_000)
     (tmp_path / "f.bin").write_bytes(data)
-    request = ingest_request(
-        Source(path=str(tmp_path / "f.bin")), Placement(name="f.bin", targets=("s3", "gcs"))
+    request = put_request(
+        Placement(name="f.bin", targets=("s3", "gcs")), Source(path=str(tmp_path / "f.bin")), None
     )
     out = await run_chain(request, deps)
     assert [v.target for v in out["verified"]] == ["s3", "gcs"]
@@ -104,18 +104,18 @@ async def test_tier_tag_sets_storage_tier(deps: Deps) -> None:
     ],
 )
 async def test_ingest_rejects_sources(deps: Deps, source: Source, reason: str) -> None:
-    request = ingest_request(source, Placement(name="n", targets=("s3",)))
+    request = put_request(Placement(name="n", targets=("s3",)), source, None)
     with pytest.raises(Permanent, match=reason):
         await ingest.handle(request, deps)
 
 
 async def test_ingest_rejects_missing_file_and_unknown_target(deps: Deps, tmp_path: Path) -> None:
-    missing = ingest_request(
-        Source(path=str(tmp_path / "nope")), Placement(name="n", targets=("s3",))
+    missing = put_request(
+        Placement(name="n", targets=("s3",)), Source(path=str(tmp_path / "nope")), None
     )
     with pytest.raises(Permanent, match="not a regular file"):
         await ingest.handle(missing, deps)
-    other = ingest_request(Source(inline_b64=""), Placement(name="n", targets=("memory",)))
+    other = put_request(Placement(name="n", targets=("memory",)), Source(inline_b64=""), None)
     with pytest.raises(Permanent, match="not configured"):
         await ingest.handle(other, deps)
 

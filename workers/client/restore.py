@@ -5,14 +5,20 @@ into place after the digest matched (a failed restore leaves nothing behind).
 """
 
 import hashlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from schemas.events import ObjectAccessed, event_id
+from topics import ACCESS
+from workers.client.kafka import produce_events
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
 from workers.errors import IntegrityError, NotFound
 from workers.keyregistry import DataKeys
+from workers.settings import Settings
 from workers.stores.base import ObjectStore
 
 
@@ -27,7 +33,8 @@ class Restored:
 
 def pick_replica(doc: dict[str, Any], wanted: str | None) -> str:
     """The replica to read: the one asked for, else the primary, else any, if verified."""
-    verified = [t for t, r in (doc.get("replicas") or {}).items() if r.get("verified_at")]
+    replicas = (doc.get("replicas") or {}).items()
+    verified = [t for t, r in replicas if r.get("verified_at") and not r.get("removed_at")]
     if wanted is not None:
         if wanted not in verified:
             raise NotFound(f"no verified replica of {doc['_id']} in {wanted}")
@@ -89,3 +96,19 @@ async def restore_to_file(
     finally:
         partial.unlink(missing_ok=True)
     return Restored(doc["object_id"], doc["version"], target, size, digest.hexdigest())
+
+
+async def record_access(settings: Settings, doc: dict[str, Any], target: str, size: int) -> None:
+    """Tell the tiering policy that the object was read (topic ``access``)."""
+    accessed = ObjectAccessed(
+        kind=ObjectAccessed.KIND,
+        v=1,
+        event_id=event_id(ObjectAccessed.KIND, doc["object_id"], doc["version"], uuid.uuid4().hex),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        target=target,
+        bytes_read=size,
+    )
+    await produce_events(settings, ACCESS, [accessed])

@@ -1,0 +1,296 @@
+"""Objects as users expect them, through the CLI and real workers: versions, unchanged puts,
+staging from a machine that shares nothing with the workers, ls, rm, forget, bad input."""
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.events import object_id_for
+from tests.pipeline import Pipeline, messages_on
+from tests.stores import raw_keys
+from tests.waiting import wait_for
+from topics import INGEST
+from workers import staging
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import State
+from workers.deps import build_deps, version_prefix
+
+TARGETS = ("s3", "azure", "gcs")
+
+
+@pytest.fixture
+def pipeline_overrides() -> dict[str, object]:
+    return {"source_roots": ()}  # the workers read no client path: every put is staged
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+async def store_state(pipeline: Pipeline) -> dict[str, dict[str, tuple[int, object]]]:
+    """Every key in every store with its size and modification time."""
+    deps = build_deps(pipeline.settings)
+    try:
+        return {
+            t: {i.key: (i.size, i.modified) async for i in store.list()}
+            for t, store in deps.stores.items()
+        }
+    finally:
+        await deps.close()
+
+
+async def test_versions_unchanged_puts_and_restores_by_name(
+    pipeline: Pipeline, worker_all, state: State, tmp_path: Path
+) -> None:
+    report = tmp_path / "client" / "report.txt"
+    report.parent.mkdir()
+    report.write_bytes(b"first draft\n")
+    first = pipeline.cli("put", str(report), "--wait", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    (v1,) = json_lines(first.stdout)
+    assert (v1["version"], v1["outcome"], v1["source"]) == (1, "verified", "staged")
+
+    report.write_bytes(b"second draft, longer\n")
+    second = pipeline.cli("put", str(report), "--wait", "--json")
+    assert json_lines(second.stdout)[0]["version"] == 2, second.stdout + second.stderr
+
+    before = await store_state(pipeline)
+    again = pipeline.cli("put", str(report), "--wait", "--json")
+    (same,) = json_lines(again.stdout)
+    assert (same["outcome"], same["version"], same["source"]) == ("unchanged", 2, "digest")
+    assert await store_state(pipeline) == before  # nothing written anywhere
+    keys = await raw_keys("s3", pipeline.settings.bucket, "_staging/", pipeline.settings)
+    assert keys == []  # every staged upload was deleted once encrypted
+
+    out = tmp_path / "out.txt"
+    latest = pipeline.cli("restore", "report.txt", "-o", str(out))
+    assert latest.returncode == 0, latest.stderr
+    assert out.read_bytes() == b"second draft, longer\n"
+    old = pipeline.cli("restore", "report.txt", "--version", "1", "--from", "azure", "-o", str(out))
+    assert old.returncode == 0, old.stderr
+    assert out.read_bytes() == b"first draft\n"
+
+    object_id = object_id_for("default", "report.txt")
+    shown = json_lines(pipeline.cli("show", "report.txt", "--json").stdout)
+    assert [(d["version"], d["state"]) for d in shown] == [(1, "verified"), (2, "verified")]
+
+    async def unchanged_audited() -> bool:
+        trail = await state.audit(object_id)
+        return any(r["action"] == "put.unchanged" and r["version"] == 2 for r in trail)
+
+    await wait_for(unchanged_audited, timeout_s=60)
+    trail = await state.audit(object_id)
+    accepted = [r["version"] for r in trail if r["action"] == "object.accepted"]
+    assert accepted == [1, 2]  # both puts are in the trail
+
+    missing = pipeline.cli("restore", "report.txt", "--version", "7", "-o", str(out))
+    assert missing.returncode == 1
+    assert "report.txt has no version 7 (versions: 1, 2)" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+async def test_two_racing_puts_of_one_name_get_two_versions(
+    pipeline: Pipeline, worker_all, state: State, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a" / "same.bin", tmp_path / "b" / "same.bin"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(os.urandom(100_000))
+    both = await asyncio.gather(
+        *(asyncio.to_thread(pipeline.cli, "put", str(p), "--wait", "--json") for p in (a, b))
+    )
+    versions = sorted(json_lines(r.stdout)[0]["version"] for r in both)
+    assert versions == [1, 2], [r.stdout + r.stderr for r in both]
+    docs = await state.objects(object_id_for("default", "same.bin"))
+    by_sha = {d["plaintext_sha256"]: d["version"] for d in docs}
+    for path in (a, b):
+        version = by_sha[hashlib.sha256(path.read_bytes()).hexdigest()]
+        out = tmp_path / f"v{version}"
+        done = pipeline.cli("restore", "same.bin", "--version", str(version), "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() == path.read_bytes()
+
+
+async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
+    pipeline: Pipeline, worker_all, state: State, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for n in range(5):
+        (folder / f"d{n}.txt").write_bytes(f"document {n}\n".encode() * 1000)
+    put = pipeline.cli("put", str(folder), "--prefix", "docs/", "--wait")
+    assert put.returncode == 0, put.stdout + put.stderr
+
+    page = json_lines(pipeline.cli("ls", "docs/", "--limit", "2", "--json").stdout)
+    assert [r["name"] for r in page[:2]] == ["docs/d0.txt", "docs/d1.txt"]
+    assert page[2] == {"next_after": "docs/d1.txt"}
+    rest = json_lines(pipeline.cli("ls", "docs/", "--after", "docs/d1.txt", "--json").stdout)
+    assert [r["name"] for r in rest] == ["docs/d2.txt", "docs/d3.txt", "docs/d4.txt"]
+
+    docs = {n: (await state.resolve(f"docs/d{n}.txt", "default"))[1][-1] for n in (0, 1)}
+    removed = pipeline.cli("rm", "docs/d0.txt")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "deleted: removed from s3, azure, gcs" in removed.stdout
+    forgot = pipeline.cli("forget", "docs/d1.txt")
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    for doc in docs.values():
+        prefix = version_prefix("default", doc["object_id"], doc["version"])
+        for target in TARGETS:
+            assert await raw_keys(target, pipeline.settings.bucket, prefix, pipeline.settings) == []
+        record = await state.db["data_keys"].find_one({"object_id": doc["object_id"]})
+        assert record is not None and "wrapped" not in record
+
+    deleted = json_lines(pipeline.cli("ls", "docs/", "--state", "deleted", "--json").stdout)
+    assert [r["name"] for r in deleted] == ["docs/d0.txt"]
+    shredded = json_lines(pipeline.cli("ls", "--state", "shredded", "--json").stdout)
+    assert [r["name"] for r in shredded] == ["docs/d1.txt"]
+    verified = json_lines(
+        pipeline.cli("ls", "--state", "verified", "--store", "gcs", "--json").stdout
+    )
+    assert [r["name"] for r in verified] == ["docs/d2.txt", "docs/d3.txt", "docs/d4.txt"]
+
+    out = tmp_path / "x"
+    for name, state_name in (("docs/d0.txt", "deleted"), ("docs/d1.txt", "shredded")):
+        refused = pipeline.cli("restore", name, "-o", str(out))
+        assert refused.returncode == 1 and state_name in refused.stderr, refused.stderr
+        assert not out.exists()
+        scrubbed = pipeline.cli("scrub", name)
+        assert "0 replicas sent to verify" in scrubbed.stdout
+    unknown = pipeline.cli("rm", "docs/never.txt")
+    assert unknown.returncode == 1 and "no object 'docs/never.txt'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    bad = pipeline.cli("ls", "--state", "lost")
+    assert bad.returncode == 2 and "state must be one of" in bad.stderr
+
+
+async def test_a_source_changed_between_put_and_encrypt_is_dead_lettered(
+    pipeline: Pipeline, state: State, source_dir: Path
+) -> None:
+    pipeline.settings = pipeline.settings.model_copy(update={"source_roots": (source_dir,)})
+    pipeline.env["MOVINGDATA_SOURCE_ROOTS"] = orjson.dumps([str(source_dir)]).decode()
+    (source_dir / "moving.bin").write_bytes(b"as measured" * 1000)
+    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    (source_dir / "moving.bin").write_bytes(b"changed!!!!" * 1000)  # same size, other bytes
+    await produce(pipeline.settings, requests)
+    pipeline.start_worker("all")
+    failures = await wait_verified(state, requests, timeout_s=300)
+    assert "source changed since put" in failures[requests[0].object_id]
+    doc = await state.object(requests[0].object_id, 1)
+    assert doc is not None and doc["state"] == "failed"
+
+
+async def test_a_put_after_a_failed_one_waits_for_its_own_version(
+    pipeline: Pipeline, worker_all, tmp_path: Path
+) -> None:
+    """A dead letter of an earlier put of the name is not this put's failure."""
+    refused = pipeline.cli("put", "--url", "s3://someone-elses/x", "--name", "n.txt", "--wait")
+    assert refused.returncode == 1 and "outside the allowed stores" in refused.stdout
+    (tmp_path / "n.txt").write_bytes(b"fine now")
+    done = pipeline.cli("put", str(tmp_path / "n.txt"), "--wait")
+    assert done.returncode == 0 and "n.txt v1 verified" in done.stdout, done.stdout
+
+
+async def test_a_producer_in_any_language_writes_only_what_it_knows(
+    pipeline: Pipeline, worker_all, state: State
+) -> None:
+    """The minimal request a kcat user writes: kind, v, source, placement."""
+    minimal = {
+        "kind": "ingest.request",
+        "v": 1,
+        "source": {"inline_b64": "aGVsbG8gZnJvbSBrY2F0"},
+        "placement": {"name": "kcat.txt", "targets": list(TARGETS)},
+    }
+    relabelled = {**minimal, "object_id": object_id_for("other-tenant", "kcat.txt")}
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    await producer.start()
+    topic = f"{pipeline.settings.topic_prefix}.ingest"
+    await producer.send_and_wait(topic, orjson.dumps(minimal))
+    await producer.send_and_wait(topic, orjson.dumps(relabelled), key=b"req-relabel")
+    await producer.stop()
+    object_id = object_id_for("default", "kcat.txt")
+
+    async def verified() -> bool:
+        doc = await state.object(object_id, 1)
+        return bool(doc and doc.get("state") == "verified")
+
+    await wait_for(verified, timeout_s=120)
+
+    async def refused() -> bool:
+        return await state.db["deadletters"].find_one({"correlation_id": "req-relabel"}) is not None
+
+    await wait_for(refused, timeout_s=60)
+    letter = await state.db["deadletters"].find_one({"correlation_id": "req-relabel"})
+    assert "does not match the tenant and name" in letter["reason"]
+
+
+async def test_an_interrupted_staged_upload_sends_nothing_and_stale_ones_are_swept(
+    pipeline: Pipeline, worker_all, tmp_path: Path
+) -> None:
+    settings = pipeline.settings
+    deps = build_deps(settings)
+    try:
+
+        async def cut_short():
+            yield os.urandom(9 * 1024 * 1024)  # past one multipart part
+            raise OSError("the client's disk went away")
+
+        with pytest.raises(OSError, match="disk went away"):
+            await staging.upload(deps.staging, "_staging/interrupted", cut_short())
+
+        async def leftover():
+            yield b"a request that was never sent"
+
+        await deps.staging.write("_staging/abandoned", leftover())
+    finally:
+        await deps.close()
+    keys = await raw_keys("s3", settings.bucket, "_staging/", settings)
+    assert keys == ["_staging/abandoned"]  # the interrupted upload left nothing
+    swept = pipeline.cli("staging", "sweep", "--older-than", "0")
+    assert swept.returncode == 0 and "1 staged uploads removed" in swept.stdout, swept.stderr
+    assert await raw_keys("s3", settings.bucket, "_staging/", settings) == []
+
+
+async def test_bad_names_and_tags_are_refused_before_anything_is_sent(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "fine.txt").write_bytes(b"x")
+    (Path(os.fsdecode(bytes(folder) + b"/not-utf8-\xff.txt"))).write_bytes(b"x")
+    refused = pipeline.cli("put", str(folder))
+    assert refused.returncode == 1, refused.stdout
+    assert "name is not valid UTF-8" in refused.stderr and "Traceback" not in refused.stderr
+    tag = pipeline.cli("put", str(folder / "fine.txt"), "--tag", "foo")
+    assert tag.returncode == 2 and "'foo' is not key=value" in tag.stderr
+    assert await messages_on(pipeline, INGEST) == 0
+    assert await raw_keys("s3", pipeline.settings.bucket, "", pipeline.settings) == []
+
+
+async def test_retention_keeps_the_last_versions_and_removes_the_rest(
+    pipeline: Pipeline, state: State, tmp_path: Path
+) -> None:
+    pipeline.settings = pipeline.settings.model_copy(update={"retain_versions": 1})
+    pipeline.start_worker("all")
+    doc = tmp_path / "kept.txt"
+    for n in range(3):
+        doc.write_bytes(f"edit {n}\n".encode())
+        done = pipeline.cli("put", str(doc), "--wait")
+        assert done.returncode == 0 and f"kept.txt v{n + 1} verified" in done.stdout, done.stdout
+    object_id = object_id_for("default", "kept.txt")
+
+    async def retired() -> bool:
+        first = await state.object(object_id, 1)
+        return bool(first and first.get("state") == "deleted")
+
+    await wait_for(retired, timeout_s=120)
+    prefix = version_prefix("default", object_id, 1)
+    for target in TARGETS:
+        assert await raw_keys(target, pipeline.settings.bucket, prefix, pipeline.settings) == []
+    states = [(d["version"], d["state"]) for d in await state.objects(object_id)]
+    assert states == [(1, "deleted"), (2, "verified"), (3, "verified")]

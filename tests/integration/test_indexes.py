@@ -1,0 +1,109 @@
+"""Every query the CLI makes is answered from an index (the local FerretDB build included).
+
+The queries are the ones the client code really sends, captured with pymongo's command
+monitoring, then explained by the server: a plan that scans the collection fails the test.
+"""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+
+from schemas.events import object_id_for
+from workers.agents.sink import create_indexes
+from workers.catalog import MongoCatalog, recent_versions
+from workers.client.state import State
+from workers.settings import Settings
+
+
+class Finds(monitoring.CommandListener):
+    """Collects every ``find`` command sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Only the requests matter."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Only the requests matter."""
+
+
+@pytest.fixture
+async def seeded(settings: Settings, unique: str) -> AsyncIterator[Settings]:
+    ours = settings.model_copy(update={"mongo_database": unique})
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ours.mongo_url)
+    db = client[unique]
+    await create_indexes(db)
+    now = datetime.now(UTC)
+    docs = []
+    for n in range(30):
+        name = f"docs/{n:02d}.txt" if n % 2 else f"other/{n:02d}.txt"
+        oid = object_id_for("default", name)
+        state = ("verified", "deleted", "failed")[n % 3]
+        docs.append(
+            {
+                "_id": f"{oid}:v1",
+                "object_id": oid,
+                "version": 1,
+                "tenant": "default",
+                "name": name,
+                "state": state,
+                "created_at": now,
+            }
+        )
+    await db["objects"].insert_many(docs)
+    await db["names"].insert_one({"_id": docs[0]["object_id"], "last": 1, "last_request": "r0"})
+    await db["requests"].insert_one(
+        {
+            "_id": "r0",
+            "object_id": docs[0]["object_id"],
+            "version": 1,
+            "unchanged": False,
+            "at": now,
+        }
+    )
+    await db["deadletters"].insert_one({"_id": "l1", "correlation_id": "r1", "reason": "x"})
+    yield ours
+    await client.drop_database(unique)
+    await client.close()
+
+
+async def test_every_client_query_is_answered_from_an_index(seeded: Settings) -> None:
+    finds = Finds()
+    state = State(seeded)
+    await state.client.close()
+    state.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
+    state.db = state.client[seeded.mongo_database]
+    catalog = MongoCatalog(seeded.mongo_url, seeded.mongo_database)
+    catalog.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
+    try:
+        page = await state.listing(tenant="default", prefix="docs/", limit=5)
+        assert [d["name"] for d in page.rows] == [f"docs/{n:02d}.txt" for n in (1, 3, 5, 7, 9)]
+        await state.listing(tenant="default", prefix="docs/", after=page.after, state="failed")
+        await state.listing(tenant="default", all_versions=True, store="gcs")
+        object_id, _ = await state.resolve("docs/01.txt", "default")
+        await state.objects(object_id)
+        await state.audit(object_id)
+        await state.decisions(["r0", "r1"])
+        await state.request_failures(["r0", "r1"])
+        await state.versions([f"{object_id}:v1"])
+        await recent_versions(catalog, object_id)
+        scans = []
+        for command in finds.commands:
+            explain = {k: command[k] for k in ("find", "filter", "sort") if k in command}
+            plan = await state.db.command("explain", explain)
+            text = str(plan.get("queryPlanner"))
+            if ("SCAN" in text and "USING INDEX" not in text) or "COLLSCAN" in text:
+                scans.append((command["find"], command.get("filter"), text))
+        assert len(finds.commands) >= 10
+        assert scans == []
+    finally:
+        await state.close()
+        await catalog.close()

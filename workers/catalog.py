@@ -1,0 +1,239 @@
+"""The version catalog: which version each put request got. Ingest is its only writer.
+
+- ``names``: one document per object (``_id`` = object id): tenant, name, the last version
+  handed out (``last``, advanced atomically, so racing puts get distinct versions) and the
+  content that version was put with.
+- ``requests``: one document per put request (``_id`` = request id): the version it got, or
+  the version it repeated when its content was unchanged. Recorded once (insert if absent),
+  so a replayed or redelivered request gets the same answer and changes nothing.
+
+Version states come from the sink's ``objects`` documents, read by ``_id`` only.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from workers.core.versions import LIVE, Content, VersionView, content_of, doc_id, version_state
+from workers.mongo import translated_errors
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a put request got: a new version, or (``unchanged``) the version it repeats.
+
+    ``retire`` lists older versions the retention setting deletes because of this put.
+    """
+
+    request_id: str
+    object_id: str
+    version: int
+    unchanged: bool
+    at: datetime
+    retire: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last version handed out for an object: the content and request it was for."""
+
+    last: int
+    content: Content | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version as the sink recorded it: what a decision and a delete request need."""
+
+    view: VersionView
+    tenant: str
+    targets: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+class Catalog(Protocol):
+    async def decision(self, request_id: str) -> Decision | None:
+        """The decision recorded for a request, if any."""
+
+    async def head(self, object_id: str) -> Head | None:
+        """The last version handed out for an object (None: never put)."""
+
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+        """The sink's view of those versions (missing: not recorded by the sink yet)."""
+
+    async def allocate(
+        self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str
+    ) -> int:
+        """Hand out the next version of an object to a request."""
+
+    async def record(self, decision: Decision) -> Decision:
+        """Store the decision unless the request has one; return the stored one."""
+
+    async def close(self) -> None: ...
+
+
+def stored_version(doc: Doc) -> StoredVersion:
+    replicas = doc.get("replicas") or {}
+    keys = {doc["key"]} if doc.get("key") else set()
+    keys |= {r["key"] for r in replicas.values() if r.get("key")}
+    return StoredVersion(
+        VersionView(doc["version"], version_state(doc), content_of(doc)),
+        doc.get("tenant", ""),
+        tuple(doc.get("targets") or ()),
+        tuple(sorted(keys)),
+    )
+
+
+async def recent_versions(catalog: Catalog, object_id: str) -> list[VersionView]:
+    """An object's versions from the newest down to the newest live one (empty: never put).
+
+    The newest may not be in the sink's documents yet: it counts as pending when its request
+    was recorded (a version handed out to a request that never recorded it is a gap).
+    """
+    views: list[VersionView] = []
+    head = await catalog.head(object_id)
+    if head is None:
+        return views
+    for version in range(head.last, 0, -1):
+        stored = (await catalog.versions(object_id, [version])).get(version)
+        if stored is not None:
+            view = stored.view
+        elif version == head.last and await handed_out(catalog, head):
+            view = VersionView(version, "pending", head.content)
+        else:
+            continue
+        views.append(view)
+        if view.state in LIVE:
+            break
+    return views
+
+
+async def handed_out(catalog: Catalog, head: Head) -> bool:
+    """The last version was recorded for the request it was allocated to (not a gap)."""
+    if head.request_id is None:
+        return False
+    decision = await catalog.decision(head.request_id)
+    return decision is not None and decision.version == head.last
+
+
+class MongoCatalog:
+    """The catalog in MongoDB (``names``, ``requests``; reads ``objects``)."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url = url
+        self.database = database
+        self.client: AsyncMongoClient[Doc] | None = None
+
+    @property
+    def db(self) -> AsyncDatabase[Doc]:
+        if self.client is None:  # created inside the event loop that uses it
+            self.client = AsyncMongoClient(self.url, serverSelectionTimeoutMS=5000)
+        return self.client[self.database]
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def decision(self, request_id: str) -> Decision | None:
+        with translated_errors("catalog"):
+            doc = await self.db["requests"].find_one({"_id": request_id})
+        return decision_of(doc) if doc else None
+
+    async def head(self, object_id: str) -> Head | None:
+        with translated_errors("catalog"):
+            doc = await self.db["names"].find_one({"_id": object_id})
+        if doc is None:
+            return None
+        content = Content(doc["last_size"], doc["last_sha256"]) if doc.get("last_sha256") else None
+        return Head(doc["last"], content, doc.get("last_request"))
+
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+        found = {}
+        with translated_errors("catalog"):
+            for version in versions:  # one _id lookup each: the one filter every server indexes
+                doc = await self.db["objects"].find_one({"_id": doc_id(object_id, version)})
+                if doc is not None:
+                    found[version] = stored_version(doc)
+        return found
+
+    async def allocate(
+        self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str
+    ) -> int:
+        last = {"last_size": content.size, "last_sha256": content.sha256} if content else {}
+        named = {"tenant": tenant, "name": name, "last_request": request_id, **last}
+        with translated_errors("catalog"):
+            doc = await self.db["names"].find_one_and_update(
+                {"_id": object_id},
+                {"$inc": {"last": 1}, "$set": named},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            if not content:  # the content of the new version is unknown: forget the old one
+                await self.db["names"].update_one(
+                    {"_id": object_id, "last": doc["last"]},
+                    {"$unset": {"last_size": "", "last_sha256": ""}},
+                )
+        return int(doc["last"])
+
+    async def record(self, decision: Decision) -> Decision:
+        doc = {"_id": decision.request_id, **asdict(decision)}
+        doc["retire"] = list(decision.retire)
+        del doc["request_id"]
+        with translated_errors("catalog"):
+            try:
+                await self.db["requests"].insert_one(doc)
+            except DuplicateKeyError:  # the same request, decided meanwhile by another ingest
+                stored = await self.db["requests"].find_one({"_id": decision.request_id})
+                assert stored is not None
+                return decision_of(stored)
+        return decision
+
+
+def decision_of(doc: Doc) -> Decision:
+    return Decision(
+        request_id=doc["_id"],
+        object_id=doc["object_id"],
+        version=doc["version"],
+        unchanged=doc["unchanged"],
+        at=doc["at"],
+        retire=tuple(doc.get("retire") or ()),
+    )
+
+
+class MemoryCatalog:
+    """The same rules over dicts, for unit tests; ``stored`` plays the sink's documents."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, Decision] = {}
+        self.heads: dict[str, Head] = {}
+        self.stored: dict[tuple[str, int], StoredVersion] = {}
+
+    async def decision(self, request_id: str) -> Decision | None:
+        return self.requests.get(request_id)
+
+    async def head(self, object_id: str) -> Head | None:
+        return self.heads.get(object_id)
+
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+        return {v: self.stored[object_id, v] for v in versions if (object_id, v) in self.stored}
+
+    async def allocate(
+        self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str
+    ) -> int:
+        head = self.heads.get(object_id)
+        self.heads[object_id] = Head((head.last if head else 0) + 1, content, request_id)
+        return self.heads[object_id].last
+
+    async def record(self, decision: Decision) -> Decision:
+        return self.requests.setdefault(decision.request_id, decision)
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,85 @@
+"""Producing to and reading from the chain's topics, as any client does."""
+
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.codec import decode, encode
+from schemas.events import AuditRecord, Event, IngestRequest
+from topics import AUDIT, INGEST, TopicSpec
+from workers.settings import Settings
+
+
+async def produce_events(settings: Settings, topic: TopicSpec, events: Iterable[Event]) -> int:
+    """Send events keyed by object id; return how many were sent."""
+    return await produce_all(settings, [(topic, event) for event in events])
+
+
+class Producer:
+    """Events to the chain's topics, keyed by object id; on leaving, waits for every ack."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.topic_prefix
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
+        )
+        self.sent = 0
+
+    async def __aenter__(self) -> "Producer":
+        await self.producer.start()
+        return self
+
+    async def send(self, topic: TopicSpec, event: Event) -> None:
+        await self.producer.send(
+            topic.name(self.prefix), key=event.object_id.encode(), value=encode(event)
+        )
+        self.sent += 1
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None:
+                await self.producer.flush()
+        finally:
+            await self.producer.stop()
+
+
+async def produce_all(settings: Settings, messages: Iterable[tuple[TopicSpec, Event]]) -> int:
+    """Send each event to its topic and wait for the broker's acks; return how many."""
+    async with Producer(settings) as producer:
+        for topic, event in messages:
+            await producer.send(topic, event)
+    return producer.sent
+
+
+async def produce(settings: Settings, requests: Iterable[IngestRequest]) -> int:
+    return await produce_events(settings, INGEST, requests)
+
+
+async def tail_audit(
+    settings: Settings, *, from_beginning: bool, limit: int | None, idle_s: float | None
+) -> AsyncIterator[AuditRecord]:
+    """Audit records as they arrive; stops after ``limit`` records or ``idle_s`` of silence."""
+    consumer = AIOKafkaConsumer(
+        AUDIT.name(settings.topic_prefix),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while limit is None or seen < limit:
+            batch = await consumer.getmany(timeout_ms=int((idle_s or 3600) * 1000))
+            if not batch:
+                if idle_s is not None:
+                    return
+                continue
+            for messages in batch.values():
+                for message in messages:
+                    yield decode(message.value, AuditRecord)
+                    seen += 1
+    finally:
+        await consumer.stop()

@@ -1,0 +1,160 @@
+"""Operations on stored versions: remove, forget, scrub, and the audit records of key work
+done outside the agents."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from schemas.events import AuditRecord, DeleteRequest, Outcome, Placement, ReplicaWritten, event_id
+from topics import AUDIT, DELETE, REPLICATED
+from workers.client.kafka import produce_all, produce_events
+from workers.client.state import Doc, State
+from workers.core.versions import GONE, doc_id
+from workers.settings import Settings
+
+TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
+
+
+def client_record(doc: Doc, action: str, detail: dict[str, object], run_id: str) -> AuditRecord:
+    """An audit record of something a client did to one version (stage ``client``)."""
+    return AuditRecord(
+        kind=AuditRecord.KIND,
+        v=1,
+        event_id=event_id(
+            AuditRecord.KIND, doc["object_id"], doc["version"], "client", action, run_id
+        ),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=run_id,
+        produced_at=datetime.now(UTC),
+        stage="client",
+        action=action,
+        outcome=Outcome.OK,
+        detail=detail,
+    )
+
+
+def delete_request(doc: Doc, mode: str, reason: str) -> DeleteRequest:
+    """Remove one version everywhere; the id is the version's and the mode's, so asking
+    twice is asking once."""
+    replicas = doc.get("replicas") or {}
+    keys = {doc["key"]} if doc.get("key") else set()
+    keys |= {r["key"] for r in replicas.values() if r.get("key")}
+    return DeleteRequest(
+        kind=DeleteRequest.KIND,
+        v=1,
+        event_id=event_id(DeleteRequest.KIND, doc["object_id"], doc["version"], mode),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        mode=mode,  # type: ignore[arg-type]
+        tenant=doc["tenant"],
+        targets=tuple(doc["targets"]),
+        keys=tuple(sorted(keys)),
+        reason=reason,
+    )
+
+
+async def request_removal(settings: Settings, docs: Sequence[Doc], mode: str, reason: str) -> int:
+    """Send a delete (or forget) of each version through the chain, its intent audited first."""
+    run_id = uuid.uuid4().hex
+    messages = []
+    for doc in docs:
+        intent = client_record(doc, f"{mode}.requested", {"reason": reason}, run_id)
+        messages += [(AUDIT, intent), (DELETE, delete_request(doc, mode, reason))]
+    return await produce_all(settings, messages)
+
+
+def removed_everywhere(doc: Doc | None, mode: str) -> bool:
+    """The version carries the mode's tombstone and no target holds a replica any more."""
+    if doc is None or doc.get("state") != TOMBSTONE[mode]:
+        return False
+    replicas = doc.get("replicas") or {}
+    return all((replicas.get(t) or {}).get("removed_at") for t in doc.get("targets", ()))
+
+
+async def wait_removed(state: State, docs: Sequence[Doc], mode: str, timeout_s: float) -> list[Doc]:
+    """Wait until every version is removed everywhere; return those that are not (yet)."""
+    ids = [doc_id(d["object_id"], d["version"]) for d in docs]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await state.versions(ids)
+        left = [
+            d
+            for d in docs
+            if not removed_everywhere(found.get(doc_id(d["object_id"], d["version"])), mode)
+        ]
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.5)
+
+
+def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
+    """Re-verification requests for every replica of one object version (the scrub)."""
+    placement = Placement(
+        name=doc["name"],
+        targets=tuple(doc["targets"]),
+        tenant=doc["tenant"],
+        tags=doc.get("tags") or {},
+        mode=doc.get("mode", "stream"),
+    )
+    return [
+        ReplicaWritten(
+            kind=ReplicaWritten.KIND,
+            v=1,
+            event_id=event_id(
+                ReplicaWritten.KIND, doc["object_id"], doc["version"], target, run_id
+            ),
+            object_id=doc["object_id"],
+            version=doc["version"],
+            correlation_id=run_id,
+            produced_at=datetime.now(UTC),
+            placement=placement,
+            target=target,
+            key=doc["key"],
+            ciphertext_size=doc["ciphertext_size"],
+            ciphertext_sha256=doc["ciphertext_sha256"],
+            plaintext_sha256=doc["plaintext_sha256"],
+            key_id=doc["key_id"],
+            scrub=True,
+        )
+        for target in doc["targets"]
+    ]
+
+
+async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
+    """Send every replica of ``docs`` back through verify, which repairs what it finds bad;
+    deleted and shredded versions are left alone."""
+    run_id = uuid.uuid4().hex
+    events = [
+        e
+        for doc in docs
+        if "ciphertext_sha256" in doc and doc.get("state") not in GONE
+        for e in scrub_requests(doc, run_id)
+    ]
+    for target, topic in REPLICATED.items():
+        await produce_events(settings, topic, [e for e in events if e.target == target])
+    return len(events)
+
+
+async def audit_key_event(
+    settings: Settings, object_id: str, version: int, action: str, detail: str
+) -> None:
+    """An audit record for a key operation done outside the agents (rotate)."""
+    record = AuditRecord(
+        kind=AuditRecord.KIND,
+        v=1,
+        event_id=event_id(AuditRecord.KIND, object_id, version, "keys", action, detail),
+        object_id=object_id,
+        version=version,
+        correlation_id=uuid.uuid4().hex,
+        produced_at=datetime.now(UTC),
+        stage="keys",
+        action=action,
+        outcome=Outcome.OK,
+        detail={"by": detail},
+    )
+    await produce_events(settings, AUDIT, [record])

@@ -1,0 +1,159 @@
+"""MongoDB as the sink and ingest left it: versions, names, listings, failures."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+
+from schemas.events import OBJECT_ID, object_id_for, safe_key
+from workers.core.versions import STATES, doc_id
+from workers.settings import Settings
+
+Doc = dict[str, Any]
+
+
+class Unknown(LookupError):
+    """What a user named does not exist (an object, a name, a version); the message says so."""
+
+
+@dataclass
+class Listing:
+    """One page of ``ls``: the rows and, when more follow, the name to continue after."""
+
+    rows: list[Doc]
+    after: str | None
+
+
+class State:
+    """Reads of MongoDB for the CLI and the tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(settings.mongo_url)
+        self.db = self.client[settings.mongo_database]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def objects(self, object_id: str) -> list[Doc]:
+        """Every version of an object, oldest first."""
+        cursor = self.db["objects"].find({"object_id": object_id}).sort("version", ASCENDING)
+        return [doc async for doc in cursor]
+
+    async def object(self, object_id: str, version: int | None = None) -> Doc | None:
+        """One version (an ``_id`` lookup), or the newest when ``version`` is None."""
+        if version is not None:
+            return await self.db["objects"].find_one({"_id": doc_id(object_id, version)})
+        docs = await self.objects(object_id)
+        return docs[-1] if docs else None
+
+    async def audit(self, object_id: str) -> list[Doc]:
+        cursor = self.db["audit"].find({"object_id": object_id}).sort("seq", ASCENDING)
+        return [doc async for doc in cursor]
+
+    async def resolve(self, ref: str, tenant: str) -> tuple[str, list[Doc]]:
+        """The object an id or a name (of ``tenant``) refers to, and its versions."""
+        if re.match(OBJECT_ID, ref) and (docs := await self.objects(ref)):
+            return ref, docs
+        try:
+            object_id = object_id_for(tenant, safe_key(ref))
+        except ValueError as exc:
+            raise Unknown(f"no object {ref!r}: {exc}") from None
+        docs = await self.objects(object_id)
+        if not docs:
+            raise Unknown(f"no object {ref!r} (tenant {tenant})")
+        return object_id, docs
+
+    async def listing(
+        self,
+        *,
+        tenant: str,
+        prefix: str = "",
+        state: str | None = None,
+        store: str | None = None,
+        tier: str | None = None,
+        all_versions: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Listing:
+        """A page of objects (the newest version of each name, or every version), in name
+        order, read along the (tenant, name, version) index."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}")
+        names: Doc = {"$gte": prefix} if prefix else {}
+        if prefix:
+            names["$lt"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        if after is not None:
+            names["$gt"] = after
+        query: Doc = {"tenant": tenant, **({"name": names} if names else {})}
+        order = [("name", ASCENDING), ("version", DESCENDING)]
+        rows: list[Doc] = []
+        last_name: str | None = None
+        more = False
+        async for doc in self.db["objects"].find(query).sort(order):
+            newest = doc["name"] != last_name
+            last_name = doc["name"]
+            if newest and len(rows) >= limit:  # a page ends between names, never inside one
+                more = True
+                break
+            if (all_versions or newest) and matches(doc, state, store, tier):
+                rows.append(doc)
+        return Listing(rows, rows[-1]["name"] if more and rows else None)
+
+    async def decisions(self, request_ids: Sequence[str]) -> dict[str, Doc]:
+        """What ingest decided for each of these requests (absent: not decided yet)."""
+        found: dict[str, Doc] = {}
+        for start in range(0, len(request_ids), 500):
+            ids = list(request_ids[start : start + 500])
+            async for doc in self.db["requests"].find({"_id": {"$in": ids}}):
+                found[doc["_id"]] = doc
+        return found
+
+    async def request_failures(self, request_ids: Sequence[str]) -> dict[str, str]:
+        """The reason of a dead letter of each of these requests that has one."""
+        found: dict[str, str] = {}
+        for start in range(0, len(request_ids), 500):
+            ids = list(request_ids[start : start + 500])
+            cursor = self.db["deadletters"].find(
+                {"correlation_id": {"$in": ids}}, {"correlation_id": 1, "reason": 1}
+            )
+            async for doc in cursor:
+                found.setdefault(doc["correlation_id"], doc["reason"])
+        return found
+
+    async def versions(self, ids: Sequence[str]) -> dict[str, Doc]:
+        """``objects`` documents by ``_id``."""
+        found: dict[str, Doc] = {}
+        for start in range(0, len(ids), 500):
+            async for doc in self.db["objects"].find(
+                {"_id": {"$in": list(ids[start : start + 500])}}
+            ):
+                found[doc["_id"]] = doc
+        return found
+
+
+def matches(doc: Doc, state: str | None, store: str | None, tier: str | None) -> bool:
+    """The listing's filters: a state, a store holding a verified replica, a replica's tier."""
+    replicas = doc.get("replicas") or {}
+    if state is not None and doc.get("state") != state:
+        return False
+    if store is not None and not (replicas.get(store) or {}).get("verified_at"):
+        return False
+    return tier is None or any(r.get("tier") == tier for r in replicas.values())
+
+
+def pick_version(docs: Sequence[Doc], version: int | None, name: str) -> Doc:
+    """The version asked for, else the newest verified one; ``Unknown`` saying why not."""
+    if version is not None:
+        for doc in docs:
+            if doc["version"] == version:
+                return doc
+        have = ", ".join(str(d["version"]) for d in docs)
+        raise Unknown(f"{name} has no version {version} (versions: {have})")
+    verified = [d for d in docs if d.get("state") == "verified"]
+    if not verified:
+        states = ", ".join(f"v{d['version']} {d.get('state', 'pending')}" for d in docs)
+        raise Unknown(f"{name} has no verified version ({states})")
+    return verified[-1]

@@ -1,0 +1,109 @@
+"""Object versions, pure: a version's state, unchanged puts, retention.
+
+An object is (tenant, name); every put of changed content is a new version. A version's state
+is a function of its ``objects`` document alone, so it does not depend on the order in which
+the sink saw the events that built the document:
+
+- ``shredded`` / ``deleted``: a tombstone was written (forget / rm); nothing brings it back;
+- ``verified``: every target's replica was verified;
+- ``failed``: a stage of the chain gave up on it (and it is not verified);
+- ``pending``: on its way.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+STATES = ("pending", "verified", "failed", "deleted", "shredded")
+LIVE = frozenset({"pending", "verified"})  # what an unchanged put may point at
+GONE = frozenset({"deleted", "shredded"})
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What a version holds, as the client measured it."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    """One version as a put decision sees it."""
+
+    version: int
+    state: str
+    content: Content | None = None
+
+
+def doc_id(object_id: str, version: int) -> str:
+    """The ``_id`` of one object version's document in ``objects``."""
+    return f"{object_id}:v{version}"
+
+
+def verified_everywhere(doc: Mapping[str, Any] | None) -> bool:
+    """Every target of the version has a verified replica."""
+    if doc is None or not doc.get("targets"):
+        return False
+    replicas = doc.get("replicas") or {}
+    return all((replicas.get(t) or {}).get("verified_at") for t in doc["targets"])
+
+
+def version_state(doc: Mapping[str, Any]) -> str:
+    """The state of one version, from its ``objects`` document."""
+    if doc.get("shredded_at"):
+        return "shredded"
+    if doc.get("deleted_at"):
+        return "deleted"
+    if verified_everywhere(doc):
+        return "verified"
+    if doc.get("failed_at"):
+        return "failed"
+    return "pending"
+
+
+def content_of(doc: Mapping[str, Any]) -> Content | None:
+    """The size and plaintext SHA-256 a version's document records, if any."""
+    if doc.get("size") is None or not doc.get("plaintext_sha256"):
+        return None
+    return Content(int(doc["size"]), str(doc["plaintext_sha256"]))
+
+
+def latest_live(views: Iterable[VersionView]) -> VersionView | None:
+    """The newest version that is verified or on its way."""
+    live = [v for v in views if v.state in LIVE]
+    return max(live, key=lambda v: v.version, default=None)
+
+
+def unchanged_version(
+    views: Iterable[VersionView], content: Content | None, force: bool
+) -> int | None:
+    """The version a put of ``content`` would repeat (None: the put makes a new version).
+
+    Like rclone's skip of matching files: same size and same plaintext SHA-256 as the newest
+    live version. A failed, deleted or shredded version never counts, so putting the same
+    bytes again after a failure or a delete stores them again.
+    """
+    if force or content is None:
+        return None
+    latest = latest_live(views)
+    if latest is None or latest.content != content:
+        return None
+    return latest.version
+
+
+def to_retire(views: Sequence[VersionView], newest: int, keep: int) -> list[int]:
+    """Versions to delete once ``newest`` exists, keeping the last ``keep`` (0: keep all).
+
+    The newest verified version is never retired while the new one is not verified yet, so
+    a put that fails cannot leave a name with nothing restorable.
+    """
+    if keep <= 0:
+        return []
+    verified = [v.version for v in views if v.state == "verified" and v.version < newest]
+    safe = max(verified, default=None)
+    return sorted(
+        v.version
+        for v in views
+        if v.version <= newest - keep and v.state not in GONE and v.version != safe
+    )
