@@ -233,7 +233,9 @@ def report_puts(s: Settings, sent: list[Any], timeout: float, as_json: bool, to:
     async def wait_all() -> list[Any]:
         state = State(s)
         try:
-            with Progress(console=errors, transient=True) as progress:
+            with Progress(
+                console=errors, transient=True, disable=not errors.is_terminal
+            ) as progress:
                 task = progress.add_task("verified in every target", total=len(sent))
                 return await wait_puts(
                     state,
@@ -342,7 +344,9 @@ def listed(doc: dict[str, Any]) -> dict[str, Any]:
         "version": doc["version"],
         "state": doc.get("state", "pending"),
         "size": doc.get("size"),
-        "replicas": sorted(t for t, r in replicas.items() if r.get("verified_at")),
+        "replicas": sorted(
+            t for t, r in replicas.items() if r.get("verified_at") and not r.get("removed_at")
+        ),
         "object_id": doc["object_id"],
         "tenant": doc.get("tenant"),
     }
@@ -431,7 +435,9 @@ def restore(
         target = pick_replica(doc, source)
         deps = build_deps(s)
         try:
-            with Progress(console=errors, transient=True) as progress:
+            with Progress(
+                console=errors, transient=True, disable=not errors.is_terminal
+            ) as progress:
                 task = progress.add_task(f"restoring from {target}", total=doc.get("size"))
                 restored = await restore_to_file(
                     doc,
