@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient, CoordinationType
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
@@ -46,7 +45,7 @@ from bench.report import (
 from bench.workloads import WORKLOADS, materialise
 from schemas.codec import decode
 from schemas.events import DeadLetter, ReplicaVerified
-from topics import ALL, DEADLETTER, VERIFIED
+from topics import DEADLETTER, VERIFIED, delete_topics
 from workers.app import STAGES
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
@@ -224,7 +223,7 @@ async def run(
             profiler.wait(timeout=60)
         await state.client.drop_database(name)
         await state.close()
-        await delete_topics(settings)
+        await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
         Rclone(settings, name).purge(logs)
     per_object = [
         stage_times(docs[r.object_id], r.produced_at)
@@ -247,15 +246,6 @@ async def run(
     if profile:
         result["profile"] = hottest(sorted(logs.glob("*.txt")))
     return result
-
-
-async def delete_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([spec.name(settings.topic_prefix) for spec in ALL])
-    finally:
-        await admin.close()
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def safe_key(value: str) -> str:
         raise ValueError("name must be relative and contain no '.' or '..' segments")
     if "" in value.split("/"):
         raise ValueError("name must not contain empty segments ('//' or a trailing '/')")
-    if re.search(r"[\x00-\x1f\x7f-\x9f]", value):
+    if re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):  # line breaks too
         raise ValueError("name must not contain NUL or control characters")
     if BIDI_CONTROLS.intersection(value):
         raise ValueError("name must not contain bidi control characters")
@@ -122,6 +122,29 @@ class Source(BaseModel):
         return base64.b64decode(self.inline_b64 or "")
 
 
+TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,62}$")
+MAX_TAGS, MAX_TAG_VALUE, MAX_TAGS_BYTES = 32, 256, 4096
+
+
+def safe_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Tags a database can store as field names, bounded in count and size."""
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not TAG_KEY.match(key):
+            raise ValueError(
+                f"tag key {key[:70]!r} must be 1-63 letters, digits, '_', ':' or '-', "
+                "starting with a letter or digit"
+            )
+        if len(value) > MAX_TAG_VALUE or re.search(r"[\x00-\x1f\x7f-\x9f]", value):
+            raise ValueError(
+                f"tag {key!r}: value must be at most {MAX_TAG_VALUE} printable characters"
+            )
+    if sum(len(k) + len(v.encode()) for k, v in tags.items()) > MAX_TAGS_BYTES:
+        raise ValueError(f"tags must hold at most {MAX_TAGS_BYTES} bytes in all")
+    return tags
+
+
 class Placement(BaseModel):
     """Where an object goes and how it is labelled."""
 
@@ -137,6 +160,11 @@ class Placement(BaseModel):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return safe_key(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _safe_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        return safe_tags(value)
 
     @field_validator("targets")
     @classmethod

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.stores import remove_container
 from tests.waiting import wait_for
-from topics import ACCESS, ALL, RETRY, TopicSpec
+from topics import ACCESS, ALL, RETRY, TopicSpec, delete_topics
 from workers.client.restore import restore_to_file
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker, worker_env
@@ -99,6 +99,7 @@ async def pipeline(
     pipe = Pipeline(settings, worker_env(settings), logs)
     yield pipe
     pipe.stop_workers()
+    await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
     state = State(settings)
     await state.client.drop_database(unique)
     await state.close()

@@ -106,3 +106,16 @@ async def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[st
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic of one deployment prefix (tests and benchmarks clean up with it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [spec.name(prefix) for spec in ALL if spec.name(prefix) in existing]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()

@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from aiokafka.errors import KafkaError
@@ -51,7 +51,7 @@ from workers import staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
-from workers.errors import Fatal, MovingDataError
+from workers.errors import MovingDataError
 from workers.mongo import transient
 from workers.settings import Settings
 
@@ -141,9 +141,14 @@ def parse_stages(agents: str) -> list[str]:
     return sorted(set(chosen), key=STAGES.index)
 
 
-def crash(exc: BaseException) -> None:
-    """Fatal: stop the process loudly (uncommitted offsets are redelivered after restart)."""
-    log.critical("fatal error, exiting", extra={"error": str(exc)})
+def crash(exc: BaseException) -> NoReturn:
+    """Stop the process at once: a fatal error, or a batch that cannot finish (a bug outside
+    the dispatcher, a cancellation). ``os._exit`` skips every ``finally``, Faust's too, so the
+    batch is never acknowledged: its offsets do not move and it is redelivered after restart."""
+    log.critical(
+        "stopping before the batch is acknowledged",
+        extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
+    )
     logging.shutdown()
     os._exit(70)
 
@@ -218,86 +223,123 @@ def stage_loop(
     decode_one: Decoder,
     handler: Callable[[Any], Awaitable[Sequence[Emit]]],
     batch: int,
+    halt: Callable[[BaseException], None] = crash,
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
-    Up to ``batch`` events at a time, handled concurrently but in order per object (key). The
-    whole batch is acknowledged once every event in it is handled and everything it produced
-    is acknowledged by the broker (``take_events``), so offsets are acknowledged in order.
-    Out of order they would not be safe: Faust 0.15.3 commits past a single unacknowledged
-    offset (``Consumer._new_offset`` checks ``min(acked) - committed > 1``).
+    Up to ``batch`` events at a time (``handle_batch``). Faust's ``take_events`` acknowledges
+    the whole batch when the loop body returns, and also in its ``finally`` when the body
+    raises: so anything escaping the batch (``Fatal``, a bug outside the dispatcher, a
+    cancellation) halts the process first, and no event is acknowledged unhandled.
+    Acknowledging in order matters: Faust 0.15.3 commits past a single unacknowledged offset
+    (``Consumer._new_offset`` checks ``min(acked) - committed > 1``).
     """
 
-    async def in_order(messages: list[faust.EventT]) -> None:
-        for message in messages:
-            await dispatcher.run(message.value, ref_of(message), decode_one, handler)
+    async def run_one(message: faust.EventT) -> None:
+        await dispatcher.run(message.value, ref_of(message), decode_one, handler)
 
     async def agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
-            by_key: dict[bytes | None, list[faust.EventT]] = {}
-            for event in events:
-                by_key.setdefault(event.key, []).append(event)
             try:
-                await asyncio.gather(*map(in_order, by_key.values()))
-            except Fatal as exc:
-                crash(exc)
+                await handle_batch(events, run_one)
+            except BaseException as exc:
+                halt(exc)
+                raise
 
     return agent
 
 
+async def handle_batch(
+    events: Sequence[faust.EventT], run_one: Callable[[faust.EventT], Awaitable[None]]
+) -> None:
+    """Handle a batch: one object's events (one key) in order, different keys at once; return
+    only when every event is handled and everything it produced acknowledged by the broker."""
+    by_key: dict[bytes | None, list[faust.EventT]] = {}
+    for event in events:
+        by_key.setdefault(event.key, []).append(event)
+
+    async def in_order(same_key: list[faust.EventT]) -> None:
+        for event in same_key:
+            await run_one(event)
+
+    await asyncio.gather(*map(in_order, by_key.values()))
+
+
 def retry_loop(
-    dispatcher: Dispatcher, publisher: FaustPublisher
+    dispatcher: Dispatcher, publisher: FaustPublisher, halt: Callable[[BaseException], None] = crash
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """Re-deliver retry requests to their topic once due (ordered, so a short wait is fine)."""
     by_name = {
         spec.name(publisher.prefix): spec for agents in CHAIN.values() for spec, _, _ in agents
     }
 
+    async def redeliver(message: faust.EventT) -> None:
+        try:
+            request = decode(message.value, RetryRequest)
+            spec = by_name.get(request.topic)
+            if spec is None:
+                raise InvalidEvent(f"retry for unknown topic {request.topic[:80]!r}")
+        except InvalidEvent as exc:
+            await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
+            return
+        delay = (request.not_before - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(min(delay, 60.0))
+        payload = base64.b64decode(request.payload_b64)
+        await publisher.send([(spec, request.object_id, payload)])
+
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():
             try:
-                request = decode(message.value, RetryRequest)
-                spec = by_name.get(request.topic)
-                if spec is None:
-                    raise InvalidEvent(f"retry for unknown topic {request.topic[:80]!r}")
-            except InvalidEvent as exc:
-                await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
-                continue
-            delay = (request.not_before - datetime.now(UTC)).total_seconds()
-            if delay > 0:
-                await asyncio.sleep(min(delay, 60.0))
-            payload = base64.b64decode(request.payload_b64)
-            await publisher.send([(spec, request.object_id, payload)])
+                await redeliver(message)
+            except BaseException as exc:  # never acknowledge a request not re-delivered
+                halt(exc)
+                raise
 
     return agent
 
 
 def sink_loop(
-    settings: Settings, dispatcher: Dispatcher
+    settings: Settings, dispatcher: Dispatcher, halt: Callable[[BaseException], None] = crash
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """Batch events into MongoDB; while the database is unreachable or shutting down, back off
-    and retry."""
+    and retry; a batch refused for another reason is split until the refused events are
+    found, and only those are dead-lettered, with their raw bytes."""
 
     async def agent(stream: faust.StreamT) -> None:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
         db = client[settings.mongo_database]
         await retry_db(partial(sink.create_indexes, db))
-        async for values in stream.take(500, within=0.5):
-            events = []
-            for raw in values:
-                try:
-                    events.append(decode(raw, *sink.SINK_INPUTS))
-                except InvalidEvent as exc:
-                    await dispatcher.dead_letter(None, raw, MessageRef("sink", -1, -1), str(exc))
+        async for messages in stream.take_events(500, within=0.5):
             try:
-                await retry_db(partial(sink.write_batch, db, events))
-            except PyMongoError as exc:  # not transient: keep the events
-                for event in events:
-                    await dispatcher.dead_letter(
-                        event, None, MessageRef("sink", -1, -1), f"mongodb refused: {exc}"[:500]
-                    )
+                await sink_batch(db, dispatcher, messages)
+            except BaseException as exc:
+                halt(exc)
+                raise
 
     return agent
+
+
+async def sink_batch(db: Any, dispatcher: Dispatcher, messages: Sequence[faust.EventT]) -> None:
+    decoded: list[tuple[Event, faust.EventT]] = []
+    for message in messages:
+        try:
+            decoded.append((decode(message.value, *sink.SINK_INPUTS), message))
+        except InvalidEvent as exc:
+            await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
+
+    async def write(items: Sequence[tuple[Event, faust.EventT]]) -> None:
+        await retry_db(partial(sink.write_batch, db, [event for event, _ in items]))
+
+    for (event, message), exc in await sink.refused(write, decoded):
+        reason = f"mongodb refused: {type(exc).__name__}: {exc}"[:500]
+        if isinstance(event, sink.OWN_RECORDS):  # a dead letter of those would loop back here
+            log.error(
+                "sink refused its own record; it stays on its topic",
+                extra={"stage": "sink", "event_id": event.event_id, "reason": reason},
+            )
+            continue
+        await dispatcher.dead_letter(event, message.value, ref_of(message), reason)
 
 
 async def retry_db(operation: Callable[[], Awaitable[object]]) -> None:

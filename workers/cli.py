@@ -413,12 +413,14 @@ def audit_tail(
 def restore(
     ref: str = typer.Argument(..., metavar="ID|NAME"),
     output: Path = typer.Option(..., "-o", "--output"),
-    source: str | None = typer.Option(None, "--from", help="Replica to read: s3, azure, gcs."),
+    source: str | None = typer.Option(None, "--from", help="Only this replica: s3, azure, gcs."),
     version: int | None = typer.Option(None, help="A version; default the newest verified."),
     tenant: str = "default",
+    force: bool = typer.Option(False, help="Overwrite the output file if it exists."),
 ) -> None:
-    """Decrypt a verified replica into a file, checking the plaintext SHA-256."""
-    from workers.client.restore import pick_replica, record_access, restore_to_file
+    """Decrypt a verified replica into a file (mode 600), checking the plaintext SHA-256; a
+    replica that fails its checks is skipped for the next one."""
+    from workers.client.restore import record_access, restore_best
     from workers.client.state import Unknown, pick_version
     from workers.deps import build_deps
 
@@ -432,27 +434,29 @@ def restore(
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
 
     async def go() -> Any:
-        target = pick_replica(doc, source)
         deps = build_deps(s)
         try:
             with Progress(
                 console=errors, transient=True, disable=not errors.is_terminal
             ) as progress:
-                task = progress.add_task(f"restoring from {target}", total=doc.get("size"))
-                restored = await restore_to_file(
+                task = progress.add_task("restoring", total=doc.get("size"))
+                restored, failed = await restore_best(
                     doc,
-                    deps.store(target),
-                    target,
+                    deps.stores,
                     deps.data_keys,
                     output,
-                    lambda n: progress.advance(task, n),
+                    wanted=source,
+                    force=force,
+                    on_progress=lambda n: progress.advance(task, n),
                 )
         finally:
             await deps.close()
-        await record_access(s, doc, target, restored.size)
-        return restored
+        await record_access(s, doc, restored.target, restored.size)
+        return restored, failed
 
-    restored = run(go())
+    restored, failed = run(go())
+    for target, reason in failed.items():
+        errors.print(f"[yellow]skipped[/yellow] the {target} replica: {reason}")
     console.print(
         f"restored {doc.get('name')} v{restored.version} from {restored.target}: "
         f"{restored.size} bytes, sha256 {restored.sha256}"

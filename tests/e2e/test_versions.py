@@ -294,3 +294,36 @@ async def test_retention_keeps_the_last_versions_and_removes_the_rest(
         assert await raw_keys(target, pipeline.settings.bucket, prefix, pipeline.settings) == []
     states = [(d["version"], d["state"]) for d in await state.objects(object_id)]
     assert states == [(1, "deleted"), (2, "verified"), (3, "verified")]
+
+
+async def test_restore_falls_back_writes_mode_600_and_never_overwrites_unasked(
+    pipeline: Pipeline, worker_all, state: State, tmp_path: Path
+) -> None:
+    data = os.urandom(300_000)
+    (tmp_path / "precious.bin").write_bytes(data)
+    put = pipeline.cli("put", str(tmp_path / "precious.bin"), "--wait")
+    assert put.returncode == 0, put.stdout + put.stderr
+    doc = (await state.resolve("precious.bin", "default"))[1][-1]
+    deps = build_deps(pipeline.settings)
+    try:
+
+        async def rot():
+            yield b"MDE1 but not really"
+
+        await deps.store("s3").write(doc["key"], rot())  # the primary replica goes bad
+    finally:
+        await deps.close()
+    out = tmp_path / "out" / "precious.bin"
+    out.parent.mkdir()
+    done = pipeline.cli("restore", "precious.bin", "-o", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped the s3 replica" in done.stderr and "from azure" in done.stdout
+    assert out.read_bytes() == data
+    assert out.stat().st_mode & 0o777 == 0o600
+    again = pipeline.cli("restore", "precious.bin", "-o", str(out))
+    assert again.returncode == 1 and "exists: restore elsewhere or add --force" in again.stderr
+    forced = pipeline.cli("restore", "precious.bin", "--from", "gcs", "-o", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    only_s3 = pipeline.cli("restore", "precious.bin", "--from", "s3", "-o", str(tmp_path / "s3"))
+    assert only_s3.returncode == 1 and "no replica could be restored" in only_s3.stderr
+    assert not (tmp_path / "s3").exists()

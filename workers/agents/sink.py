@@ -11,13 +11,13 @@ retries the batch until it is back.
 """
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from schemas.events import (
     AuditRecord,
@@ -48,9 +48,13 @@ SINK_INPUTS = (
     AuditRecord,
     DeadLetter,
 )
+# The sink's own records: if MongoDB refuses one, it is logged, never dead-lettered (a dead
+# letter and its audit record would come back to the sink and be refused again).
+OWN_RECORDS = (AuditRecord, DeadLetter)
 # A dead letter from one of these stages means the version will not be verified as it is.
 FAILING_STAGES = frozenset({"encrypt", "replicate", "verify"})
 Doc = dict[str, Any]
+T = TypeVar("T")
 BULK_LIMIT = 50
 DUPLICATE_KEY = 11000
 HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
@@ -306,6 +310,24 @@ def step_of(event: Event) -> tuple[str, Emit] | None:
         case ReplicaRemoved():
             return "delete", Emit(REMOVED, event)
     return None
+
+
+async def refused(
+    write: Callable[[Sequence[T]], Awaitable[None]], items: Sequence[T]
+) -> list[tuple[T, PyMongoError]]:
+    """Write ``items``; if the database refuses (not transiently), split the batch in halves
+    until the refused items are found, and return those with the error each got. Every write
+    is idempotent, so the items of a half written twice change nothing."""
+    if not items:
+        return []
+    try:
+        await write(items)
+        return []
+    except PyMongoError as exc:
+        if len(items) == 1:
+            return [(items[0], exc)]
+    middle = len(items) // 2
+    return await refused(write, items[:middle]) + await refused(write, items[middle:])
 
 
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:

@@ -1,12 +1,15 @@
 """Restore: stream a verified replica back, decrypt it, check the plaintext SHA-256.
 
-Plaintext is written only to the owner's chosen file, via a temporary name that is renamed
-into place after the digest matched (a failed restore leaves nothing behind).
+Plaintext is written only to the owner's chosen file (mode 600, never over an existing file
+unless asked), via a temporary name renamed into place after the digest matched, so a failed
+restore leaves nothing behind. A replica that fails to decrypt or to match is skipped for the
+next verified one, and the result says which replica served.
 """
 
 import hashlib
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +19,7 @@ from schemas.events import ObjectAccessed, event_id
 from topics import ACCESS
 from workers.client.kafka import produce_events
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
-from workers.errors import IntegrityError, NotFound
+from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keyregistry import DataKeys
 from workers.settings import Settings
 from workers.stores.base import ObjectStore
@@ -31,17 +34,21 @@ class Restored:
     sha256: str
 
 
-def pick_replica(doc: dict[str, Any], wanted: str | None) -> str:
-    """The replica to read: the one asked for, else the primary, else any, if verified."""
+class OutputExists(Permanent):
+    """The file to restore into exists, and overwriting it was not asked for."""
+
+
+def replica_order(doc: dict[str, Any], wanted: str | None) -> list[str]:
+    """The replicas to try: the one asked for, else every verified one, the primary first."""
     replicas = (doc.get("replicas") or {}).items()
-    verified = [t for t, r in replicas if r.get("verified_at") and not r.get("removed_at")]
+    verified = sorted(t for t, r in replicas if r.get("verified_at") and not r.get("removed_at"))
     if wanted is not None:
         if wanted not in verified:
             raise NotFound(f"no verified replica of {doc['_id']} in {wanted}")
-        return wanted
+        return [wanted]
     if not verified:
         raise NotFound(f"no verified replica of {doc['_id']} yet")
-    return doc["primary"] if doc.get("primary") in verified else sorted(verified)[0]
+    return sorted(verified, key=lambda t: t != doc.get("primary"))
 
 
 async def decrypt_stream(
@@ -75,13 +82,18 @@ async def restore_to_file(
     keys: DataKeys,
     out: Path,
     on_progress: Callable[[int], None] = lambda _: None,
+    *,
+    force: bool = False,
 ) -> Restored:
     """Decrypt ``doc``'s replica in ``target`` into ``out``; ``on_progress`` gets byte counts."""
+    refuse_existing(out, force)
     digest = hashlib.sha256()
     size = 0
     partial = out.with_name(f".{out.name}.partial")
+    partial.unlink(missing_ok=True)  # left by a restore that was killed
     try:
-        with partial.open("wb") as fh:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        with os.fdopen(os.open(partial, flags, 0o600), "wb") as fh:
             plaintext = decrypt_stream(
                 store.read(doc["key"]), keys, doc["object_id"], doc["version"]
             )
@@ -92,10 +104,44 @@ async def restore_to_file(
                 on_progress(len(chunk))
         if digest.hexdigest() != doc["plaintext_sha256"]:
             raise IntegrityError("restored plaintext SHA-256 differs from the recorded one")
+        refuse_existing(out, force)  # created meanwhile
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
     return Restored(doc["object_id"], doc["version"], target, size, digest.hexdigest())
+
+
+def refuse_existing(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputExists(f"{out} exists: restore elsewhere or add --force")
+
+
+async def restore_best(
+    doc: dict[str, Any],
+    stores: Mapping[str, ObjectStore],
+    keys: DataKeys,
+    out: Path,
+    *,
+    wanted: str | None = None,
+    force: bool = False,
+    on_progress: Callable[[int], None] = lambda _: None,
+) -> tuple[Restored, dict[str, str]]:
+    """Restore from the first verified replica that decrypts and matches; return it and why
+    each one tried before it failed. ``IntegrityError`` naming every failure if none did."""
+    refuse_existing(out, force)
+    failed: dict[str, str] = {}
+    for target in replica_order(doc, wanted):
+        try:
+            restored = await restore_to_file(
+                doc, stores[target], target, keys, out, on_progress, force=force
+            )
+            return restored, failed
+        except OutputExists:
+            raise
+        except (Permanent, Retryable) as exc:  # this replica's fault, or its store's
+            failed[target] = str(exc)
+    tried = "; ".join(f"{t}: {reason}" for t, reason in failed.items())
+    raise IntegrityError(f"no replica could be restored ({tried})")
 
 
 async def record_access(settings: Settings, doc: dict[str, Any], target: str, size: int) -> None:

@@ -2,6 +2,7 @@
 
 import base64
 import contextlib
+import unicodedata
 from pathlib import Path
 
 import orjson
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.codec import REGISTRY, InvalidEvent, decode, encode
 from schemas.events import (
+    BIDI_CONTROLS,
     INLINE_MAX_BYTES,
     IngestRequest,
     Placement,
@@ -130,3 +132,32 @@ def test_names_are_nfc_normalised_so_one_name_is_one_object() -> None:
     placement = Placement(name=decomposed, targets=("s3",))
     assert placement.name == composed
     assert object_id_for("t", placement.name) == object_id_for("t", composed)
+
+
+@given(st.dictionaries(st.text(max_size=70), st.text(max_size=300), max_size=40))
+def test_tags_are_either_storable_or_refused_with_a_reason(tags: dict[str, str]) -> None:
+    try:
+        placement = Placement(name="n", targets=("s3",), tags=tags)
+    except ValueError as exc:
+        assert "tag" in str(exc)
+        return
+    for key in placement.tags:
+        assert key and "." not in key and not key.startswith("$") and len(key) < 64
+
+
+@given(st.text(max_size=200))
+def test_any_name_is_either_safe_or_refused(name: str) -> None:
+    try:
+        safe = safe_key(name)
+    except ValueError:
+        return
+    assert safe == unicodedata.normalize("NFC", safe)
+    assert not BIDI_CONTROLS.intersection(safe)
+    assert all(c.isprintable() or c == " " or ord(c) > 0x9F for c in safe)
+    safe.encode("utf-8")  # never a lone surrogate
+
+
+def test_a_tag_key_that_breaks_a_database_field_is_refused() -> None:
+    for key in ("a.b", "$where", "", "x" * 64):
+        with pytest.raises(ValueError, match="tag key"):
+            Placement(name="n", targets=("s3",), tags={key: "v"})

@@ -1,0 +1,141 @@
+"""The agent loops themselves, without a broker: order per key, acknowledgement only after a
+whole batch, and no acknowledgement at all when a batch cannot finish."""
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+from pymongo.errors import OperationFailure
+
+from schemas.events import Event, IngestRequest
+from tests.unit.agents.conftest import ListPublisher, inline_request
+from workers.agents.sink import refused
+from workers.app import stage_loop
+from workers.dispatch import Dispatcher, Emit, MessageRef
+
+
+@dataclass
+class Message:
+    topic: str = "t.accepted"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+    timestamp: float = 0.0
+
+
+@dataclass
+class FakeEvent:
+    """What Faust hands the loop: a key, a value, the message it came in."""
+
+    key: bytes
+    value: bytes
+    message: Message
+
+
+class TakeEvents:
+    """Faust's ``take_events`` as it behaves: batches, and the acknowledgement of the whole
+    batch in a ``finally`` (so also when the loop body raises)."""
+
+    def __init__(self, batches: Sequence[Sequence[FakeEvent]], log: list[str]) -> None:
+        self.batches, self.log = batches, log
+
+    async def take_events(self, batch: int, within: float) -> AsyncIterator[list[FakeEvent]]:
+        for events in self.batches:
+            try:
+                yield list(events)
+            finally:
+                self.log.append("ack " + ",".join(e.value.decode() for e in events))
+
+
+class Halted(BaseException):
+    """What the test's halt raises instead of ending the process."""
+
+
+def event(key: str, name: str, offset: int) -> FakeEvent:
+    return FakeEvent(key.encode(), name.encode(), Message(offset=offset, key=key.encode()))
+
+
+def loop(log: list[str], handle, dispatcher: Dispatcher | None = None):  # type: ignore[no-untyped-def]
+    def decode(raw: bytes | None, ref: MessageRef) -> Event:
+        return inline_request(b"x", name=(raw or b"").decode())  # named after the message
+
+    def halt(exc: BaseException) -> None:
+        log.append(f"halt {type(exc).__name__}")
+        raise Halted  # production: os._exit, so the batch's finally never runs
+
+    dispatcher = dispatcher or Dispatcher("encrypt", ListPublisher())
+    return stage_loop(dispatcher, decode, handle, batch=8, halt=halt)
+
+
+async def test_one_keys_events_run_in_order_others_at_once_acked_after_all() -> None:
+    log: list[str] = []
+    a1_running = asyncio.Event()
+
+    async def handle(request: IngestRequest) -> list[Emit]:
+        name = request.placement.name
+        log.append(f"start {name}")
+        if name == "a1":
+            a1_running.set()
+            await asyncio.sleep(0.01)
+        if name == "b1":
+            await asyncio.wait_for(a1_running.wait(), 1)  # b runs while a1 does
+        log.append(f"end {name}")
+        return []
+
+    batch = [event("a", "a1", 0), event("b", "b1", 1), event("a", "a2", 2)]
+    await loop(log, handle)(TakeEvents([batch], log))
+    assert log.index("end a1") < log.index("start a2")  # one key: in order
+    assert log.index("start b1") < log.index("end a1")  # two keys: at once
+    assert log[-1] == "ack a1,b1,a2"  # the whole batch, once everything is done
+
+
+async def test_an_error_escaping_the_batch_halts_before_any_ack() -> None:
+    log: list[str] = []
+
+    class BrokenSend(Dispatcher):
+        async def emit(self, *outs: Emit) -> None:
+            raise RuntimeError("a bug outside the handler")
+
+    async def handle(request: IngestRequest) -> list[Emit]:
+        name = request.placement.name
+        log.append(f"start {name}")
+        raise ValueError("dead-lettered by the dispatcher, whose send then fails")
+
+    agent = loop(log, handle, BrokenSend("encrypt", ListPublisher()))
+    with pytest.raises(Halted):
+        await agent(TakeEvents([[event("a", "a1", 0)], [event("b", "b1", 1)]], log))
+    assert log == ["start a1", "halt RuntimeError"]  # no ack, no later batch
+
+
+async def test_a_cancellation_inside_a_batch_halts_before_any_ack() -> None:
+    log: list[str] = []
+    started = asyncio.Event()
+
+    async def slow(request: IngestRequest) -> list[Emit]:
+        started.set()
+        await asyncio.sleep(60)
+        return []
+
+    task = asyncio.create_task(loop(log, slow)(TakeEvents([[event("a", "a1", 0)]], log)))
+    await asyncio.wait_for(started.wait(), 1)
+    task.cancel()
+    with pytest.raises(Halted):
+        await task
+    assert log == ["halt CancelledError"]
+
+
+async def test_a_refused_batch_is_split_until_the_refused_items_are_found() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: Sequence[int]) -> None:
+        writes.append(list(items))
+        if 3 in items or 6 in items:
+            raise OperationFailure("key must not start with $", 2)
+
+    found = await refused(write, list(range(8)))
+    assert [item for item, _ in found] == [3, 6]
+    assert all(isinstance(exc, OperationFailure) for _, exc in found)
+    assert writes[0] == list(range(8))
+    assert [0, 1] in writes and [4, 5] in writes and [7] in writes  # the others were written
+    assert await refused(write, []) == []
