@@ -54,6 +54,7 @@ from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy,
 from workers.errors import MovingDataError
 from workers.mongo import transient
 from workers.settings import Settings
+from workers.stores import open_store
 
 log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
@@ -175,8 +176,15 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     def topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name(settings.topic_prefix), value_type=bytes, key_type=bytes)
 
+    async def check_store(scheme: str) -> None:
+        store = open_store(f"{scheme}://{settings.bucket}", settings)
+        try:
+            await store.check()
+        finally:
+            await store.close()
+
     for stage in stages:
-        dispatcher = Dispatcher(stage, publisher, policy)
+        dispatcher = Dispatcher(stage, publisher, policy, check_store=check_store)
         if stage == "retry":
             app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher))
         elif stage == "sink":

@@ -60,11 +60,17 @@ WORKER_SETTINGS = (
     "staging_sweep_s",
     "retain_versions",
 )
+SECRET_SETTINGS = ("s3_access_key", "s3_secret_key")
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that configures a worker process like ``settings``."""
+    """The environment that configures a worker process like ``settings`` (credentials set
+    explicitly included; they reach the child through its environment, never a log)."""
     values = settings.model_dump(mode="json", include=set(WORKER_SETTINGS))
+    for name in SECRET_SETTINGS:
+        secret = getattr(settings, name)
+        if secret is not None:
+            values[name] = secret.get_secret_value()
     return {
         **os.environ,
         **{

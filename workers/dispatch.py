@@ -3,6 +3,8 @@
 Every agent hands each raw message to ``Dispatcher.run``. Nothing escapes it except ``Fatal``
 (bad credentials, bad config), which must crash the worker so its supervisor restarts it:
 - invalid input or ``Permanent`` -> dead-letter topic with the reason, stage and offset;
+- ``AccessDenied`` (a store refused this one request) -> the store's own credentials are
+  checked: refused too, ``Fatal``; else the event is dead-lettered and the worker runs on;
 - ``Retryable`` -> a few in-process retries with capped exponential backoff and jitter, then
   the retry topic with ``attempt + 1``; past ``max_attempts``, dead-letter;
 - an unexpected exception is a bug: dead-lettered as ``internal error`` (never lost).
@@ -21,7 +23,7 @@ from typing import Protocol
 from schemas.codec import encode
 from schemas.events import AuditRecord, DeadLetter, Event, Outcome, RetryRequest, event_id
 from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
-from workers.errors import Fatal, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, Permanent, Retryable
 
 log = logging.getLogger("movingdata.dispatch")
 UNKNOWN_OBJECT = "unknown"
@@ -126,11 +128,15 @@ class Dispatcher:
         publisher: Publisher,
         policy: RetryPolicy = RetryPolicy(),
         rng: Callable[[], float] = random.random,
+        check_store: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.stage = stage
         self.publisher = publisher
         self.policy = policy
         self.rng = rng
+        # Checks a store's own credentials (raises Fatal if refused): an AccessDenied is then
+        # the event's fault alone, or the whole worker's.
+        self.check_store = check_store
 
     async def run(
         self,
@@ -166,6 +172,15 @@ class Dispatcher:
                     await asyncio.sleep(backoff_s(step, self.policy, self.rng()))
                     continue
                 await self.retry_later(event, ref, str(exc))
+                return
+            except AccessDenied as exc:
+                if self.check_store is not None:
+                    try:
+                        await self.check_store(exc.scheme)  # Fatal escapes: the worker stops
+                    except Retryable as down:
+                        await self.retry_later(event, ref, f"{exc}; then {down}")
+                        return
+                await self.dead_letter(event, raw, ref, str(exc))
                 return
             except Permanent as exc:
                 await self.dead_letter(event, raw, ref, str(exc))

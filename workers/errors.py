@@ -27,3 +27,13 @@ class IntegrityError(Permanent):
 
 class NotFound(Permanent):
     """The object or key asked for does not exist."""
+
+
+class AccessDenied(Permanent):
+    """A store refused one request (403, a KMS denial, an archived object): that event fails,
+    not the worker, unless a check of the store's own credentials fails too (then ``Fatal``).
+    ``scheme`` names the store (``s3``, ``azure``, ``gs``)."""
+
+    def __init__(self, scheme: str, message: str) -> None:
+        super().__init__(message)
+        self.scheme = scheme

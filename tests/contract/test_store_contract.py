@@ -14,8 +14,9 @@ from pydantic import SecretStr
 
 from tests.contract.conftest import BACKENDS, PART_SIZES, make_store
 from tests.stores import drop_container, raw_s3, remove_container
-from workers.errors import Fatal, NotFound, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, NotFound, Permanent, Retryable
 from workers.settings import Settings
+from workers.stack.services import CONFINED_PREFIX, SeaweedFS
 from workers.stores import open_store
 from workers.stores.azure import AzureBlobStore
 from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
@@ -226,18 +227,53 @@ async def test_unreachable_endpoint_is_retryable(
 
 
 @pytest.mark.parametrize("backend", ["s3", "azure"])  # fake-gcs-server has no authentication
-async def test_bad_credentials_are_fatal(backend: str, settings: Settings, unique: str) -> None:
+async def test_bad_credentials_fail_the_request_and_the_store_check(
+    backend: str, settings: Settings, unique: str
+) -> None:
+    """A refused request is the request's (AccessDenied, Permanent); the check of the store's
+    own credentials is what tells the worker to stop (Fatal)."""
     wrong = SecretStr("d3Jvbmcta2V5")  # valid base64, as Azure account keys must be
     impostor = settings.model_copy(
         update={"s3_access_key": wrong, "s3_secret_key": wrong, "azure_key": wrong}
     )
     store = make_store(backend, unique, impostor)
     try:
-        with pytest.raises(Fatal) as caught:
+        with pytest.raises(AccessDenied) as refused:
             await store.stat("obj")
+        with pytest.raises(Fatal) as caught:
+            await store.check()
     finally:
         await store.close()
-    assert wrong.get_secret_value() not in str(caught.value)
+    for exc in (refused.value, caught.value):
+        assert wrong.get_secret_value() not in str(exc)
+
+
+async def test_s3_refusing_one_bucket_leaves_the_store_usable(
+    settings: Settings, unique: str
+) -> None:
+    """An identity confined to its own buckets: a read elsewhere is refused for that object
+    (AccessDenied), while the check of its own bucket passes."""
+    access, secret = SeaweedFS(settings).confined_credentials()
+    confined = settings.model_copy(
+        update={"s3_access_key": SecretStr(access), "s3_secret_key": SecretStr(secret)}
+    )
+    outside, own = (
+        make_store("s3", unique, settings),
+        make_store("s3", f"{CONFINED_PREFIX}{unique}", confined),
+    )
+    elsewhere = make_store("s3", unique, confined)
+    await outside.ensure_container()
+    await own.ensure_container()
+    try:
+        await outside.write("private", chunked(b"not yours"))
+        with pytest.raises(AccessDenied, match="AccessDenied") as caught:
+            await read_all(elsewhere, "private")
+        assert caught.value.scheme == "s3"
+        await own.check()
+    finally:
+        await elsewhere.close()
+        await remove_container(own, "s3", f"{CONFINED_PREFIX}{unique}", settings)
+        await remove_container(outside, "s3", unique, settings)
 
 
 @pytest.mark.parametrize(

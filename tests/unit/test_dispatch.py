@@ -9,7 +9,7 @@ from schemas.events import AuditRecord, DeadLetter, Event, IngestRequest, RetryR
 from tests.unit.agents.conftest import ListPublisher, inline_request
 from topics import ACCEPTED
 from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
-from workers.errors import Fatal, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, Permanent, Retryable
 
 REF = MessageRef("movingdata.ingest", 2, 41)
 FAST = RetryPolicy(in_process_attempts=2, max_attempts=3, base_s=0.0, cap_s=0.0)
@@ -117,3 +117,39 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     policy = RetryPolicy(base_s=1.0, cap_s=8.0)
     assert [backoff_s(n, policy, 0.999999) for n in range(5)] == pytest.approx([1, 2, 4, 8, 8])
     assert backoff_s(3, policy, 0.0) == 4.0
+
+
+@pytest.mark.parametrize(
+    ("check", "outcome"),
+    [
+        (None, "deadletter"),
+        (Fatal("refused for our own bucket"), Fatal),
+        (Retryable("down"), "retry"),
+    ],
+)
+async def test_a_refused_request_is_the_events_fault_unless_the_store_refuses_us(
+    check: Exception | None, outcome: object
+) -> None:
+    """AccessDenied: the store's own credentials are checked; only a failed check stops the
+    worker, a store that cannot be asked is retried, otherwise the event is dead-lettered."""
+    checked: list[str] = []
+
+    async def check_store(scheme: str) -> None:
+        checked.append(scheme)
+        if check is not None:
+            raise check
+
+    async def handle(event: Event) -> list[Emit]:
+        raise AccessDenied("s3", "s3 read k: AccessDenied")
+
+    pub = ListPublisher()
+    run = Dispatcher("encrypt", pub, FAST, rng=lambda: 0.0, check_store=check_store).run(
+        encode(inline_request(b"x")), REF, ingest_decode, handle
+    )
+    if outcome is Fatal:
+        with pytest.raises(Fatal):
+            await run
+    else:
+        await run
+        assert pub.sent[0][0] == outcome
+    assert checked == ["s3"]

@@ -74,6 +74,11 @@ def run_install(
         raise ServiceError(f"{what}: install failed (exit {done.returncode}), see {log}")
 
 
+CONFINED_PREFIX = "confined-"
+# Not settings: only the local stack's confined identity has them (``SeaweedFS.prepare``).
+CONFINED_KEYS = ("CONFINED_S3_ACCESS_KEY", "CONFINED_S3_SECRET_KEY")
+
+
 @dataclass
 class Service:
     """Base shape of a service; subclasses fill in the specifics."""
@@ -275,9 +280,12 @@ class SeaweedFS(Service):
             {
                 "MOVINGDATA_S3_ACCESS_KEY": secrets.token_hex(10),
                 "MOVINGDATA_S3_SECRET_KEY": secrets.token_urlsafe(30),
+                CONFINED_KEYS[0]: secrets.token_hex(10),
+                CONFINED_KEYS[1]: secrets.token_urlsafe(30),
             },
         )
         access, secret = self.credentials()
+        confined = self.confined_credentials()
         for sub in ("data", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         config = {
@@ -286,7 +294,17 @@ class SeaweedFS(Service):
                     "name": "movingdata",
                     "credentials": [{"accessKey": access, "secretKey": secret}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
+                },
+                {
+                    # A second identity that may touch only buckets named confined-*: what a
+                    # least-privilege deployment looks like, and how the tests see a refusal.
+                    "name": "confined",
+                    "credentials": [{"accessKey": confined[0], "secretKey": confined[1]}],
+                    "actions": [
+                        f"{action}:{CONFINED_PREFIX}*"
+                        for action in ("Admin", "Read", "Write", "List", "Tagging")
+                    ],
+                },
             ],
             "kms": {
                 "default_provider": "openbao",
@@ -315,6 +333,11 @@ class SeaweedFS(Service):
             return s.s3_access_key.get_secret_value(), s.s3_secret_key.get_secret_value()
         pairs = read_local_env(s.home / "local.env")
         return pairs["MOVINGDATA_S3_ACCESS_KEY"], pairs["MOVINGDATA_S3_SECRET_KEY"]
+
+    def confined_credentials(self) -> tuple[str, str]:
+        """Keys of the identity limited to ``confined-*`` buckets."""
+        pairs = read_local_env(self.settings.home / "local.env")
+        return pairs[CONFINED_KEYS[0]], pairs[CONFINED_KEYS[1]]
 
     def argv(self) -> list[str]:
         s = self.settings

@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
-from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
 from workers.stores.base import ObjectInfo, Tier, WriteResult
@@ -56,7 +56,7 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
         if isinstance(exc, ResourceNotFoundError) or status == 404:
             return NotFound(message)
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-            return Fatal(message)
+            return AccessDenied("azure", message)
         # Md5Mismatch: a block damaged in transit; IncompleteReadError: a body cut short.
         if isinstance(exc, IncompleteReadError) or _error_code(exc) == "Md5Mismatch":
             return Retryable(message)
@@ -111,6 +111,14 @@ class AzureBlobStore:
         """Create the container unless it already exists."""
         with _boundary("create container"), suppress(ResourceExistsError):
             await self._client().create_container()
+
+    async def check(self) -> None:
+        """Container properties: ``Fatal`` if our credentials are refused for our container."""
+        try:
+            with _boundary("check container"):
+                await self._client().get_container_properties()
+        except AccessDenied as exc:
+            raise Fatal(f"the Azure store refuses this worker's credentials: {exc}") from exc
 
     async def stat(self, key: str) -> ObjectInfo:
         """Blob properties: size, access tier and metadata."""

@@ -51,6 +51,10 @@ class ObjectStore(Protocol):
     async def ensure_container(self) -> None:
         """Create the bucket/container if it does not exist (idempotent)."""
 
+    async def check(self) -> None:
+        """A cheap request on our own bucket: ``Fatal`` if our credentials are refused,
+        ``Retryable`` if the store is unreachable (what a health check asks)."""
+
     async def stat(self, key: str) -> ObjectInfo:
         """Size, tier and metadata of ``key``; ``NotFound`` if absent."""
 

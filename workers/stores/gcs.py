@@ -18,7 +18,7 @@ from urllib.parse import quote
 import aiohttp
 from gcloud.aio.storage import Storage
 
-from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
 from workers.stores.base import ObjectInfo, Tier, WriteResult
@@ -49,7 +49,7 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
         if exc.status == 404:
             return NotFound(message)
         if exc.status in (401, 403):
-            return Fatal(message)
+            return AccessDenied("gs", message)
         # 412: the object changed under set_tier's generation guard; read it again.
         if exc.status in (408, 412, 429) or exc.status >= 500:
             return Retryable(message)
@@ -116,6 +116,16 @@ class GCSStore:
             async with self._http().post(url, params={"project": self._project}, json=body) as r:
                 if r.status != 409:
                     r.raise_for_status()
+
+    async def check(self) -> None:
+        """Bucket metadata: ``Fatal`` if our credentials are refused for our bucket."""
+        url = f"{self._endpoint}/storage/v1/b/{self.bucket}"
+        try:
+            with _boundary("check bucket"):
+                async with self._http().get(url) as r:
+                    r.raise_for_status()
+        except AccessDenied as exc:
+            raise Fatal(f"the GCS store refuses this worker's credentials: {exc}") from exc
 
     async def stat(self, key: str) -> ObjectInfo:
         """Object resource: size, storage class and custom metadata."""

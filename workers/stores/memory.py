@@ -58,6 +58,10 @@ class MemoryStore:
         """Create the bucket if missing."""
         self._buckets.setdefault(self.bucket, {})
 
+    async def check(self) -> None:
+        """The bucket exists (memory has no credentials)."""
+        self._objects()
+
     async def stat(self, key: str) -> ObjectInfo:
         """Size, tier and metadata of ``key``."""
         obj = self._get(key)

@@ -17,7 +17,7 @@ from aiobotocore.session import get_session
 from botocore import exceptions as boto
 from botocore.exceptions import ClientError
 
-from workers.errors import Fatal, MovingDataError, NotFound, Permanent, Retryable
+from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
 from workers.stores.base import ObjectInfo, Tier, WriteResult
@@ -75,8 +75,9 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
         message = f"s3 {what}: {code or status}"
         if code in _NOT_FOUND or status == 404:
             return NotFound(message)
-        if status in (401, 403) or code.startswith("KMS.") or code.startswith("Authorization"):
-            return Fatal(message)
+        refused = code.startswith(("KMS.", "Authorization")) or code == "InvalidObjectState"
+        if status in (401, 403) or refused:
+            return AccessDenied("s3", message)
         if code in _RETRYABLE or status == 429 or status >= 500:
             return Retryable(message)
         return Permanent(message)
@@ -151,6 +152,15 @@ class S3Store:
             except ClientError as exc:
                 if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
+
+    async def check(self) -> None:
+        """HeadBucket: ``Fatal`` if our credentials are refused for our own bucket."""
+        s3 = await self._client()
+        try:
+            with _boundary("check bucket"):
+                await s3.head_bucket(Bucket=self.bucket)
+        except AccessDenied as exc:
+            raise Fatal(f"the S3 store refuses this worker's credentials: {exc}") from exc
 
     async def stat(self, key: str) -> ObjectInfo:
         """HeadObject: size, tier (``None`` for classes outside the tier map) and metadata."""
