@@ -21,17 +21,21 @@ async def relay(
     *,
     upload_rate_bps: float | None = None,
     corrupt: Callable[[web.Request], bool] = lambda _: False,
+    unavailable: Callable[[web.Request], bool] = lambda _: False,
 ) -> AsyncIterator[str]:
     """Serve on a free 127.0.0.1 port and yield its base URL.
 
     ``upload_rate_bps`` holds each request body for len/rate seconds; responses to requests
-    for which ``corrupt`` is true come back with every byte flipped.
+    for which ``corrupt`` is true come back with every byte flipped; requests for which
+    ``unavailable`` is true are answered 503 without reaching the store.
     """
     session = aiohttp.ClientSession(auto_decompress=False)
     base = ""
 
     async def forward(request: web.Request) -> web.Response:
         body = await request.read()
+        if unavailable(request):
+            return web.Response(status=503, text="unavailable (relay)")
         if upload_rate_bps:
             await asyncio.sleep(len(body) / upload_rate_bps)
         async with session.request(

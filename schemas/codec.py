@@ -4,6 +4,9 @@
 ``InvalidEvent`` (a ``Permanent`` error), which the dispatcher dead-letters with the reason.
 """
 
+import base64
+import binascii
+import hashlib
 from typing import TypeVar
 
 import orjson
@@ -84,3 +87,22 @@ def decode(raw: bytes | None, *expected: type[E]) -> E:
             f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()[:5]
         )
         raise InvalidEvent(f"invalid {kind} v{v}: {problems}") from None
+
+
+def redacted(raw: bytes | None) -> bytes:
+    """``raw`` with an inline payload replaced by its size and SHA-256: what a dead letter,
+    the database or a log may keep of a message (plaintext stays on its own topic)."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return raw or b""
+    source = doc.get("source") if isinstance(doc, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("inline_b64"), str):
+        return raw or b""
+    try:
+        data = base64.b64decode(source["inline_b64"])
+    except (binascii.Error, ValueError):
+        data = source["inline_b64"].encode()
+    source.pop("inline_b64")
+    source["inline_redacted"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return orjson.dumps(doc)

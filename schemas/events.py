@@ -122,6 +122,12 @@ class Source(BaseModel):
         return base64.b64decode(self.inline_b64 or "")
 
 
+def carries_inline(event: "Event") -> bool:
+    """The event holds an inline payload: plaintext that only its own topic may keep."""
+    source = getattr(event, "source", None)
+    return isinstance(source, Source) and source.inline_b64 is not None
+
+
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,62}$")
 MAX_TAGS, MAX_TAG_VALUE, MAX_TAGS_BYTES = 32, 256, 4096
 
@@ -332,11 +338,28 @@ class DeadLetter(Event):
     payload_b64: str
 
 
+class RecordRef(BaseModel):
+    """Where a record is on the broker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
 class RetryRequest(Event):
-    """An event to be re-delivered to ``topic`` after ``not_before`` (topic ``retry``)."""
+    """An event to be re-delivered to ``topic`` after ``not_before`` (topic ``retry``).
+
+    The event travels in ``payload_b64``, unless it carries an inline payload: then only
+    ``record`` travels, and the retry agent re-reads the event from there (plaintext never
+    reaches this topic), re-delivering it with ``attempt`` set to ``record_attempt``.
+    """
 
     KIND = "retry"
     topic: str
     not_before: datetime
     reason: str
-    payload_b64: str
+    payload_b64: str = ""
+    record: RecordRef | None = None
+    record_attempt: int = Field(default=0, ge=0)

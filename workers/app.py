@@ -10,21 +10,24 @@ import base64
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from schemas.codec import InvalidEvent, decode
+from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import (
     DeleteRequest,
     Event,
     ObjectAccepted,
     ObjectEncrypted,
+    RecordRef,
     ReplicaRemoval,
     ReplicaVerified,
     ReplicaWritten,
@@ -51,7 +54,7 @@ from workers import staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
-from workers.errors import MovingDataError
+from workers.errors import MovingDataError, Retryable
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store
@@ -186,7 +189,8 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     for stage in stages:
         dispatcher = Dispatcher(stage, publisher, policy, check_store=check_store)
         if stage == "retry":
-            app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher))
+            fetch = partial(fetch_record, settings.kafka_bootstrap)
+            app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher, fetch))
         elif stage == "sink":
             names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
             # key_type None (keys stay raw bytes): with a stage channel's key and value types,
@@ -273,28 +277,59 @@ async def handle_batch(
     await asyncio.gather(*map(in_order, by_key.values()))
 
 
+async def fetch_record(bootstrap: str, record: RecordRef) -> MessageRef:
+    """The record at ``record`` (its value in ``MessageRef.value``): a retry of an event with
+    an inline payload re-reads it from its own topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        part = TopicPartition(record.topic, record.partition)
+        consumer.assign([part])
+        consumer.seek(part, record.offset)
+        found = await asyncio.wait_for(consumer.getone(part), timeout=30)
+    except TimeoutError:
+        raise Retryable(
+            f"record {record.topic}:{record.partition}:{record.offset} not read"
+        ) from None
+    finally:
+        await consumer.stop()
+    ref = MessageRef(found.topic, found.partition, found.offset, found.key, found.timestamp / 1000)
+    return replace(ref, value=found.value)
+
+
 def retry_loop(
-    dispatcher: Dispatcher, publisher: FaustPublisher, halt: Callable[[BaseException], None] = crash
+    dispatcher: Dispatcher,
+    publisher: FaustPublisher,
+    fetch: Callable[[RecordRef], Awaitable[MessageRef]],
+    halt: Callable[[BaseException], None] = crash,
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """Re-deliver retry requests to their topic once due (ordered, so a short wait is fine)."""
     by_name = {
-        spec.name(publisher.prefix): spec for agents in CHAIN.values() for spec, _, _ in agents
+        spec.name(publisher.prefix): (spec, decode_one)
+        for agents in CHAIN.values()
+        for spec, decode_one, _ in agents
     }
+
+    async def payload(request: RetryRequest, decode_one: Decoder) -> bytes:
+        if request.record is None:
+            return base64.b64decode(request.payload_b64)
+        original = await fetch(request.record)
+        event = decode_one(original.value, original)
+        return encode(event.model_copy(update={"attempt": request.record_attempt}))
 
     async def redeliver(message: faust.EventT) -> None:
         try:
             request = decode(message.value, RetryRequest)
-            spec = by_name.get(request.topic)
-            if spec is None:
+            if request.topic not in by_name:
                 raise InvalidEvent(f"retry for unknown topic {request.topic[:80]!r}")
         except InvalidEvent as exc:
             await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
             return
+        spec, decode_one = by_name[request.topic]
         delay = (request.not_before - datetime.now(UTC)).total_seconds()
         if delay > 0:
             await asyncio.sleep(min(delay, 60.0))
-        payload = base64.b64decode(request.payload_b64)
-        await publisher.send([(spec, request.object_id, payload)])
+        await publisher.send([(spec, request.object_id, await payload(request, decode_one))])
 
     async def agent(stream: faust.StreamT) -> None:
         async for message in stream.events():

@@ -20,8 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from schemas.codec import encode
-from schemas.events import AuditRecord, DeadLetter, Event, Outcome, RetryRequest, event_id
+from schemas.codec import encode, redacted
+from schemas.events import (
+    AuditRecord,
+    DeadLetter,
+    Event,
+    Outcome,
+    RecordRef,
+    RetryRequest,
+    carries_inline,
+    event_id,
+)
 from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
 
@@ -49,6 +58,7 @@ class MessageRef:
     offset: int
     key: bytes | None = None
     timestamp: float | None = None
+    value: bytes | None = None  # only when a record is re-read (the retry of an inline event)
 
 
 Message = tuple[TopicSpec, str, bytes]  # topic, key (object id), value
@@ -234,6 +244,13 @@ class Dispatcher:
             return
         delay = backoff_s(event.attempt + self.policy.in_process_attempts, self.policy, self.rng())
         again = event.model_copy(update={"attempt": event.attempt + 1})
+        if carries_inline(event):  # the retry agent re-reads it from its own topic
+            carried: dict[str, object] = {
+                "record": RecordRef(topic=ref.topic, partition=ref.partition, offset=ref.offset),
+                "record_attempt": again.attempt,
+            }
+        else:
+            carried = {"payload_b64": base64.b64encode(encode(again)).decode()}
         request = stamp(
             RetryRequest,
             event,
@@ -243,7 +260,7 @@ class Dispatcher:
             topic=ref.topic,
             not_before=datetime.now(UTC) + timedelta(seconds=delay),
             reason=reason[:500],
-            payload_b64=base64.b64encode(encode(again)).decode(),
+            **carried,
         )
         log.warning("retry scheduled", extra={**self._ctx(event, ref), "reason": reason})
         await self.emit(
@@ -267,7 +284,7 @@ class Dispatcher:
             topic=ref.topic,
             partition=ref.partition,
             offset=ref.offset,
-            payload_b64=base64.b64encode((raw or b"")[:65536]).decode(),
+            payload_b64=base64.b64encode(redacted(raw)[:65536]).decode(),
         )
         log.error("dead letter", extra={**self._ctx(subject, ref), "reason": reason})
         await self.emit(

@@ -2,12 +2,22 @@
 
 import base64
 
+import orjson
 import pytest
 
 from schemas.codec import decode, encode
-from schemas.events import AuditRecord, DeadLetter, Event, IngestRequest, RetryRequest
+from schemas.events import (
+    AuditRecord,
+    DeadLetter,
+    Event,
+    IngestRequest,
+    Placement,
+    RetryRequest,
+    Source,
+)
 from tests.unit.agents.conftest import ListPublisher, inline_request
 from topics import ACCEPTED
+from workers.client.puts import put_request
 from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
 
@@ -83,12 +93,38 @@ async def test_transient_error_retries_in_process_then_via_retry_topic() -> None
         calls += 1
         raise Retryable("store down")
 
-    await dispatcher(pub).run(encode(inline_request(b"x")), REF, ingest_decode, handle)
+    by_path = put_request(Placement(name="p", targets=("s3",)), Source(path="/data/p"), None)
+    await dispatcher(pub).run(encode(by_path), REF, ingest_decode, handle)
     assert calls == FAST.in_process_attempts
     request = decode(pub.on("retry")[0], RetryRequest)
     again = decode(base64.b64decode(request.payload_b64), IngestRequest)
     assert again.attempt == 1 and request.topic == REF.topic
     assert pub.sends == [["retry", "audit"]]
+
+
+async def test_an_inline_payload_never_reaches_the_retry_or_dead_letter_topic() -> None:
+    """A retry names the record to re-read; a dead letter keeps the payload's size and digest."""
+    secret = b"PLAINTEXT-never-in-a-retry"
+    pub = ListPublisher()
+
+    async def down(event: Event) -> list[Emit]:
+        raise Retryable("store down")
+
+    async def refused(event: Event) -> list[Emit]:
+        raise Permanent("no")
+
+    raw = encode(inline_request(secret))
+    await dispatcher(pub).run(raw, REF, ingest_decode, down)
+    await dispatcher(pub).run(raw, REF, ingest_decode, refused)
+    request = decode(pub.on("retry")[0], RetryRequest)
+    assert request.payload_b64 == "" and request.record_attempt == 1
+    assert request.record is not None
+    assert (request.record.topic, request.record.offset) == (REF.topic, REF.offset)
+    letter = decode(pub.on("deadletter")[0], DeadLetter)
+    kept = orjson.loads(base64.b64decode(letter.payload_b64))
+    assert kept["source"]["inline_redacted"]["size"] == len(secret)
+    for _, _, value in pub.sent:
+        assert secret not in value and base64.b64encode(secret) not in value
 
 
 async def test_transient_error_past_max_attempts_is_dead_lettered() -> None:

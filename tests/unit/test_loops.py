@@ -139,3 +139,57 @@ async def test_a_refused_batch_is_split_until_the_refused_items_are_found() -> N
     assert writes[0] == list(range(8))
     assert [0, 1] in writes and [4, 5] in writes and [7] in writes  # the others were written
     assert await refused(write, []) == []
+
+
+class Published:
+    prefix = "t"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes]] = []
+
+    async def send(self, messages) -> None:  # type: ignore[no-untyped-def]
+        self.sent += [(spec.suffix, key, value) for spec, key, value in messages]
+
+
+class Events:
+    def __init__(self, events: list[FakeEvent]) -> None:
+        self._events = events
+
+    async def events(self) -> AsyncIterator[FakeEvent]:
+        for e in self._events:
+            yield e
+
+
+async def test_a_retry_of_an_inline_event_re_reads_it_from_its_own_topic() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.codec import decode, encode
+    from schemas.events import RecordRef, RetryRequest
+    from workers.app import retry_loop
+    from workers.dispatch import stamp
+
+    request = inline_request(b"plaintext only on the ingest topic")
+    retry = stamp(
+        RetryRequest,
+        request,
+        "r",
+        topic="t.ingest",
+        not_before=datetime.now(UTC),
+        reason="store down",
+        record=RecordRef(topic="t.ingest", partition=1, offset=7),
+        record_attempt=2,
+    )
+    asked: list[RecordRef] = []
+
+    async def fetch(record: RecordRef) -> MessageRef:
+        asked.append(record)
+        return MessageRef(record.topic, record.partition, record.offset, None, 1.0, encode(request))
+
+    published = Published()
+    agent = retry_loop(Dispatcher("retry", ListPublisher()), published, fetch)  # type: ignore[arg-type]
+    await agent(Events([FakeEvent(b"k", encode(retry), Message("t.retry"))]))  # type: ignore[arg-type]
+    assert asked == [RecordRef(topic="t.ingest", partition=1, offset=7)]
+    ((suffix, _, value),) = published.sent
+    again = decode(value, IngestRequest)
+    assert suffix == "ingest" and again.attempt == 2
+    assert again.correlation_id == request.correlation_id  # the same request, the same version
