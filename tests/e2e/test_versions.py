@@ -72,7 +72,9 @@ async def test_versions_unchanged_puts_and_restores_by_name(
     latest = pipeline.cli("restore", "report.txt", "-o", str(out))
     assert latest.returncode == 0, latest.stderr
     assert out.read_bytes() == b"second draft, longer\n"
-    old = pipeline.cli("restore", "report.txt", "--version", "1", "--from", "azure", "-o", str(out))
+    old = pipeline.cli(
+        "restore", "report.txt", "--version", "1", "--from", "azure", "-o", str(out), "--force"
+    )
     assert old.returncode == 0, old.stderr
     assert out.read_bytes() == b"first draft\n"
 
