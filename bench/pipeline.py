@@ -47,6 +47,7 @@ from schemas.codec import decode
 from schemas.events import DeadLetter, ReplicaVerified
 from topics import DEADLETTER, VERIFIED, delete_topics
 from workers.app import STAGES
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import Doc, State
@@ -75,7 +76,7 @@ class DescribeGroups(
 async def wait_groups_ready(settings: Settings, replicas: int, timeout_s: float = 120) -> None:
     """Until every stage's consumer group is stable with all its members (partitions assigned)."""
     groups = [f"{settings.topic_prefix}-{stage}" for stage in STAGES]
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap)
+    client = AIOKafkaClient(**kafka_options(settings))
     await client.bootstrap()
     try:
         deadline = time.monotonic() + timeout_s
@@ -101,9 +102,7 @@ async def wait_on_topics(
     pending = {(oid, t) for oid in object_ids for t in settings.targets}
     failures: dict[str, str] = {}
     topics = [VERIFIED.name(settings.topic_prefix), DEADLETTER.name(settings.topic_prefix)]
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(*topics, **kafka_options(settings), auto_offset_reset="earliest")
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s
@@ -223,7 +222,7 @@ async def run(
             profiler.wait(timeout=60)
         await state.client.drop_database(name)
         await state.close()
-        await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        await delete_topics(kafka_options(settings), settings.topic_prefix)
         Rclone(settings, name).purge(logs)
     per_object = [
         stage_times(docs[r.object_id], r.produced_at)

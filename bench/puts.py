@@ -18,6 +18,7 @@ from bench.report import isolated, write_json
 from bench.workloads import KiB, Workload, materialise
 from schemas.events import Placement
 from topics import delete_topics
+from workers.broker import kafka_options
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker
@@ -54,7 +55,7 @@ async def run(base: Settings, files: int) -> dict[str, Any]:
         stop_worker(worker)
         await state.client.drop_database(name)
         await state.close()
-        await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        await delete_topics(kafka_options(settings), settings.topic_prefix)
         for target in settings.targets:
             store = open_store(target_url(target, settings), settings)
             try:

@@ -56,6 +56,8 @@ class Event(BaseModel):
     correlation_id: str = Field(min_length=1, max_length=128)
     produced_at: datetime
     attempt: int = Field(default=0, ge=0)
+    # Who made the event: a worker ("worker:encrypt@host"), a CLI user ("alice@laptop").
+    actor: str = Field(default="", max_length=200)
 
     @model_validator(mode="after")
     def _kind_matches(self) -> "Event":
@@ -216,6 +218,7 @@ class ObjectAccepted(Event):
     placement: Placement
     plaintext_size: int | None = Field(default=None, ge=0)
     plaintext_sha256: Sha256Hex | None = None
+    requested_by: str = Field(default="", max_length=200)  # the put request's actor
 
 
 class ObjectEncrypted(Event):
@@ -259,6 +262,14 @@ class ReplicaVerified(Event):
     ciphertext_size: int = Field(ge=0)
     verified_at: datetime
     repaired_from: Target | None = None
+    scrub: bool = False  # a re-verification (its own step in the trail, each time)
+
+    @property
+    def step(self) -> str:
+        """The trail's name for this verification."""
+        if not self.scrub:
+            return "replica.verified"
+        return "scrub.repaired" if self.repaired_from else "scrub.verified"
 
 
 class ReplicaTiered(Event):

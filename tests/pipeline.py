@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.stores import remove_container
 from tests.waiting import wait_for
 from topics import ACCESS, ALL, RETRY, TopicSpec, delete_topics
+from workers.broker import kafka_options
 from workers.client.restore import restore_to_file
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker, worker_env
@@ -99,7 +100,7 @@ async def pipeline(
     pipe = Pipeline(settings, worker_env(settings), logs)
     yield pipe
     pipe.stop_workers()
-    await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await delete_topics(kafka_options(settings), settings.topic_prefix)
     state = State(settings)
     await state.client.drop_database(unique)
     await state.close()
@@ -136,7 +137,7 @@ def write_objects(
 async def messages_on(pipeline: Pipeline, spec: TopicSpec) -> int:
     """How many messages a topic of this pipeline holds."""
     name = spec.name(pipeline.settings.topic_prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**kafka_options(pipeline.settings))
     await consumer.start()
     try:
         parts = [TopicPartition(name, p) for p in range(pipeline.settings.topic_partitions)]
@@ -156,8 +157,8 @@ async def group_lag(pipeline: Pipeline, group: str) -> int:
     """
     settings = pipeline.settings
     names = sorted(spec.name(settings.topic_prefix) for spec in ALL if spec not in (RETRY, ACCESS))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await admin.start()
     await consumer.start()
     try:

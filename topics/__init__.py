@@ -6,7 +6,9 @@ whole isolated chain on one broker. Topics are created explicitly at start-up
 """
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -80,9 +82,16 @@ ALL: tuple[TopicSpec, ...] = (
 )
 
 
-async def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
-    """Create every topic that does not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def create_topics(
+    options: Mapping[str, Any],
+    prefix: str,
+    partitions: int,
+    replication: int = 1,
+    min_insync: int = 1,
+) -> list[str]:
+    """Create every topic that does not exist yet; return the names created. ``options`` are
+    the aiokafka client's (servers, TLS, SASL: ``workers.broker.kafka_options``)."""
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -90,10 +99,11 @@ async def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[st
             NewTopic(
                 spec.name(prefix),
                 num_partitions=partitions,
-                replication_factor=1,
+                replication_factor=replication,
                 topic_configs={
                     "retention.ms": str(spec.retention_ms),
                     "cleanup.policy": "compact" if spec.compacted else "delete",
+                    "min.insync.replicas": str(min_insync),
                 },
             )
             for spec in ALL
@@ -108,9 +118,9 @@ async def create_topics(bootstrap: str, prefix: str, partitions: int) -> list[st
         await admin.close()
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
+async def delete_topics(options: Mapping[str, Any], prefix: str) -> None:
     """Delete every topic of one deployment prefix (tests and benchmarks clean up with it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

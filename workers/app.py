@@ -52,9 +52,11 @@ from topics import (
 )
 from workers import staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
+from workers.broker import faust_credentials, kafka_options
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
+from workers.keys import open_signer
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store
@@ -161,6 +163,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     app = faust.App(
         f"{settings.topic_prefix}-{'+'.join(stages)}",
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         topic_allow_declare=False,
@@ -189,7 +192,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     for stage in stages:
         dispatcher = Dispatcher(stage, publisher, policy, check_store=check_store)
         if stage == "retry":
-            fetch = partial(fetch_record, settings.kafka_bootstrap)
+            fetch = partial(fetch_record, kafka_options(settings))
             app.agent(topic(RETRY), name=stage)(retry_loop(dispatcher, publisher, fetch))
         elif stage == "sink":
             names = [spec.name(settings.topic_prefix) for spec in SINK_TOPICS]
@@ -209,7 +212,29 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             await sweep_staging(deps)
 
         app.timer(settings.staging_sweep_s)(staging_sweep)
+    if "sink" in stages:
+        checkpointer = Checkpointer(settings)
+        app.timer(settings.audit_checkpoint_s)(checkpointer.run)
     return app
+
+
+class Checkpointer:
+    """Signs every audit chain head on a timer (``sink.write_checkpoint``), with the sink."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db: Any = None
+        self.signer = open_signer(settings)
+
+    async def run(self) -> None:
+        if self.db is None:  # inside the event loop that uses it
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.settings.mongo_url)
+            self.db = client[self.settings.mongo_database]
+        try:
+            if await sink.write_checkpoint(self.db, self.signer, datetime.now(UTC)):
+                log.info("audit checkpoint signed", extra={"stage": "sink"})
+        except (MovingDataError, PyMongoError) as exc:  # the next round tries again
+            log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
 
 
 async def sweep_staging(deps: Deps) -> None:
@@ -277,10 +302,10 @@ async def handle_batch(
     await asyncio.gather(*map(in_order, by_key.values()))
 
 
-async def fetch_record(bootstrap: str, record: RecordRef) -> MessageRef:
+async def fetch_record(options: dict[str, Any], record: RecordRef) -> MessageRef:
     """The record at ``record`` (its value in ``MessageRef.value``): a retry of an event with
     an inline payload re-reads it from its own topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await consumer.start()
     try:
         part = TopicPartition(record.topic, record.partition)

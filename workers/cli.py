@@ -24,7 +24,8 @@ errors = Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
-    return load_settings()
+    """An operator's settings (with the reader's and admin's tokens); workers load their own."""
+    return load_settings(operator=True)
 
 
 def fail(message: str) -> None:
@@ -119,7 +120,7 @@ def worker(
     from workers.app import build_app, parse_stages
     from workers.deps import build_deps, prepare
 
-    s = settings()
+    s = load_settings()  # never the operators' tokens
     try:
         stages = parse_stages(agents)
     except ValueError as exc:
@@ -420,7 +421,7 @@ def restore(
 ) -> None:
     """Decrypt a verified replica into a file (mode 600), checking the plaintext SHA-256; a
     replica that fails its checks is skipped for the next one."""
-    from workers.client.restore import record_access, restore_best
+    from workers.client.restore import RestoreFailed, record_restore, restore_best
     from workers.client.state import Unknown, pick_version
     from workers.deps import build_deps
 
@@ -434,7 +435,7 @@ def restore(
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
 
     async def go() -> Any:
-        deps = build_deps(s)
+        deps = build_deps(s, "reader")
         try:
             with Progress(
                 console=errors, transient=True, disable=not errors.is_terminal
@@ -449,9 +450,12 @@ def restore(
                     force=force,
                     on_progress=lambda n: progress.advance(task, n),
                 )
+        except RestoreFailed as exc:
+            await record_restore(s, doc, None, exc.failed)
+            raise
         finally:
             await deps.close()
-        await record_access(s, doc, restored.target, restored.size)
+        await record_restore(s, doc, restored, failed)
         return restored, failed
 
     restored, failed = run(go())
@@ -486,6 +490,7 @@ def remove_versions(
     ref: str, tenant: str, version: int | None, every: bool, mode: str, wait: bool, timeout: float
 ) -> None:
     """rm and forget: send the removals through the chain, then (by default) wait for them."""
+    from workers.client.identity import client_actor
     from workers.client.ops import TOMBSTONE, request_removal, wait_removed
     from workers.client.state import State
 
@@ -493,7 +498,7 @@ def remove_versions(
     _, docs = resolved(ref, tenant)
     chosen = chosen_versions(docs, ref, version, every)
     todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
-    reason = f"{'forget' if mode == 'forget' else 'rm'} by {user_at_host()}"
+    reason = f"{'forget' if mode == 'forget' else 'rm'} by {client_actor()}"
     if todo:
         run(request_removal(s, todo, mode, reason))
     label = ", ".join(f"v{d['version']}" for d in chosen)
@@ -519,13 +524,6 @@ def remove_versions(
         f"{ref} {label} {done}: removed from {', '.join(chosen[0]['targets'])}"
         + (f"; {', '.join('v' + str(d['version']) for d in kept)} remain" if kept else "")
     )
-
-
-def user_at_host() -> str:
-    import getpass
-    import socket
-
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @app.command()
@@ -649,7 +647,7 @@ def keys_rotate(
     s = settings()
 
     async def go() -> tuple[str, int]:
-        deps = build_deps(s)
+        deps = build_deps(s, "admin")
         try:
             newest, records = await rotate_all(deps.registry, deps.kek, disable_old=disable_old)
             for record in records:
@@ -664,31 +662,60 @@ def keys_rotate(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check every object's audit hash chain; name the first broken link."""
+    """Check every audit hash chain against its head and the latest signed checkpoint; name
+    the first bad record of each broken chain, and exit 1 if any."""
+    from workers.agents.sink import CHECKPOINT
     from workers.client.state import State
-    from workers.core.auditchain import first_broken_link
+    from workers.core.auditchain import chain_problem, checkpoint_digest, checkpoint_problems
+    from workers.keys import open_signer
 
-    async def go() -> tuple[int, dict[str, str]]:
-        state = State(settings())
+    s = settings()
+
+    async def go() -> tuple[int, dict[str, str], str]:
+        state = State(s)
+        signer = open_signer(s, "reader")
         try:
             chains: dict[str, list[dict[str, Any]]] = {}
             async for doc in state.db["audit"].find({}):
                 chains.setdefault(doc["object_id"], []).append(doc)
+            for records in chains.values():
+                records.sort(key=lambda r: r["seq"])
+            heads = {doc["_id"]: doc async for doc in state.db["audit_heads"].find({})}
+            checkpoint = await state.db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
+            broken = {
+                o: problem
+                for o in sorted({*chains, *heads})
+                if (problem := chain_problem(chains.get(o, []), heads.get(o))) is not None
+            }
+            if checkpoint is None:
+                return len(chains), broken, "no checkpoint yet"
+            entries = [(h["object_id"], h["seq"], h["hash"]) for h in checkpoint["heads"]]
+            digest = checkpoint_digest(entries)
+            if digest != checkpoint["digest"] or not await signer.verify(
+                digest.encode(), checkpoint["signature"]
+            ):
+                broken["checkpoint"] = f"checkpoint {checkpoint['number']} is not validly signed"
+            else:
+                for o, problem in checkpoint_problems(entries, chains).items():
+                    broken.setdefault(o, problem)
+            return (
+                len(chains),
+                broken,
+                (
+                    f"checkpoint {checkpoint['number']} of {checkpoint['at']:%Y-%m-%d %H:%M:%S}"
+                    f" UTC verified ({len(entries)} heads)"
+                ),
+            )
         finally:
             await state.close()
-        broken = {}
-        for object_id, records in chains.items():
-            link = first_broken_link(sorted(records, key=lambda r: r["seq"]))
-            if link is not None:
-                broken[object_id] = link
-        return len(chains), broken
+            await signer.close()
 
-    count, broken = run(go())
-    for object_id, link in broken.items():
-        console.print(f"[red]broken[/red] {object_id}: first bad record {link}")
+    count, broken, checked = run(go())
+    for object_id, problem in broken.items():
+        console.print(f"[red]broken[/red] {object_id}: {problem}")
     if broken:
         raise typer.Exit(1)
-    console.print(f"{count} audit chains intact")
+    console.print(f"{count} audit chains intact; {checked}")
 
 
 def main() -> None:

@@ -59,6 +59,11 @@ WORKER_SETTINGS = (
     "staging_ttl_s",
     "staging_sweep_s",
     "retain_versions",
+    "audit_checkpoint_s",
+    "kafka_servers",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_ssl_cafile",
 )
 SECRET_SETTINGS = ("s3_access_key", "s3_secret_key")
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from topics import create_topics
+from workers.broker import kafka_options
 from workers.catalog import Catalog, MongoCatalog
 from workers.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
-from workers.keys import KeyEncryptionKey, open_kek
+from workers.keys import KeyEncryptionKey, Role, open_kek
 from workers.settings import Settings
 from workers.stores import open_store
 from workers.stores.base import ObjectStore
@@ -53,7 +54,8 @@ def target_url(target: str, settings: Settings) -> str:
     return f"{STORE_SCHEMES[target]}://{settings.bucket}"
 
 
-def build_deps(settings: Settings) -> Deps:
+def build_deps(settings: Settings, role: Role = "worker") -> Deps:
+    """What a process needs; ``role`` picks the OpenBao token its KEK calls use."""
     stores = {t: open_store(target_url(t, settings), settings) for t in settings.targets}
     staging = stores.get(settings.staging_target) or open_store(
         target_url(settings.staging_target, settings), settings
@@ -63,7 +65,7 @@ def build_deps(settings: Settings) -> Deps:
         settings=settings,
         stores=stores,
         staging=staging,
-        kek=open_kek(settings),
+        kek=open_kek(settings, role),
         registry=MongoKeyRegistry(url, database),
         catalog=MongoCatalog(url, database),
     )
@@ -81,7 +83,13 @@ def version_prefix(tenant: str, object_id: str, version: int) -> str:
 
 async def prepare(settings: Settings) -> None:
     """Start-up work of a worker: declare every topic, create every target container."""
-    await create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.topic_partitions)
+    await create_topics(
+        kafka_options(settings),
+        settings.topic_prefix,
+        settings.topic_partitions,
+        settings.topic_replication,
+        settings.topic_min_insync,
+    )
     for target in {*settings.targets, settings.staging_target}:
         store = open_store(target_url(target, settings), settings)
         try:

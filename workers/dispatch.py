@@ -15,6 +15,7 @@ import asyncio
 import base64
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,7 @@ def step_record(stage: str, out: Emit) -> AuditRecord:
         version=out.event.version,
         correlation_id=out.event.correlation_id,
         produced_at=out.event.produced_at,
+        actor=out.event.actor,
         stage=stage,
         action=out.action or out.event.kind,
         outcome=Outcome.OK,
@@ -139,8 +141,10 @@ class Dispatcher:
         policy: RetryPolicy = RetryPolicy(),
         rng: Callable[[], float] = random.random,
         check_store: Callable[[str], Awaitable[None]] | None = None,
+        actor: str = "",
     ) -> None:
         self.stage = stage
+        self.actor = actor or f"worker:{stage}@{socket.gethostname()}"
         self.publisher = publisher
         self.policy = policy
         self.rng = rng
@@ -199,6 +203,7 @@ class Dispatcher:
                 log.exception("handler bug", extra=self._ctx(event, ref))
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
+            outputs = [Emit(o.topic, self.signed(o.event), o.action) for o in outputs]
             # All at once: one round trip to the broker, not one per message. Each output but
             # an audit record goes with the audit record of its step.
             await self.emit(
@@ -214,9 +219,14 @@ class Dispatcher:
             )
             return
 
+    def signed(self, event: Event) -> Event:
+        """The event with this worker as its actor, unless it names one already."""
+        return event if event.actor else event.model_copy(update={"actor": self.actor})
+
     async def emit(self, *outs: Emit) -> None:
+        events = [self.signed(out.event) for out in outs]
         await self.publisher.send(
-            [(out.topic, out.event.object_id, encode(out.event)) for out in outs]
+            [(out.topic, e.object_id, encode(e)) for out, e in zip(outs, events, strict=True)]
         )
 
     def audit(

@@ -6,8 +6,12 @@ only in worker memory; what leaves the process is the wrapped key and its key id
 """
 
 import base64
+import hashlib
+import hmac
+import os
 import re
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
 import aiohttp
 
@@ -37,17 +41,13 @@ class KeyEncryptionKey(Protocol):
         """Refuse to unwrap anything wrapped by a KEK version older than ``version``."""
 
 
-class OpenBaoTransit:
-    """OpenBao/Vault transit engine over HTTP. Key ids look like ``openbao:NAME:v2``."""
+class OpenBaoClient:
+    """Calls to OpenBao's transit engine with one token (each role has a token of its own)."""
 
-    def __init__(self, addr: str, token: str, name: str) -> None:
+    def __init__(self, addr: str, token: str) -> None:
         self._addr = addr.rstrip("/")
         self._token = token
-        self._name = name
         self._session: aiohttp.ClientSession | None = None
-
-    def __repr__(self) -> str:
-        return f"OpenBaoTransit(addr={self._addr!r}, name={self._name!r})"
 
     async def _call(self, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
         if self._session is None:
@@ -65,13 +65,29 @@ class OpenBaoTransit:
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise Retryable(f"openbao unreachable: {type(exc).__name__}") from None
         if status in (401, 403):
-            raise Fatal("openbao refused the worker token (check MOVINGDATA_OPENBAO_TOKEN)")
+            operation = path.split("/", 1)[0]
+            raise Fatal(f"openbao refused this token for transit {operation} (a token per role)")
         if status == 429 or status >= 500:
             raise Retryable(f"openbao answered {status}")
         if status >= 400:
             errors = "; ".join(str(e) for e in (payload or {}).get("errors", []))[:200]
             raise Permanent(f"openbao answered {status}: {errors}")
         return dict((payload or {}).get("data") or {})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class OpenBaoTransit(OpenBaoClient):
+    """OpenBao/Vault transit engine over HTTP. Key ids look like ``openbao:NAME:v2``."""
+
+    def __init__(self, addr: str, token: str, name: str) -> None:
+        super().__init__(addr, token)
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"OpenBaoTransit(addr={self._addr!r}, name={self._name!r})"
 
     def _key_id(self, wrapped: str) -> str:
         match = _OPENBAO_WRAPPED.match(wrapped)
@@ -118,17 +134,87 @@ class OpenBaoTransit:
         """Refuse to unwrap anything wrapped by a KEK version older than ``version``."""
         await self._call(f"keys/{self._name}/config", {"min_decryption_version": version})
 
+
+class AuditSigner(Protocol):
+    """Signs audit checkpoints with a key the database never holds."""
+
+    async def sign(self, data: bytes) -> str: ...
+
+    async def verify(self, data: bytes, signature: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class OpenBaoSigner(OpenBaoClient):
+    """An OpenBao transit signing key (ed25519): the sink signs, ``audit verify`` checks."""
+
+    def __init__(self, addr: str, token: str, key: str) -> None:
+        super().__init__(addr, token)
+        self._key = key
+
+    async def sign(self, data: bytes) -> str:
+        body = {"input": base64.b64encode(data).decode()}
+        return str((await self._call(f"sign/{self._key}", body))["signature"])
+
+    async def verify(self, data: bytes, signature: str) -> bool:
+        body = {"input": base64.b64encode(data).decode(), "signature": signature}
+        try:
+            return bool((await self._call(f"verify/{self._key}", body)).get("valid"))
+        except Permanent:  # a signature that is not even well-formed
+            return False
+
+
+class LocalSigner:
+    """HMAC-SHA256 under a key in a local file (mode 600), for development and unit tests."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def _key(self) -> bytes:
+        if not self._path.exists():
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(os.urandom(32))
+        return self._path.read_bytes()
+
+    async def sign(self, data: bytes) -> str:
+        return "local:v1:" + hmac.new(self._key(), data, hashlib.sha256).hexdigest()
+
+    async def verify(self, data: bytes, signature: str) -> bool:
+        return hmac.compare_digest(await self.sign(data), signature)
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        """Nothing to release."""
 
 
-def open_kek(settings: Settings) -> KeyEncryptionKey:
-    """The configured KEK: OpenBao transit when a token is set, else the local keyring."""
+Role = Literal["worker", "reader", "admin"]
+
+
+def openbao_token(settings: Settings, role: Role) -> str:
+    """The token of a role: workers encrypt and decrypt with the KEK and sign checkpoints;
+    readers (restore, audit verify) decrypt and verify; the admin rotates and trims."""
+    token = {
+        "worker": settings.openbao_token,
+        "reader": settings.openbao_reader_token,
+        "admin": settings.openbao_admin_token,
+    }[role]
+    if token is None:
+        name = {"worker": "", "reader": "READER_", "admin": "ADMIN_"}[role]
+        raise Fatal(f"MOVINGDATA_OPENBAO_{name}TOKEN is not set (run `movingdata stack up` first)")
+    return token.get_secret_value()
+
+
+def open_signer(settings: Settings, role: Role = "worker") -> AuditSigner:
+    if settings.kek_provider == "local":
+        return LocalSigner(settings.home / "audit-signing.key")
+    return OpenBaoSigner(
+        settings.openbao_addr, openbao_token(settings, role), settings.audit_signing_key
+    )
+
+
+def open_kek(settings: Settings, role: Role = "worker") -> KeyEncryptionKey:
+    """The configured KEK: OpenBao transit with the role's token, else the local keyring."""
     if settings.kek_provider == "local":
         return LocalKeyring(settings.home / "keyring.json", settings.kek_name)
-    if settings.openbao_token is None:
-        raise Fatal("MOVINGDATA_OPENBAO_TOKEN is not set (run `movingdata stack up` first)")
-    return OpenBaoTransit(
-        settings.openbao_addr, settings.openbao_token.get_secret_value(), settings.kek_name
-    )
+    return OpenBaoTransit(settings.openbao_addr, openbao_token(settings, role), settings.kek_name)

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.
     kafka_servers: str | None = None
+    # How Kafka clients connect (every client of the project: workers, CLI, tests, bench).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # Topics are created with these (1 on the local one-node broker; 3 and 2 in production).
+    topic_replication: int = 1
+    topic_min_insync: int = 1
     mongo_uri: str | None = None
     openbao_url: str | None = None
     s3_url: str | None = None
@@ -68,6 +79,7 @@ class Settings(BaseSettings):
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    kafka_sasl_port: int = 19094  # the local broker's SASL_SSL listener
     kafka_heap: str = "512m"
 
     # MongoDB-protocol database (FerretDB).
@@ -77,9 +89,14 @@ class Settings(BaseSettings):
     # OpenBao: the KMS behind SSE-KMS and the envelope encryption's key-encryption key.
     openbao_port: int = 18200
     openbao_cluster_port: int = 18201
-    openbao_token: SecretStr | None = None
+    openbao_token: SecretStr | None = None  # workers: the KEK's encrypt/decrypt, signing
+    openbao_reader_token: SecretStr | None = None  # restore, audit verify: decrypt, verify
+    openbao_admin_token: SecretStr | None = None  # keys rotate: rewrap, rotate, disable
     kek_provider: Literal["openbao", "local"] = "openbao"
     kek_name: str = "movingdata"
+    # Audit checkpoints: every chain head, signed by this transit key, this often.
+    audit_signing_key: str = "movingdata-audit"
+    audit_checkpoint_s: float = 30.0
 
     # SeaweedFS S3 gateway and its internal ports.
     s3_port: int = 18333
@@ -132,8 +149,14 @@ class Settings(BaseSettings):
         return self.gcs_url or f"http://127.0.0.1:{self.gcs_port}"
 
 
-def load_settings() -> Settings:
-    """Read the environment once, then the stack's generated ``local.env`` under ``home``."""
+OPERATOR_ENV = "operator.env"
+
+
+def load_settings(operator: bool = False) -> Settings:
+    """Read the environment once, then the stack's generated ``local.env`` under ``home``;
+    an operator's command (not a worker) also reads ``operator.env``: the reader's and the
+    admin's OpenBao tokens, which workers never hold."""
     base = Settings()
     home = base.home.resolve()
-    return Settings(_env_file=home / "local.env", home=home)  # type: ignore[call-arg]
+    files = (home / "local.env", *((home / OPERATOR_ENV,) if operator else ()))
+    return Settings(_env_file=files, home=home)  # type: ignore[call-arg]

@@ -23,6 +23,7 @@ from tests.pipeline import (
     steps,
 )
 from tests.waiting import wait_for
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.ops import scrub
 from workers.client.puts import requests_for_path, wait_verified
@@ -98,7 +99,7 @@ async def test_fifty_files_verified_everywhere_and_restored(
 async def test_poison_message_is_dead_lettered_while_the_rest_flows(
     pipeline: Pipeline, worker_all: subprocess.Popen[bytes], state: State, source_dir: Path
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka_options(pipeline.settings))
     await producer.start()
     await producer.send_and_wait(f"{pipeline.settings.topic_prefix}.ingest", b"{poison")
     await producer.stop()

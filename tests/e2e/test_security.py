@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from topics import ALL
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -27,7 +28,7 @@ async def topic_bytes(pipeline: Pipeline) -> bytes:
     names = [spec.name(pipeline.settings.topic_prefix) for spec in ALL]
     consumer = AIOKafkaConsumer(
         *names,
-        bootstrap_servers=pipeline.settings.kafka_bootstrap,
+        **kafka_options(pipeline.settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

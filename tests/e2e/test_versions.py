@@ -16,6 +16,7 @@ from tests.stores import raw_keys
 from tests.waiting import wait_for
 from topics import INGEST
 from workers import staging
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -209,7 +210,7 @@ async def test_a_producer_in_any_language_writes_only_what_it_knows(
         "placement": {"name": "kcat.txt", "targets": list(TARGETS)},
     }
     relabelled = {**minimal, "object_id": object_id_for("other-tenant", "kcat.txt")}
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka_options(pipeline.settings))
     await producer.start()
     topic = f"{pipeline.settings.topic_prefix}.ingest"
     await producer.send_and_wait(topic, orjson.dumps(minimal))

@@ -11,6 +11,7 @@ from schemas.codec import redacted
 from schemas.events import INLINE_MAX_BYTES, Placement, Source
 from tests.pipeline import MOVINGDATA, Pipeline
 from tests.waiting import wait_for
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.puts import put_request, requests_for_path, wait_verified
 from workers.client.state import State
@@ -55,7 +56,7 @@ BAD = {
 async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     pipeline: Pipeline, worker_all: subprocess.Popen[bytes], state: State, source_dir: Path
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka_options(pipeline.settings))
     await producer.start()
     for raw in BAD:
         await producer.send_and_wait(f"{pipeline.settings.topic_prefix}.ingest", raw)

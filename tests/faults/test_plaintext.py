@@ -15,6 +15,7 @@ from tests.pipeline import Pipeline
 from tests.unit.agents.conftest import content
 from tests.waiting import wait_for
 from topics import ACCEPTED, ALL, INGEST, RETRY
+from workers.broker import kafka_options
 from workers.client.kafka import produce
 from workers.client.puts import put_request
 from workers.client.state import State
@@ -44,7 +45,7 @@ def pipeline_overrides(flaky_gcs: str) -> dict[str, object]:
 async def records(pipeline: Pipeline, names: list[str]) -> list[tuple[str, bytes]]:
     consumer = AIOKafkaConsumer(
         *names,
-        bootstrap_servers=pipeline.settings.kafka_bootstrap,
+        **kafka_options(pipeline.settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

@@ -14,19 +14,20 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from tests.stores import raw_s3
+from workers.broker import kafka_options
 from workers.settings import Settings
 
 MiB = 1024 * 1024
 
 
 async def test_kafka_produce_consume_with_group(settings: Settings, unique: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(unique, num_partitions=3, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await producer.start()
     try:
         for i in range(100):
@@ -36,7 +37,7 @@ async def test_kafka_produce_consume_with_group(settings: Settings, unique: str)
         await producer.stop()
     consumer = AIOKafkaConsumer(
         unique,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         group_id=f"g-{unique}",
         auto_offset_reset="earliest",
     )

@@ -10,6 +10,7 @@ from gcloud.aio.storage import Storage
 from pymongo import AsyncMongoClient
 
 from tests.stores import raw_s3
+from workers.broker import kafka_options
 from workers.settings import Settings
 from workers.stack import control, process
 
@@ -39,11 +40,11 @@ def test_status_reports_a_killed_service_and_up_restarts_it(settings: Settings) 
 
 
 async def write_everywhere(settings: Settings, name: str, payload: bytes) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await producer.start()
     await producer.send_and_wait(name, payload)
     await producer.stop()
@@ -71,7 +72,7 @@ async def write_everywhere(settings: Settings, name: str, payload: bytes) -> Non
 async def read_everywhere(settings: Settings, name: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         name,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         group_id=f"g-{name}",
     )

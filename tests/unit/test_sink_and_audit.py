@@ -1,9 +1,18 @@
 """Pure parts of the sink: which fields each event owns, and the audit hash chain."""
 
+from datetime import UTC, datetime
+
 from schemas.events import ObjectAccepted, ReplicaTiered
 from tests.unit.agents.conftest import inline_request
 from workers.agents.sink import object_update, update_document
-from workers.core.auditchain import GENESIS, first_broken_link, record_hash
+from workers.core.auditchain import (
+    GENESIS,
+    chain_problem,
+    checkpoint_digest,
+    checkpoint_problems,
+    first_broken_link,
+    record_hash,
+)
 from workers.dispatch import stamp
 
 
@@ -27,15 +36,20 @@ def chain(n: int) -> list[dict[str, object]]:
     records, prev = [], GENESIS
     for i in range(n):
         rec: dict[str, object] = {
+            "_id": f"e{i}",
             "event_id": f"e{i}",
             "object_id": "o",
             "version": 1,
+            "produced_at": datetime(2026, 12, 1, 12, 0, i, 123456, tzinfo=UTC),
+            "actor": "worker:verify@host",
             "stage": "s",
             "action": "a",
             "outcome": "ok",
             "detail": {},
+            "seq": i + 1,
+            "prev_hash": prev,
         }
-        rec["prev_hash"], rec["hash"] = prev, record_hash(prev, rec)
+        rec["hash"] = record_hash(prev, rec)
         prev = str(rec["hash"])
         records.append(rec)
     return records
@@ -55,6 +69,37 @@ def test_edited_removed_or_reordered_record_is_named() -> None:
     swapped = chain(5)
     swapped[3], swapped[4] = swapped[4], swapped[3]
     assert first_broken_link(swapped) == "e4"
+    for field, value in (("produced_at", datetime(2027, 1, 1, tzinfo=UTC)), ("seq", 9),
+                         ("actor", "someone else"), ("prev_hash", "0" * 64)):  # fmt: skip
+        altered = chain(3)
+        altered[1][field] = value
+        assert first_broken_link(altered) == "e1", field
+
+
+def test_a_round_trip_through_the_database_keeps_the_hash() -> None:
+    """MongoDB keeps milliseconds and drops the time zone: the hash does not change."""
+    (record,) = chain(1)
+    stored = {**record, "produced_at": datetime(2026, 12, 1, 12, 0, 0, 123000)}
+    assert record_hash(GENESIS, stored) == record["hash"]
+
+
+def test_a_chain_is_checked_against_its_head_and_checkpoint() -> None:
+    records = chain(4)
+    head = {"seq": 4, "hash": records[-1]["hash"]}
+    assert chain_problem(records, head) is None
+    assert chain_problem(records, {"seq": 3, "hash": records[2]["hash"]}) is None  # lagging
+    assert "records after seq 3 deleted" in str(chain_problem(records[:3], head))
+    assert "chain deleted" in str(chain_problem([], head))
+    assert chain_problem(records, None) == "no head for this chain"
+    checkpointed = [("o", 4, str(records[-1]["hash"]))]
+    assert checkpoint_problems(checkpointed, {"o": records}) == {}
+    assert "gone" in checkpoint_problems(checkpointed, {"o": records[:3]})["o"]
+    rewritten = chain(4)
+    rewritten[3]["detail"] = {"edited": True}
+    rewritten[3]["hash"] = record_hash(str(rewritten[2]["hash"]), rewritten[3])  # re-hashed
+    assert first_broken_link(rewritten) is None  # the chain alone cannot tell
+    assert "rewritten" in checkpoint_problems(checkpointed, {"o": rewritten})["o"]
+    assert checkpoint_digest(checkpointed) != checkpoint_digest([("o", 4, "f" * 64)])
 
 
 def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None:

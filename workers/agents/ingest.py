@@ -121,6 +121,7 @@ async def handle(event: IngestRequest, deps: Deps) -> Sequence[Emit]:
         placement=placement,
         plaintext_size=event.plaintext_size,
         plaintext_sha256=event.plaintext_sha256,
+        requested_by=event.actor,
     )
     return [Emit(ACCEPTED, accepted), *await retirements(event, decision, deps)]
 
@@ -162,7 +163,11 @@ def unchanged_record(event: IngestRequest, decision: Decision) -> AuditRecord:
         stage=STAGE,
         action="put.unchanged",
         outcome=Outcome.OK,
-        detail={"request_id": event.correlation_id, "size": event.plaintext_size},
+        detail={
+            "request_id": event.correlation_id,
+            "size": event.plaintext_size,
+            "requested_by": event.actor,
+        },
     )
 
 

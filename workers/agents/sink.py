@@ -13,6 +13,7 @@ retries the batch until it is back.
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -32,9 +33,10 @@ from schemas.events import (
     ReplicaWritten,
 )
 from topics import ACCEPTED, ENCRYPTED, REMOVE, REMOVED, REPLICATE, REPLICATED, TIERED, VERIFIED
-from workers.core.auditchain import GENESIS, record_hash
+from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT, Emit, step_record
+from workers.keys import AuditSigner
 
 STAGE = "sink"
 SINK_INPUTS = (
@@ -74,6 +76,7 @@ def object_update(event: Event) -> Doc | None:
                 "mode": p.mode,
                 "source": s.path or s.url or source,
                 "request_id": event.correlation_id,
+                "requested_by": event.requested_by or None,
                 "size": event.plaintext_size,
                 "plaintext_sha256": event.plaintext_sha256,
                 "accepted_at": at,
@@ -191,7 +194,8 @@ def chain(records: Iterable[AuditRecord], heads: dict[str, Head]) -> list[Doc]:
         if record.event_id in head.ids:
             continue  # stored already: a redelivery, or the same step from the audit topic
         doc = {"_id": record.event_id, **record.model_dump(mode="python"), "seq": head.seq + 1}
-        doc["prev_hash"], doc["hash"] = head.hash, record_hash(head.hash, doc)
+        doc["prev_hash"] = head.hash
+        doc["hash"] = record_hash(head.hash, doc)  # over every field but itself
         heads[record.object_id] = head.then(doc)
         docs.append(doc)
     return docs
@@ -302,7 +306,7 @@ def step_of(event: Event) -> tuple[str, Emit] | None:
         case ReplicaWritten(target=target):
             return "replicate", Emit(REPLICATED[target], event)
         case ReplicaVerified():
-            return "verify", Emit(VERIFIED, event)
+            return "verify", Emit(VERIFIED, event, action=event.step)
         case ReplicaTiered():
             return "tier", Emit(TIERED, event)
         case ReplicaRemoval():
@@ -354,3 +358,27 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
         elif (step := step_of(event)) is not None:
             trail.append(step_record(*step))
     await append_audit(db, trail)
+
+
+CHECKPOINT = "latest"
+
+
+async def write_checkpoint(db: AsyncDatabase[Doc], signer: AuditSigner, now: datetime) -> bool:
+    """Sign every chain head as it stands (``audit_checkpoints``, one document replaced);
+    nothing to do when no head moved since the last checkpoint. True if one was written."""
+    heads = [(d["_id"], d["seq"], d["hash"]) async for d in db["audit_heads"].find({})]
+    digest = checkpoint_digest(heads)
+    latest = await db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
+    if latest is not None and latest["digest"] == digest:
+        return False
+    doc = {
+        "_id": CHECKPOINT,
+        "number": (latest or {}).get("number", 0) + 1,
+        "at": now,
+        "digest": digest,
+        # Documents, not [id, seq, hash] triples: FerretDB stores no arrays of arrays.
+        "heads": [{"object_id": o, "seq": q, "hash": h} for o, q, h in sorted(heads)],
+        "signature": await signer.sign(digest.encode()),
+    }
+    await db["audit_checkpoints"].replace_one({"_id": CHECKPOINT}, doc, upsert=True)
+    return True

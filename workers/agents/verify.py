@@ -60,10 +60,12 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
             return []
         if await replica_sha256(store, event.key) != event.ciphertext_sha256:
             raise IntegrityError(f"{event.target} replica still differs after repair")
+    # A scrub's verification is a step of its own: its id names the scrub request.
+    parts = (event.target, event.event_id) if event.scrub else (event.target,)
     verified = stamp(
         ReplicaVerified,
         event,
-        event.target,
+        *parts,
         placement=event.placement,
         target=event.target,
         key=event.key,
@@ -71,5 +73,6 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
         ciphertext_size=event.ciphertext_size,
         verified_at=deps.now(),
         repaired_from=repaired_from,
+        scrub=event.scrub,
     )
-    return [Emit(VERIFIED, verified)]
+    return [Emit(VERIFIED, verified, action=verified.step)]  # type: ignore[attr-defined]

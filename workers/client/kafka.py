@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from schemas.codec import decode, encode
 from schemas.events import AuditRecord, Event, IngestRequest
 from topics import AUDIT, INGEST, TopicSpec
+from workers.broker import kafka_options
 from workers.settings import Settings
 
 
@@ -21,9 +22,7 @@ class Producer:
 
     def __init__(self, settings: Settings) -> None:
         self.prefix = settings.topic_prefix
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
-        )
+        self.producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=5)
         self.sent = 0
 
     async def __aenter__(self) -> "Producer":
@@ -64,7 +63,7 @@ async def tail_audit(
     """Audit records as they arrive; stops after ``limit`` records or ``idle_s`` of silence."""
     consumer = AIOKafkaConsumer(
         AUDIT.name(settings.topic_prefix),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_options(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )

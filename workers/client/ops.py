@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from schemas.events import AuditRecord, DeleteRequest, Outcome, Placement, ReplicaWritten, event_id
 from topics import AUDIT, DELETE, REPLICATED
+from workers.client.identity import client_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
 from workers.core.versions import GONE, doc_id
@@ -17,7 +18,13 @@ from workers.settings import Settings
 TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
 
 
-def client_record(doc: Doc, action: str, detail: dict[str, object], run_id: str) -> AuditRecord:
+def client_record(
+    doc: Doc,
+    action: str,
+    detail: dict[str, object],
+    run_id: str,
+    outcome: Outcome = Outcome.OK,
+) -> AuditRecord:
     """An audit record of something a client did to one version (stage ``client``)."""
     return AuditRecord(
         kind=AuditRecord.KIND,
@@ -29,9 +36,10 @@ def client_record(doc: Doc, action: str, detail: dict[str, object], run_id: str)
         version=doc["version"],
         correlation_id=run_id,
         produced_at=datetime.now(UTC),
+        actor=client_actor(),
         stage="client",
         action=action,
-        outcome=Outcome.OK,
+        outcome=outcome,
         detail=detail,
     )
 
@@ -55,6 +63,7 @@ def delete_request(doc: Doc, mode: str, reason: str) -> DeleteRequest:
         targets=tuple(doc["targets"]),
         keys=tuple(sorted(keys)),
         reason=reason,
+        actor=client_actor(),
     )
 
 
@@ -120,6 +129,7 @@ def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
             plaintext_sha256=doc["plaintext_sha256"],
             key_id=doc["key_id"],
             scrub=True,
+            actor=client_actor(),
         )
         for target in doc["targets"]
     ]
@@ -152,6 +162,7 @@ async def audit_key_event(
         version=version,
         correlation_id=uuid.uuid4().hex,
         produced_at=datetime.now(UTC),
+        actor=client_actor(),
         stage="keys",
         action=action,
         outcome=Outcome.OK,

@@ -26,6 +26,7 @@ from schemas.events import IngestRequest, Placement, Source, event_id, object_id
 from topics import INGEST
 from workers import staging
 from workers.catalog import MongoCatalog, recent_versions
+from workers.client.identity import client_actor
 from workers.client.kafka import Producer
 from workers.client.state import State
 from workers.core.versions import Content, doc_id, latest_live, unchanged_version
@@ -130,6 +131,7 @@ def put_request(
         plaintext_size=content.size if content else None,
         plaintext_sha256=content.sha256 if content else None,
         force=force,
+        actor=client_actor(),
     )
 
 

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.events import ObjectAccessed, event_id
-from topics import ACCESS
-from workers.client.kafka import produce_events
+from schemas.events import ObjectAccessed, Outcome, event_id
+from topics import ACCESS, AUDIT
+from workers.client.identity import client_actor
+from workers.client.kafka import produce_all
+from workers.client.ops import client_record
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keyregistry import DataKeys
@@ -36,6 +38,15 @@ class Restored:
 
 class OutputExists(Permanent):
     """The file to restore into exists, and overwriting it was not asked for."""
+
+
+class RestoreFailed(IntegrityError):
+    """No replica could be restored; ``failed`` says why each one tried failed."""
+
+    def __init__(self, failed: Mapping[str, str]) -> None:
+        tried = "; ".join(f"{t}: {reason}" for t, reason in failed.items())
+        super().__init__(f"no replica could be restored ({tried})")
+        self.failed = dict(failed)
 
 
 def replica_order(doc: dict[str, Any], wanted: str | None) -> list[str]:
@@ -140,21 +151,35 @@ async def restore_best(
             raise
         except (Permanent, Retryable) as exc:  # this replica's fault, or its store's
             failed[target] = str(exc)
-    tried = "; ".join(f"{t}: {reason}" for t, reason in failed.items())
-    raise IntegrityError(f"no replica could be restored ({tried})")
+    raise RestoreFailed(failed)
 
 
-async def record_access(settings: Settings, doc: dict[str, Any], target: str, size: int) -> None:
-    """Tell the tiering policy that the object was read (topic ``access``)."""
+async def record_restore(
+    settings: Settings,
+    doc: dict[str, Any],
+    restored: Restored | None,
+    failed: Mapping[str, str],
+) -> None:
+    """The restore's own step in the object's trail (success or failure), and, when bytes
+    were read, an access event for the tiering policy (topic ``access``)."""
+    run_id = uuid.uuid4().hex
+    if restored is None:
+        detail: dict[str, object] = {"failed": dict(failed)}
+        record = client_record(doc, "restore", detail, run_id, Outcome.FAILED)
+        await produce_all(settings, [(AUDIT, record)])
+        return
+    detail = {"replica": restored.target, "bytes": restored.size, "skipped": dict(failed)}
     accessed = ObjectAccessed(
         kind=ObjectAccessed.KIND,
         v=1,
-        event_id=event_id(ObjectAccessed.KIND, doc["object_id"], doc["version"], uuid.uuid4().hex),
+        event_id=event_id(ObjectAccessed.KIND, doc["object_id"], doc["version"], run_id),
         object_id=doc["object_id"],
         version=doc["version"],
-        correlation_id=uuid.uuid4().hex,
+        correlation_id=run_id,
         produced_at=datetime.now(UTC),
-        target=target,
-        bytes_read=size,
+        actor=client_actor(),
+        target=restored.target,
+        bytes_read=restored.size,
     )
-    await produce_events(settings, ACCESS, [accessed])
+    record = client_record(doc, "restore", detail, run_id)
+    await produce_all(settings, [(AUDIT, record), (ACCESS, accessed)])

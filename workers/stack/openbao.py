@@ -1,8 +1,8 @@
 """OpenBao set-up over its HTTP API: initialise once, unseal every start, configure transit.
 
 The unseal key and root token are written to ``<home>/openbao/init.json`` (mode 600) and
-never printed. Two least-privilege periodic tokens are issued: one for SeaweedFS (SSE-KMS)
-and one for the workers (envelope encryption KEK).
+never printed. A least-privilege periodic token is issued per role: SeaweedFS (SSE-KMS), the
+workers, readers (restore, audit verify) and the admin (key rotation).
 """
 
 import json
@@ -21,21 +21,45 @@ path "transit/keys/*"     { capabilities = ["read"] }
 """
 
 
-def worker_policy(kek: str) -> str:
-    """Transit on ``kek``, and on keys named ``kek-*`` (a second deployment's or a test's own
-    KEK; encrypting with a missing key creates it). A glob may only end a path."""
-    return f"""
-path "transit/encrypt/{kek}"       {{ capabilities = ["update"] }}
-path "transit/decrypt/{kek}"       {{ capabilities = ["update"] }}
-path "transit/rewrap/{kek}"        {{ capabilities = ["update"] }}
-path "transit/keys/{kek}"          {{ capabilities = ["read"] }}
-path "transit/keys/{kek}/rotate"   {{ capabilities = ["update"] }}
-path "transit/keys/{kek}/config"   {{ capabilities = ["update"] }}
-path "transit/encrypt/{kek}-*"     {{ capabilities = ["create", "update"] }}
-path "transit/decrypt/{kek}-*"     {{ capabilities = ["update"] }}
-path "transit/rewrap/{kek}-*"      {{ capabilities = ["update"] }}
-path "transit/keys/{kek}-*"        {{ capabilities = ["read", "update"] }}
-"""
+def policies(kek: str, audit_key: str) -> dict[str, str]:
+    """Least privilege per role, on ``kek`` and on keys named after it (``kek-*``: a second
+    deployment's or a test's own KEK; encrypting with a missing key creates it). A glob may
+    only end a path; ``+`` stands for one segment.
+
+    - worker: encrypt and decrypt data keys, sign audit checkpoints;
+    - reader (restore, audit verify): decrypt, verify checkpoints;
+    - admin (keys rotate): re-wrap, rotate, disable old versions; never held by a worker.
+    """
+
+    def paths(*grants: tuple[str, str]) -> str:
+        return "".join(f'path "transit/{p}" {{ capabilities = [{c}] }}\n' for p, c in grants)
+
+    return {
+        "movingdata-worker": paths(
+            (f"encrypt/{kek}*", '"create", "update"'),
+            (f"decrypt/{kek}*", '"update"'),
+            (f"sign/{audit_key}", '"update"'),
+        ),
+        "movingdata-reader": paths(
+            (f"decrypt/{kek}*", '"update"'),
+            (f"verify/{audit_key}", '"update"'),
+        ),
+        "movingdata-admin": paths(
+            (f"rewrap/{kek}*", '"update"'),
+            ("keys/+", '"read"'),  # "+", like the two below: a glob would outrank them
+            ("keys/+/rotate", '"update"'),
+            ("keys/+/config", '"update"'),
+            (f"verify/{audit_key}", '"update"'),
+        ),
+    }
+
+
+ROLES = {
+    "seaweed": "movingdata-seaweed",
+    "worker": "movingdata-worker",
+    "reader": "movingdata-reader",
+    "admin": "movingdata-admin",
+}
 
 
 class OpenBaoAPI:
@@ -73,22 +97,24 @@ def initialise(api: OpenBaoAPI, init_file: Path) -> dict[str, Any]:
     return result
 
 
-def configure(api: OpenBaoAPI, *, kek: str, sse_key: str) -> None:
-    """Enable transit, create both keys, write both policies (idempotent: runs every start)."""
+def configure(api: OpenBaoAPI, *, kek: str, sse_key: str, audit_key: str) -> None:
+    """Enable transit, create the keys, write every role's policy (idempotent: every start)."""
     mounts = api.call("GET", "sys/mounts")
     if "transit/" not in mounts.get("data", mounts):
         api.call("POST", "sys/mounts/transit", {"type": "transit"})
     for key in (kek, sse_key):
         api.call("POST", f"transit/keys/{key}", {"type": "aes256-gcm96"})
+    api.call("POST", f"transit/keys/{audit_key}", {"type": "ed25519"})
     api.call("PUT", "sys/policies/acl/movingdata-seaweed", {"policy": SEAWEED_POLICY})
-    api.call("PUT", "sys/policies/acl/movingdata-worker", {"policy": worker_policy(kek)})
+    for name, policy in policies(kek, audit_key).items():
+        api.call("PUT", f"sys/policies/acl/{name}", {"policy": policy})
 
 
-def issue_tokens(api: OpenBaoAPI) -> dict[str, str]:
-    """A periodic orphan token per policy: one for SeaweedFS, one for the workers."""
+def issue_tokens(api: OpenBaoAPI, have: dict[str, str]) -> dict[str, str]:
+    """A periodic orphan token per role, for the roles in ``have`` without one."""
 
     def token(policy: str) -> str:
         body = {"policies": [policy], "period": "8760h", "display_name": policy}
         return str(api.call("POST", "auth/token/create-orphan", body)["auth"]["client_token"])
 
-    return {"seaweed": token("movingdata-seaweed"), "worker": token("movingdata-worker")}
+    return {**{role: token(policy) for role, policy in ROLES.items() if role not in have}, **have}

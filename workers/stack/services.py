@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
-from workers.settings import Settings
+from workers.broker import kafka_options
+from workers.settings import OPERATOR_ENV, Settings
 from workers.stack.localenv import ensure_local_env, read_local_env, write_secret
 from workers.stack.openbao import OpenBaoAPI, configure, initialise, issue_tokens
 from workers.stack.process import ServiceError
+from workers.stack.tls import ensure_server_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -246,13 +248,22 @@ class OpenBao(Service):
             self.api.call("PUT", "sys/unseal", {"key": init["keys_base64"][0]})
         if not wait_until(self.ready, timeout_s=30):
             raise ServiceError(f"openbao: not active after unseal, see {self.log_file}")
-        root = OpenBaoAPI(self.settings.openbao_addr, init["root_token"])
-        configure(root, kek=self.settings.kek_name, sse_key=self.settings.s3_kms_key_id)
+        s = self.settings
+        root = OpenBaoAPI(s.openbao_addr, init["root_token"])
+        configure(root, kek=s.kek_name, sse_key=s.s3_kms_key_id, audit_key=s.audit_signing_key)
         tokens = self.dir / "tokens.json"
-        if not tokens.exists():
-            write_secret(tokens, json.dumps(issue_tokens(root)))
+        have = json.loads(tokens.read_text()) if tokens.exists() else {}
+        issued = issue_tokens(root, have)
+        if issued != have:
+            write_secret(tokens, json.dumps(issued))
+        ensure_local_env(s.home / "local.env", {"MOVINGDATA_OPENBAO_TOKEN": self.token("worker")})
+        # The operators' tokens go to a file the workers do not read (load_settings).
         ensure_local_env(
-            self.settings.home / "local.env", {"MOVINGDATA_OPENBAO_TOKEN": self.token("worker")}
+            s.home / OPERATOR_ENV,
+            {
+                "MOVINGDATA_OPENBAO_READER_TOKEN": self.token("reader"),
+                "MOVINGDATA_OPENBAO_ADMIN_TOKEN": self.token("admin"),
+            },
         )
 
     def token(self, who: str) -> str:
@@ -576,7 +587,7 @@ class Kafka(Service):
         return self.tools / "kafka" / "lib"
 
     def installed(self) -> bool:
-        return any(self.lib.glob("kafka_2.13-*.jar"))
+        return any(self.lib.glob("kafka_2.13-*.jar")) and any(self.lib.glob("kafka-tools-4*.jar"))
 
     def install(self) -> None:
         run_install(
@@ -597,17 +608,46 @@ class Kafka(Service):
     def properties(self) -> Path:
         return self.dir / "server.properties"
 
+    def sasl_credentials(self) -> tuple[str, str]:
+        pairs = read_local_env(self.settings.home / "local.env")
+        return pairs["MOVINGDATA_KAFKA_SASL_USERNAME"], pairs["MOVINGDATA_KAFKA_SASL_PASSWORD"]
+
     def prepare(self) -> None:
         s = self.settings
         data = self.dir / "data"
         self.properties.parent.mkdir(parents=True, exist_ok=True)
+        # A second listener, SASL_SSL (SCRAM-SHA-512 or PLAIN) under the stack's own CA: what
+        # a secured cluster asks of every client; the tests connect to it too.
+        ensure_local_env(
+            s.home / "local.env",
+            {
+                "MOVINGDATA_KAFKA_SASL_USERNAME": "movingdata",
+                "MOVINGDATA_KAFKA_SASL_PASSWORD": secrets.token_urlsafe(24),
+            },
+        )
+        user, password = self.sasl_credentials()
+        ca, server = ensure_server_tls(self.dir / "tls")
+        plain = f'user_{user}="{password}"'
         self.properties.write_text(
             "process.roles=broker,controller\nnode.id=1\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{s.kafka_controller_port},"
+            f"SASL_SSL://127.0.0.1:{s.kafka_sasl_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
+            f"SASL_SSL://127.0.0.1:{s.kafka_sasl_port}\n"
             "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
             f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}\n"
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            "listener.security.protocol.map="
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL\n"
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN\n"
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+            "listener.name.sasl_ssl.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain};\n"
+            f"listener.name.sasl_ssl.ssl.keystore.type=PEM\n"
+            f"listener.name.sasl_ssl.ssl.keystore.location={server}\n"
+            f"listener.name.sasl_ssl.ssl.truststore.type=PEM\n"
+            f"listener.name.sasl_ssl.ssl.truststore.location={ca}\n"
             f"log.dirs={data}\nnum.partitions=4\nauto.create.topics.enable=false\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
@@ -636,6 +676,30 @@ class Kafka(Service):
                 self.log_file,
             )
 
+    def after_start(self) -> None:
+        """The SCRAM user of the SASL_SSL listener (idempotent: its password is set again)."""
+        user, password = self.sasl_credentials()
+        run_install(
+            [
+                "java",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                f"{self.lib}/*",
+                "org.apache.kafka.tools.ConfigCommand",
+                "--bootstrap-server",
+                f"127.0.0.1:{self.settings.kafka_port}",
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                user,
+                "--add-config",
+                f"SCRAM-SHA-512=[iterations=4096,password={password}]",
+            ],
+            self.name,
+            self.dir / "scram.log",
+        )
+
     def argv(self) -> list[str]:
         heap = self.settings.kafka_heap
         return [
@@ -662,9 +726,7 @@ class Kafka(Service):
         from aiokafka.errors import KafkaError
 
         async def probe() -> None:
-            admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=3000
-            )
+            admin = AIOKafkaAdminClient(**kafka_options(self.settings), request_timeout_ms=3000)
             await admin.start()
             try:
                 await admin.list_topics()

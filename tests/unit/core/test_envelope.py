@@ -513,8 +513,9 @@ def test_fernet_refuses_oversize_objects() -> None:
 # --- purity -------------------------------------------------------------------------------------
 
 # Standard-library modules that reach the outside world, a clock or randomness.
+# datetime's types are pure; reading its clock is not (``CLOCK_CALLS`` below).
 IMPURE_STDLIB = {
-    "asyncio", "datetime", "http", "io", "logging", "os", "pathlib", "random", "secrets",
+    "asyncio", "http", "io", "logging", "os", "pathlib", "random", "secrets",
     "select", "selectors", "shutil", "signal", "socket", "ssl", "subprocess", "sys",
     "tempfile", "threading", "time", "urllib", "uuid",
 }  # fmt: skip
@@ -546,6 +547,15 @@ def test_core_imports_only_pure_modules() -> None:
                 or (top in sys.stdlib_module_names and top not in IMPURE_STDLIB)
             )
             assert allowed, f"{path.name} imports {name}: the core must stay pure"
+        calls = {
+            node.func.attr
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        }
+        assert not calls & CLOCK_CALLS, f"{path.name} reads a clock: {calls & CLOCK_CALLS}"
+
+
+CLOCK_CALLS = {"now", "utcnow", "today", "fromtimestamp", "time", "monotonic"}
 
 
 def test_import_check_resolves_relative_imports(tmp_path: Path) -> None:
