@@ -51,6 +51,9 @@ async def assert_exactly_once(
         trail = trails[doc["object_id"]]
         assert steps(trail, doc["version"]) == EXPECTED_STEPS, (doc["name"], steps(trail))
         assert first_broken_link(trail) is None
+    for doc in docs:  # what the sink holds of each version, before anything is read back
+        trail = [(r["seq"], r["action"], r["actor"]) for r in trails[doc["object_id"]]]
+        assert "key" in doc and doc.get("state") == "verified", (doc, trail)
     pairs = [(doc, TARGETS[n % 3]) for n, doc in enumerate(docs)]
     assert await restore_all(pipeline, pairs, tmp_path) == files
 
