@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack demo test unit lint bench bench-backpressure bench-puts down clean
+.PHONY: install stack demo test unit lint bench bench-backpressure bench-puts soak down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-backpressure: stack
 
 bench-puts: stack
 	$(BIN)/python -m bench.puts
+
+soak: stack
+	$(BIN)/python -m bench.soak
 
 down:
 	test ! -x $(BIN)/movingdata || $(BIN)/movingdata stack down
