@@ -122,8 +122,10 @@ async def operate(
         return None
     newest = live[-1]
     if op == "unchanged":
+        data = model.contents[name].get(newest["version"])
+        if data is None:  # its put is not settled in the model yet
+            return None
         model.ops["unchanged"] += 1
-        data = model.contents[name][newest["version"]]
         return name, data, await put_one(settings, folder, name, data)
     if op in ("rm", "forget"):
         mode = "delete" if op == "rm" else "forget"
