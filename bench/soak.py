@@ -57,12 +57,13 @@ class Model:
 
 
 class Fleet:
-    """The worker processes, each role kept at its count."""
+    """The worker processes, each role kept at its count, as a supervisor would: a process
+    that exits (killed here, or halting on its own, e.g. while the broker is down) is replaced."""
 
     def __init__(self, settings: Settings, logs: Path) -> None:
         self.settings, self.logs = settings, logs
         self.procs: dict[str, list[Any]] = {role: [] for role in ROLES}
-        self.started = 0
+        self.started = self.killed = 0
 
     def fill(self) -> None:
         for role, count in ROLES.items():
@@ -72,11 +73,23 @@ class Fleet:
                 log = self.logs / f"{role.replace(',', '+')}-{self.started}.log"
                 self.procs[role].append(start_worker(self.settings, log, role))
 
+    @property
+    def exited(self) -> int:
+        """Processes that stopped on their own (not killed, not still running)."""
+        running = sum(len(procs) for procs in self.procs.values())
+        return self.started - self.killed - running
+
+    async def supervise(self) -> None:
+        while True:
+            self.fill()
+            await asyncio.sleep(1.0)
+
     def kill_one(self, rng: random.Random) -> str:
         role = rng.choice(sorted(ROLES))
         victim = rng.choice(self.procs[role])
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
+        self.killed += 1
         self.fill()
         return role
 
@@ -217,6 +230,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
     await prepare(settings)
     fleet = Fleet(settings, work)
     fleet.fill()
+    supervisor = asyncio.create_task(fleet.supervise())
     state = State(settings)
     rng, model = random.Random(seed), Model()
     pending: list[tuple[str, bytes, Any]] = []
@@ -245,6 +259,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
         await wait_checkpointed(state, timeout_s=300)
         figures = await check(settings, model, state, work)
     finally:
+        supervisor.cancel()
         fleet.stop()
         await state.client.drop_database(name)
         await state.close()
@@ -261,6 +276,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
         "operations": dict(model.ops),
         "operations_total": sum(model.ops.values()),
         "kills": len(kills),
+        "exits_on_their_own": fleet.exited,
         "broker_restarts": restarts,
         **figures,
     }
