@@ -169,10 +169,10 @@ async def put_object(
             tenant=who.tenant,
             tags=parse_tags(tag),
         )
-    except (ValidationError, ValueError) as exc:
-        raise Problem(
-            422, str(exc).splitlines()[-1] if isinstance(exc, ValidationError) else str(exc)
-        ) from None
+    except ValidationError as exc:
+        raise Problem(422, "; ".join(e["msg"] for e in exc.errors())) from None
+    except ValueError as exc:  # a tag that is not key=value
+        raise Problem(422, str(exc)) from None
     request_id = uuid.uuid4().hex
     key = staging.staged_key(settings.staging_prefix, request_id)
 
