@@ -75,6 +75,7 @@ async def healthz() -> Health:
     "/readyz",
     tags=["operations"],
     summary="Readiness: the broker, the database, every store and the KMS answer",
+    response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Something is not ready"}},
 )
 async def readyz(svc: Svc) -> JSONResponse:

@@ -76,9 +76,10 @@ def install(app: FastAPI) -> None:
         return response(422, detail, request)
 
 
-# Every operation documents these answers with the problem schema.
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDetail, "description": TITLES[status]}
-    for status in (400, 401, 403, 404, 422, 429, 503)
-}
 PROBLEMS_CONTENT = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+# Every operation documents these answers, as problem+json (the model puts the schema in
+# the document's components).
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetail, "description": TITLES[status], "content": PROBLEMS_CONTENT}
+    for status in (400, 401, 403, 404, 413, 416, 422, 429, 502, 503)
+}
