@@ -23,6 +23,7 @@ demo: stack
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 unit: install
 	$(BIN)/pytest tests/unit -q

@@ -633,15 +633,15 @@ def api(
 def dashboard(
     port: int | None = typer.Option(None, help="Default: MOVINGDATA_DASHBOARD_PORT (8501)."),
 ) -> None:
-    """Serve the dashboard (Streamlit) on 127.0.0.1; it needs a reader token."""
+    """Serve the dashboard (Streamlit); it needs a reader token."""
     import subprocess
 
-    from workers.dashboard import app as page
+    from workers.dashboard import PAGE
 
     s = settings()
     argv = [
-        sys.executable, "-m", "streamlit", "run", page.__file__,
-        "--server.address", "127.0.0.1", "--server.port", str(port or s.dashboard_port),
+        sys.executable, "-m", "streamlit", "run", str(PAGE),
+        "--server.address", s.dashboard_host, "--server.port", str(port or s.dashboard_port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     raise typer.Exit(subprocess.call(argv))

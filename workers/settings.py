@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     api_port: int = 8001
     api_max_upload_bytes: int = 5 * 1024**3
     api_rate_per_minute: int = 600  # per token
+    dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
     dashboard_token: SecretStr | None = None  # a reader token; else the page asks for one
     # Every worker serves /healthz, /readyz and /metrics here (0: a free port, logged).

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
-from workers.dashboard import app as page
+from workers.dashboard import PAGE
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags a sandboxed root run with no network needs (see the machine notes).
@@ -53,7 +53,7 @@ def test_the_page_renders_the_run_and_a_lineage(
     for name, value in dashboard_env(pipeline, seeded).items():
         if name.startswith("MOVINGDATA_"):
             monkeypatch.setenv(name, value)
-    at = AppTest.from_file(page.__file__, default_timeout=60).run()
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["verified"], metrics["deleted"]) == ("2", "1")
