@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack demo test unit lint bench bench-backpressure bench-puts soak down clean
+.PHONY: install browser stack demo test unit lint bench bench-backpressure bench-puts soak down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,16 @@ demo: stack
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-test: lint stack
+# The dashboard's browser test drives Debian's Chromium (Playwright downloads no browser here).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: lint browser stack
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: stack

@@ -50,12 +50,13 @@ from topics import (
     VERIFIED,
     TopicSpec,
 )
-from workers import staging
+from workers import metrics, staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.broker import faust_credentials, kafka_options
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
+from workers.health import readiness
 from workers.keys import open_signer
 from workers.mongo import transient
 from workers.settings import Settings
@@ -215,7 +216,29 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     if "sink" in stages:
         checkpointer = Checkpointer(settings)
         app.timer(settings.audit_checkpoint_s)(checkpointer.run)
+
+    async def endpoints() -> None:
+        await metrics.serve(
+            "127.0.0.1",
+            settings.worker_port,
+            partial(readiness, settings, deps.stores),
+            partial(consumer_lag, app),
+        )
+
+    app.task(endpoints)
     return app
+
+
+def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
+    """Messages behind, per assigned partition: the broker's end minus our committed offset
+    (Faust keeps both; the committed one is private to its consumer)."""
+    consumer = app.consumer
+    lag = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp) or 0
+        committed = consumer._committed_offset.get(tp) or 0
+        lag[tp.topic, tp.partition] = max(0, end - committed)
+    return lag
 
 
 class Checkpointer:

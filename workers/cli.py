@@ -46,8 +46,10 @@ def stack_up() -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop the services this stack started (by PID)."""
-    for name in control.down(settings()):
+    """Stop what the demo left running, then the services this stack started (by PID)."""
+    from workers.demo import stop_surface
+
+    for name in [*stop_surface(settings()), *control.down(settings())]:
         console.print(f"{name:10} stopped")
 
 
@@ -608,9 +610,133 @@ def staging_sweep(
 
 
 @app.command()
+def api(
+    host: str | None = typer.Option(None, help="Default: MOVINGDATA_API_HOST (127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Default: MOVINGDATA_API_PORT (8001)."),
+) -> None:
+    """Serve the HTTP API (docs at /docs, the OpenAPI document at /openapi.json)."""
+    import uvicorn
+
+    from workers.api.app import create_app
+
+    s = settings()
+    uvicorn.run(
+        create_app(s),
+        host=host or s.api_host,
+        port=port or s.api_port,
+        log_config=logging_config(s.log_level),
+        access_log=False,
+    )
+
+
+@app.command()
+def dashboard(
+    port: int | None = typer.Option(None, help="Default: MOVINGDATA_DASHBOARD_PORT (8501)."),
+) -> None:
+    """Serve the dashboard (Streamlit); it needs a reader token."""
+    import subprocess
+
+    from workers.dashboard import PAGE
+
+    s = settings()
+    argv = [
+        sys.executable, "-m", "streamlit", "run", str(PAGE),
+        "--server.address", s.dashboard_host, "--server.port", str(port or s.dashboard_port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    raise typer.Exit(subprocess.call(argv))
+
+
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: a role and a tenant each.")
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    role: str = typer.Option("reader", help="reader, writer or admin."),
+    tenant: str = "default",
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the token to this file (mode 600), not stdout."
+    ),
+) -> None:
+    """Create a token; it is shown once (the database keeps its hash only)."""
+    from workers.api import tokens
+    from workers.client.state import State
+    from workers.stack.localenv import write_secret
+
+    if role not in tokens.ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(tokens.ROLES)}")
+
+    async def go() -> str:
+        state = State(settings())
+        try:
+            return await tokens.create(state.db, name, role, tenant)  # type: ignore[arg-type]
+        finally:
+            await state.close()
+
+    try:
+        token = run(go())
+    except tokens.TokenError as exc:
+        fail(str(exc))
+    if output is None:
+        console.print(token)
+        return
+    write_secret(output, token + "\n")
+    console.print(f"{role} token {name!r} for tenant {tenant} written to {output}")
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every token: name, role, tenant, when created and revoked (never the token)."""
+    from workers.api import tokens
+    from workers.client.state import State
+
+    async def go() -> list[dict[str, Any]]:
+        state = State(settings())
+        try:
+            return await tokens.listing(state.db)
+        finally:
+            await state.close()
+
+    docs = run(go())
+    if as_json:
+        for doc in docs:
+            emit_json(doc)
+        return
+    table = Table("name", "role", "tenant", "created", "revoked")
+    for doc in docs:
+        table.add_row(
+            doc["name"], doc["role"], doc["tenant"], f"{doc['created_at']:%Y-%m-%d %H:%M}",
+            f"{doc['revoked_at']:%Y-%m-%d %H:%M}" if doc.get("revoked_at") else "-",
+        )  # fmt: skip
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str) -> None:
+    """Revoke a token: the API refuses it from now on."""
+    from workers.api import tokens
+    from workers.client.state import State
+
+    async def go() -> None:
+        state = State(settings())
+        try:
+            await tokens.revoke(state.db, name)
+        finally:
+            await state.close()
+
+    try:
+        run(go())
+    except tokens.TokenError as exc:
+        fail(str(exc))
+    console.print(f"token {name!r} revoked")
+
+
+@app.command()
 def demo() -> None:
     """The local stack's health, then the whole chain on sample data, with a summary."""
-    from workers.demo import run_demo
+    from workers.demo import run_demo, start_surface
 
     stack_status_table()
     result = run(run_demo(settings()))
@@ -629,6 +755,9 @@ def demo() -> None:
         console.print(f"[red]failed[/red] {object_id}: {reason}")
     if result.failures or not all(result.restored.values()):
         raise typer.Exit(1)
+    for what, where in run(start_surface(settings())).items():
+        console.print(f"{what}: {where}")
+    console.print("running until `make down` (a worker, the API, the dashboard)")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption keys and data keys.")

@@ -64,6 +64,7 @@ WORKER_SETTINGS = (
     "kafka_security_protocol",
     "kafka_sasl_mechanism",
     "kafka_ssl_cafile",
+    "worker_port",
 )
 SECRET_SETTINGS = ("s3_access_key", "s3_secret_key")
 
@@ -158,3 +159,67 @@ async def run_demo(base: Settings) -> DemoResult:
     finally:
         await state.close()
         stop_worker(worker)
+
+
+SURFACE = ("worker", "api", "dashboard")
+
+
+def surface_pid(settings: Settings, name: str) -> Path:
+    return settings.home / "demo" / f"{name}.pid"
+
+
+async def start_surface(settings: Settings) -> dict[str, str]:
+    """Leave a worker, the API and the dashboard running (``make down`` stops them), with a
+    reader token for the demo tenant in a file of mode 600; return where each one is."""
+    from workers.api import tokens
+    from workers.stack import process
+    from workers.stack.localenv import write_secret
+
+    token_file = settings.home / "demo" / "reader.token"
+    if not token_file.exists():
+        state = State(settings)
+        try:
+            name = f"demo-reader-{os.urandom(3).hex()}"
+            write_secret(token_file, await tokens.create(state.db, name, "reader", "demo") + "\n")
+        finally:
+            await state.close()
+    movingdata = str(Path(sys.executable).parent / "movingdata")
+    commands = {
+        "worker": ([movingdata, "worker", "--agents", "all"], {}),
+        "api": ([movingdata, "api"], {}),
+        "dashboard": (
+            [movingdata, "dashboard"],
+            {"MOVINGDATA_DASHBOARD_TOKEN": token_file.read_text().strip()},
+        ),
+    }
+    for name, (argv, env) in commands.items():
+        tracked = process.read_pid_file(surface_pid(settings, name))
+        if tracked is None or not process.is_alive(tracked):
+            process.spawn(
+                argv,
+                marker=f"movingdata {name}",
+                pid_file=surface_pid(settings, name),
+                log_file=settings.home / "demo" / f"{name}.log",
+                cwd=Path.cwd(),
+                env=env,
+            )
+    return {
+        "API": f"http://{settings.api_host}:{settings.api_port} (docs at /docs)",
+        "dashboard": f"http://127.0.0.1:{settings.dashboard_port}",
+        "reader token (tenant demo)": str(token_file),
+    }
+
+
+def stop_surface(settings: Settings) -> list[str]:
+    """Stop what ``start_surface`` left running."""
+    from workers.stack import process
+
+    stopped = []
+    for name in SURFACE:
+        pid_file = surface_pid(settings, name)
+        tracked = process.read_pid_file(pid_file)
+        if tracked is not None and process.is_alive(tracked):
+            process.stop(tracked, grace_s=30)
+            stopped.append(name)
+        pid_file.unlink(missing_ok=True)
+    return stopped

@@ -16,6 +16,7 @@ import base64
 import logging
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from schemas.events import (
     event_id,
 )
 from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
+from workers import metrics
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
 
 log = logging.getLogger("movingdata.dispatch")
@@ -175,6 +177,7 @@ class Dispatcher:
         handle: Callable[[Event], Awaitable[Sequence[Emit]]],
     ) -> None:
         """Handle an already decoded event (replicate runs one of these per target)."""
+        began = time.monotonic()
         for step in range(self.policy.in_process_attempts):
             try:
                 outputs = await handle(event)
@@ -204,6 +207,9 @@ class Dispatcher:
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
             outputs = [Emit(o.topic, self.signed(o.event), o.action) for o in outputs]
+            metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - began)
+            metrics.EVENTS.labels(self.stage, "ok").inc()
+            metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in outputs))
             # All at once: one round trip to the broker, not one per message. Each output but
             # an audit record goes with the audit record of its step.
             await self.emit(
@@ -273,6 +279,8 @@ class Dispatcher:
             **carried,
         )
         log.warning("retry scheduled", extra={**self._ctx(event, ref), "reason": reason})
+        metrics.EVENTS.labels(self.stage, "retry").inc()
+        metrics.RETRIES.labels(self.stage).inc()
         await self.emit(
             Emit(RETRY, request),
             self.audit(event, action="retry", outcome=Outcome.RETRY, detail={"reason": reason}),
@@ -297,6 +305,8 @@ class Dispatcher:
             payload_b64=base64.b64encode(redacted(raw)[:65536]).decode(),
         )
         log.error("dead letter", extra={**self._ctx(subject, ref), "reason": reason})
+        metrics.EVENTS.labels(self.stage, "deadletter").inc()
+        metrics.DEADLETTERS.labels(self.stage).inc()
         await self.emit(
             Emit(DEADLETTER, letter),
             self.audit(

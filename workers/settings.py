@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = 30.0
     log_level: str = "INFO"
 
+    # The HTTP API and the dashboard.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8001
+    api_max_upload_bytes: int = 5 * 1024**3
+    api_rate_per_minute: int = 600  # per token
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+    dashboard_token: SecretStr | None = None  # a reader token; else the page asks for one
+    # Every worker serves /healthz, /readyz and /metrics here (0: a free port, logged).
+    worker_port: int = 0
+
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.
     kafka_servers: str | None = None
     # How Kafka clients connect (every client of the project: workers, CLI, tests, bench).

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from schemas.events import ReplicaVerified, ReplicaWritten
 from topics import VERIFIED
+from workers import metrics
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.errors import IntegrityError, NotFound, Retryable
@@ -54,7 +55,9 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
     store = deps.store(event.target)
     repaired_from = None
     if await replica_sha256(store, event.key) != event.ciphertext_sha256:
+        metrics.VERIFY_FAILURES.labels(event.target).inc()
         repaired_from = await repair(event, deps)
+        metrics.REPAIRS.labels(event.target).inc()
         if await gone(deps.registry, event.object_id, event.version):
             await store.delete(event.key)
             return []

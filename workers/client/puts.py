@@ -210,7 +210,8 @@ async def repeated_content(catalog: MongoCatalog, where: Placement, path: Path) 
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
-    """How one put request ended: verified, unchanged, failed, or still waiting (timeout)."""
+    """How one put request ended: verified, unchanged, failed, or still waiting (timeout);
+    ``accepted`` when only its version was waited for."""
 
     request: IngestRequest
     outcome: str
@@ -219,7 +220,7 @@ class PutResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("verified", "unchanged")
+        return self.outcome in ("verified", "unchanged", "accepted")
 
 
 async def wait_puts(
@@ -227,6 +228,8 @@ async def wait_puts(
     requests: Sequence[IngestRequest],
     timeout_s: float,
     on_progress: Callable[[int], None] = lambda _: None,
+    *,
+    decided_only: bool = False,
 ) -> list[PutResult]:
     """Follow each request to its end: the version ingest gave it (or the one it repeats),
     then that version verified everywhere, or a failure of this request (its own dead
@@ -242,7 +245,12 @@ async def wait_puts(
             [doc_id(d["object_id"], d["version"]) for d in decisions.values()]
         )
         for request in pending:
-            result = settled(request, decisions.get(request.correlation_id), letters, docs)
+            decision = decisions.get(request.correlation_id)
+            if decided_only and decision is not None:  # the version is known: enough
+                outcome = "unchanged" if decision["unchanged"] else "accepted"
+                done[request.correlation_id] = PutResult(request, outcome, decision["version"])
+                continue
+            result = settled(request, decision, letters, docs)
             if result is not None:
                 done[request.correlation_id] = result
         on_progress(len(done))

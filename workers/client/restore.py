@@ -183,3 +183,36 @@ async def record_restore(
     )
     record = client_record(doc, "restore", detail, run_id)
     await produce_all(settings, [(AUDIT, record), (ACCESS, accessed)])
+
+
+async def open_plaintext(
+    doc: dict[str, Any],
+    stores: Mapping[str, ObjectStore],
+    keys: DataKeys,
+    wanted: str | None = None,
+) -> tuple[str, AsyncIterator[bytes], dict[str, str]]:
+    """A plaintext stream of ``doc`` from the first verified replica whose first chunk
+    decrypts (the rest is authenticated chunk by chunk as it streams): the replica used, the
+    stream, and why each replica tried before it failed. For streaming to a client, where the
+    plaintext digest can only be checked once everything was sent."""
+    failed: dict[str, str] = {}
+    for target in replica_order(doc, wanted):
+        stream = decrypt_stream(
+            stores[target].read(doc["key"]), keys, doc["object_id"], doc["version"]
+        )
+        try:
+            first = await anext(stream, b"")
+        except (Permanent, Retryable) as exc:
+            failed[target] = str(exc)
+            continue
+
+        async def rest(
+            first: bytes = first, stream: AsyncIterator[bytes] = stream
+        ) -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in stream:
+                yield chunk
+
+        return target, rest(), failed
+    raise RestoreFailed(failed)

@@ -1,0 +1,144 @@
+"""The API application: services opened once (lifespan), bearer-token auth, rate limits."""
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Request, Response
+from prometheus_client import Counter, Histogram
+
+from workers.api import problems, tokens
+from workers.api.tokens import Principal, Role
+from workers.client.kafka import Producer
+from workers.client.state import State
+from workers.deps import Deps, build_deps
+from workers.settings import Settings
+
+VERSION = "1.0.0"
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per principal: ``per_minute`` requests, bursts up to that many."""
+
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, who: str) -> bool:
+        now = self.clock()
+        level, then = self.buckets.get(who, (float(self.per_minute), now))
+        level = min(self.per_minute, level + (now - then) * self.per_minute / 60)
+        if level < 1:
+            self.buckets[who] = (level, now)
+            return False
+        self.buckets[who] = (level - 1, now)
+        return True
+
+
+@dataclass
+class Services:
+    """What every request needs, opened once per process."""
+
+    settings: Settings
+    state: State
+    deps: Deps
+    producer: Producer
+    limiter: RateLimiter
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator["Services"]:
+        state = State(settings)
+        deps = build_deps(settings, "reader")  # restores decrypt; nothing here encrypts
+        producer = Producer(settings)
+        await producer.__aenter__()
+        try:
+            yield cls(settings, state, deps, producer, RateLimiter(settings.api_rate_per_minute))
+        finally:
+            await producer.__aexit__(None, None, None)
+            await deps.close()
+            await state.close()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def authenticated(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """The request's principal, from ``Authorization: Bearer <token>``; 401 or 429 if not."""
+    scheme, _, token = (authorization or "").partition(" ")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if scheme.lower() != "bearer" or not token:
+        raise problems.Problem(401, "a bearer token is required", challenge)
+    svc = services(request)
+    who = await tokens.principal(svc.state.db, token.strip())
+    if who is None:
+        raise problems.Problem(401, "unknown or revoked token", challenge)
+    if not svc.limiter.allow(who.name):
+        raise problems.Problem(429, "too many requests for this token", {"Retry-After": "1"})
+    return who
+
+
+def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency granting the request only to tokens of ``needed`` role or above."""
+
+    async def check(who: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if not who.may(needed):
+            raise problems.Problem(403, f"this needs a {needed} token (this one is {who.role})")
+        return who
+
+    return check
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from workers.api import objects, operations  # routes import this module
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Services.open(settings) as opened:
+            app.state.services = opened
+            yield
+
+    app = FastAPI(
+        title="MovingData",
+        version=VERSION,
+        summary="Move data between clouds securely and verifiably.",
+        lifespan=lifespan,
+        responses=problems.PROBLEMS,  # type: ignore[arg-type]
+    )
+    problems.install(app)
+    app.include_router(objects.router)
+    app.include_router(operations.router)
+
+    @app.middleware("http")
+    async def measured(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        began = time.monotonic()
+        answer = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        REQUESTS.labels(request.method, path, str(answer.status_code)).inc()
+        LATENCY.labels(request.method, path).observe(time.monotonic() - began)
+        return answer
+
+    return app
+
+
+REQUESTS = Counter(
+    "movingdata_api_requests_total", "API requests answered", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "movingdata_api_request_seconds", "Time to the first byte of an answer", ["method", "route"]
+)
+
+
+Reader = Annotated[Principal, Depends(role("reader"))]
+Writer = Annotated[Principal, Depends(role("writer"))]
+Admin = Annotated[Principal, Depends(role("admin"))]
+Svc = Annotated[Services, Depends(services)]

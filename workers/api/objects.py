@@ -1,0 +1,414 @@
+"""``/v1/objects``: put (a streamed, staged upload), list, show, read (streamed, ranges),
+delete or forget, verify, and each object's audit trail. A token sees its own tenant only."""
+
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from schemas.events import Placement, Source
+from topics import INGEST
+from workers import staging
+from workers.api.app import Reader, Svc, Writer
+from workers.api.problems import PROBLEMS_CONTENT, Problem
+from workers.api.tokens import Principal
+from workers.client.ops import TOMBSTONE, request_removal, scrub
+from workers.client.puts import parse_tags, put_request, wait_puts
+from workers.client.restore import Restored, RestoreFailed, open_plaintext, record_restore
+from workers.client.state import Unknown, pick_version
+from workers.core.versions import GONE, STATES, Content
+from workers.errors import MovingDataError
+
+router = APIRouter(prefix="/v1/objects", tags=["objects"])
+StateName = Literal["pending", "verified", "failed", "deleted", "shredded"]
+assert set(STATES) == set(StateName.__args__)  # type: ignore[attr-defined]
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class Replica(BaseModel):
+    key: str | None = None
+    verified_at: datetime | None = None
+    tier: str | None = None
+    repaired_from: str | None = None
+    removed_at: datetime | None = None
+
+
+class VersionView(BaseModel):
+    version: int
+    state: StateName
+    size: int | None = None
+    plaintext_sha256: str | None = None
+    ciphertext_sha256: str | None = None
+    key_id: str | None = None
+    created_at: datetime | None = None
+    requested_by: str | None = None
+    replicas: dict[str, Replica] = Field(default_factory=dict)
+
+
+class ObjectView(BaseModel):
+    object_id: str
+    tenant: str
+    name: str
+    versions: list[VersionView]
+
+
+class ObjectSummary(BaseModel):
+    object_id: str
+    tenant: str
+    name: str
+    version: int
+    state: StateName
+    size: int | None = None
+    replicas: list[str]
+
+
+class Listing(BaseModel):
+    items: list[ObjectSummary]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class PutAnswer(BaseModel):
+    object_id: str
+    name: str
+    request_id: str
+    version: int | None = Field(None, description="Known once ingest decided.")
+    outcome: Literal["accepted", "verified", "unchanged", "failed", "timeout"]
+    reason: str = ""
+    size: int
+    plaintext_sha256: str
+
+
+class Removal(BaseModel):
+    object_id: str
+    versions: list[int]
+    mode: Literal["delete", "forget"]
+
+
+class Verification(BaseModel):
+    object_id: str
+    replicas: int
+
+
+class AuditEntry(BaseModel):
+    event_id: str
+    seq: int
+    version: int
+    produced_at: datetime
+    actor: str = ""
+    stage: str
+    action: str
+    outcome: str
+    detail: dict[str, Any]
+    hash: str
+
+
+def version_view(doc: dict[str, Any]) -> VersionView:
+    return VersionView(
+        version=doc["version"],
+        state=doc.get("state", "pending"),
+        size=doc.get("size"),
+        plaintext_sha256=doc.get("plaintext_sha256"),
+        ciphertext_sha256=doc.get("ciphertext_sha256"),
+        key_id=doc.get("key_id"),
+        created_at=doc.get("created_at"),
+        requested_by=doc.get("requested_by"),
+        replicas={t: Replica(**r) for t, r in (doc.get("replicas") or {}).items()},
+    )
+
+
+async def versions_of(svc: Svc, who: Principal, object_id: str) -> list[dict[str, Any]]:
+    """The object's versions, or 404 when it does not exist for this token."""
+    docs = await svc.state.objects(object_id)
+    if not docs or not who.sees(docs[0].get("tenant", "")):
+        raise Problem(404, f"no object {object_id}")
+    return docs
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Put an object: the body is its bytes, streamed to the staging area",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    responses={413: {"description": "Content too large", "content": PROBLEMS_CONTENT}},
+)
+async def put_object(
+    request: Request,
+    who: Writer,
+    svc: Svc,
+    name: Annotated[str, Query(description="The object's name (NFC, relative).")],
+    targets: Annotated[
+        str | None, Query(description="Comma-separated; the first is the primary.")
+    ] = None,
+    tag: Annotated[list[str], Query(description="key=value, repeatable.")] = [],  # noqa: B006
+    force: bool = False,
+    wait: Annotated[bool, Query(description="Wait until every replica is verified.")] = False,
+    timeout: Annotated[float, Query(gt=0, le=3600)] = 600.0,
+    content_length: Annotated[int | None, Header()] = None,
+) -> PutAnswer:
+    settings = svc.settings
+    limit = settings.api_max_upload_bytes
+    if content_length is not None and content_length > limit:
+        raise Problem(413, f"the body is over {limit} bytes")
+    try:
+        placement = Placement(
+            name=name,
+            targets=tuple((targets or ",".join(settings.targets)).split(",")),  # type: ignore[arg-type]
+            tenant=who.tenant,
+            tags=parse_tags(tag),
+        )
+    except ValidationError as exc:
+        raise Problem(422, "; ".join(e["msg"] for e in exc.errors())) from None
+    except ValueError as exc:  # a tag that is not key=value
+        raise Problem(422, str(exc)) from None
+    request_id = uuid.uuid4().hex
+    key = staging.staged_key(settings.staging_prefix, request_id)
+
+    async def body() -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:  # the staged write is aborted: nothing is left behind
+                raise Problem(413, f"the body is over {limit} bytes")
+            yield chunk
+
+    staged = await staging.upload(svc.deps.staging, key, body())
+    content = Content(staged.size, staged.sha256)
+    put = put_request(placement, Source(staged=key), content, force=force, request_id=request_id)
+    put = put.model_copy(update={"actor": f"api:{who.name}"})
+    await svc.producer.send(INGEST, put)
+    await svc.producer.producer.flush()
+    (result,) = await wait_puts(svc.state, [put], timeout if wait else 30.0, decided_only=not wait)
+    outcome = result.outcome
+    return PutAnswer(
+        object_id=put.object_id,
+        name=placement.name,
+        request_id=request_id,
+        version=result.version,
+        outcome=outcome,  # type: ignore[arg-type]
+        reason=result.reason,
+        size=content.size,
+        plaintext_sha256=content.sha256,
+    )
+
+
+@router.get("", summary="List objects: the newest version of each name, or every version")
+async def list_objects(
+    who: Reader,
+    svc: Svc,
+    prefix: str = "",
+    state: StateName | None = None,
+    store: Literal["s3", "azure", "gcs"] | None = None,
+    tier: Literal["hot", "warm", "cold", "archive"] | None = None,
+    all_versions: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    tenant: Annotated[str | None, Query(description="Admin tokens only.")] = None,
+) -> Listing:
+    if tenant is not None and not who.sees(tenant):
+        raise Problem(403, "a token sees its own tenant only")
+    page = await svc.state.listing(
+        tenant=tenant or who.tenant,
+        prefix=prefix,
+        state=state,
+        store=store,
+        tier=tier,
+        all_versions=all_versions,
+        limit=limit,
+        after=cursor,
+    )
+    items = [
+        ObjectSummary(
+            object_id=d["object_id"],
+            tenant=d.get("tenant", ""),
+            name=d.get("name", ""),
+            version=d["version"],
+            state=d.get("state", "pending"),
+            size=d.get("size"),
+            replicas=sorted(
+                t
+                for t, r in (d.get("replicas") or {}).items()
+                if r.get("verified_at") and not r.get("removed_at")
+            ),
+        )
+        for d in page.rows
+    ]
+    return Listing(items=items, next_cursor=page.after)
+
+
+@router.get("/{object_id}", summary="An object: every version, its replicas and digests")
+async def get_object(object_id: str, who: Reader, svc: Svc) -> ObjectView:
+    docs = await versions_of(svc, who, object_id)
+    return ObjectView(
+        object_id=object_id,
+        tenant=docs[0].get("tenant", ""),
+        name=docs[0].get("name", ""),
+        versions=[version_view(d) for d in docs],
+    )
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` of a single-range ``Range`` header (None: the whole object)."""
+    if header is None:
+        return None
+    match = RANGE.match(header.strip())
+    if match is None or (not match.group(1) and not match.group(2)):
+        raise Problem(
+            416,
+            "only one range of the form bytes=start-end is served",
+            {"Content-Range": f"bytes */{size}"},
+        )
+    first, last = match.group(1), match.group(2)
+    if not first:  # a suffix: the last N bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last else size
+    if start >= size or end <= start:
+        raise Problem(
+            416,
+            f"the range is outside the object's {size} bytes",
+            {"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+@router.get(
+    "/{object_id}/content",
+    summary="The plaintext of a version (the newest verified one by default), streamed",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+        206: {"description": "The range asked for", "content": {"application/octet-stream": {}}},
+        409: {"description": "The version is not readable", "content": PROBLEMS_CONTENT},
+        416: {"description": "Range not satisfiable", "content": PROBLEMS_CONTENT},
+    },
+)
+async def get_content(
+    object_id: str,
+    who: Reader,
+    svc: Svc,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    replica: Literal["s3", "azure", "gcs"] | None = None,
+    range: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    docs = await versions_of(svc, who, object_id)
+    try:
+        doc = pick_version(docs, version, docs[0].get("name", object_id))
+    except Unknown as exc:
+        raise Problem(404, str(exc)) from None
+    if doc.get("state") != "verified":
+        raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to read")
+    size = int(doc["size"])
+    span = byte_range(range, size)
+    try:
+        target, chunks, failed = await open_plaintext(
+            doc, svc.deps.stores, svc.deps.data_keys, replica
+        )
+    except RestoreFailed as exc:
+        await record_restore(svc.settings, doc, None, exc.failed)
+        raise Problem(502, str(exc)) from None
+    except MovingDataError as exc:
+        raise Problem(503, str(exc)) from None
+    start, end = span or (0, size)
+
+    async def body() -> AsyncIterator[bytes]:
+        digest, position = hashlib.sha256(), 0
+        async for chunk in chunks:
+            if span is None:
+                digest.update(chunk)
+            piece = chunk[max(0, start - position) : max(0, end - position)]
+            position += len(chunk)
+            if piece:
+                yield piece
+            if span is not None and position >= end:
+                break  # every chunk so far authenticated; the rest is not needed
+        if span is None and digest.hexdigest() != doc["plaintext_sha256"]:
+            await record_restore(svc.settings, doc, None, {target: "plaintext SHA-256 differs"})
+            raise RuntimeError("plaintext SHA-256 differs from the recorded one: response cut")
+        restored = Restored(
+            doc["object_id"], doc["version"], target, end - start, doc["plaintext_sha256"]
+        )
+        await record_restore(svc.settings, doc, restored, failed)
+
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(end - start),
+        "ETag": f'"{doc["plaintext_sha256"]}"',
+        "X-Version": str(doc["version"]),
+        "X-Replica": target,
+    }
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(
+        body(),
+        status_code=206 if span else 200,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+@router.delete("/{object_id}", status_code=202, summary="Delete (or forget) versions")
+async def delete_object(
+    object_id: str,
+    who: Writer,
+    svc: Svc,
+    version: Annotated[int | None, Query(ge=1, description="Default: the newest.")] = None,
+    all_versions: bool = False,
+    forget: Annotated[bool, Query(description="Crypto-shred: destroy the key first.")] = False,
+) -> Removal:
+    docs = await versions_of(svc, who, object_id)
+    mode = "forget" if forget else "delete"
+    if version is not None and all_versions:
+        raise Problem(422, "version and all_versions exclude each other")
+    try:
+        chosen = (
+            docs
+            if all_versions
+            else [pick_version(docs, version, object_id)]
+            if version
+            else [docs[-1]]
+        )
+    except Unknown as exc:
+        raise Problem(404, str(exc)) from None
+    todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
+    if todo:
+        await request_removal(svc.settings, todo, mode, f"api {mode} by {who.name}")
+    return Removal(object_id=object_id, versions=[d["version"] for d in chosen], mode=mode)  # type: ignore[arg-type]
+
+
+class VerifyRequest(BaseModel):
+    versions: list[int] | None = Field(None, description="Default: every live version.")
+
+
+@router.post("/{object_id}/verify", status_code=202, summary="Re-verify replicas (a scrub)")
+async def verify_object(
+    object_id: str, who: Writer, svc: Svc, body: VerifyRequest | None = None
+) -> Verification:
+    docs = await versions_of(svc, who, object_id)
+    wanted = set(body.versions) if body and body.versions else None
+    live = [
+        d for d in docs if d.get("state") not in GONE and (wanted is None or d["version"] in wanted)
+    ]
+    return Verification(object_id=object_id, replicas=await scrub(svc.settings, live))
+
+
+@router.get("/{object_id}/audit", summary="The object's audit trail, in chain order")
+async def object_audit(object_id: str, who: Reader, svc: Svc) -> list[AuditEntry]:
+    await versions_of(svc, who, object_id)
+    return [AuditEntry(**r) for r in await svc.state.audit(object_id)]

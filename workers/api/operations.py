@@ -1,0 +1,189 @@
+"""Operations: health, readiness, metrics, the whole audit trail, dead letters and their
+replay, and the JSON Schemas of the topic interface."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import BaseModel
+
+from schemas.events import RecordRef
+from schemas.jsonschema import documents
+from topics import ALL
+from workers.api.app import VERSION, Admin, Reader, Svc
+from workers.api.objects import AuditEntry
+from workers.api.problems import Problem
+from workers.app import fetch_record
+from workers.broker import kafka_options
+from workers.errors import MovingDataError
+from workers.health import readiness
+
+router = APIRouter()
+REPLAYS = Counter("movingdata_api_replays_total", "Dead letters replayed through the API")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+
+
+class DeadLetterView(BaseModel):
+    id: str
+    object_id: str
+    version: int
+    correlation_id: str
+    stage: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    produced_at: datetime
+
+
+class Page(BaseModel):
+    next_cursor: str | None = None
+
+
+class AuditPage(Page):
+    items: list[AuditEntry]
+
+
+class DeadLetterPage(Page):
+    items: list[DeadLetterView]
+
+
+class Replayed(BaseModel):
+    id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+async def healthz() -> Health:
+    return Health(status="ok", version=VERSION)
+
+
+@router.get(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness: the broker, the database, every store and the KMS answer",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Something is not ready"}},
+)
+async def readyz(svc: Svc) -> JSONResponse:
+    checks = await readiness(svc.settings, svc.deps.stores)
+    ready = all(v == "ok" for v in checks.values())
+    body = Readiness(ready=ready, checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics() -> PlainTextResponse:
+    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/audit", tags=["audit"], summary="Audit records of every object (admin)")
+async def audit(
+    who: Admin,
+    svc: Svc,
+    object_id: str | None = None,
+    action: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> AuditPage:
+    query: dict[str, Any] = {}
+    if object_id:
+        query["object_id"] = object_id
+    if action:
+        query["action"] = action
+    if cursor:
+        query["_id"] = {"$gt": cursor}
+    rows = [r async for r in svc.state.db["audit"].find(query).sort("_id", 1).limit(limit + 1)]
+    items = [AuditEntry(**r) for r in rows[:limit]]
+    return AuditPage(items=items, next_cursor=rows[limit - 1]["_id"] if len(rows) > limit else None)
+
+
+def letter_view(doc: dict[str, Any]) -> DeadLetterView:
+    return DeadLetterView(
+        id=doc["_id"], **{k: doc[k] for k in DeadLetterView.model_fields if k != "id"}
+    )
+
+
+@router.get(
+    "/v1/deadletters", tags=["dead letters"], summary="Dead letters with their reasons (admin)"
+)
+async def deadletters(
+    who: Admin,
+    svc: Svc,
+    stage: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> DeadLetterPage:
+    query: dict[str, Any] = {"stage": stage} if stage else {}
+    if cursor:
+        query["_id"] = {"$gt": cursor}
+    rows = [
+        d async for d in svc.state.db["deadletters"].find(query).sort("_id", 1).limit(limit + 1)
+    ]
+    items = [letter_view(d) for d in rows[:limit]]
+    return DeadLetterPage(
+        items=items, next_cursor=rows[limit - 1]["_id"] if len(rows) > limit else None
+    )
+
+
+@router.post(
+    "/v1/deadletters/{letter_id}/replay",
+    status_code=202,
+    tags=["dead letters"],
+    summary="Send a dead letter's original record again, once its cause is fixed (admin)",
+)
+async def replay(letter_id: str, who: Admin, svc: Svc) -> Replayed:
+    letter = await svc.state.db["deadletters"].find_one({"_id": letter_id})
+    if letter is None:
+        raise Problem(404, f"no dead letter {letter_id}")
+    topics = {spec.name(svc.settings.topic_prefix) for spec in ALL}
+    if letter["topic"] not in topics or letter["offset"] < 0:
+        raise Problem(409, "this dead letter names no record of the chain to replay")
+    record = RecordRef(
+        topic=letter["topic"], partition=letter["partition"], offset=letter["offset"]
+    )
+    try:  # the original bytes, from their topic: the letter itself keeps no plaintext
+        original = await fetch_record(kafka_options(svc.settings), record)
+    except MovingDataError as exc:
+        raise Problem(503, str(exc)) from None
+    await svc.producer.producer.send_and_wait(record.topic, original.value, key=original.key)
+    REPLAYS.inc()
+    return Replayed(
+        id=letter_id, topic=record.topic, partition=record.partition, offset=record.offset
+    )
+
+
+@router.get("/v1/schemas", tags=["schemas"], summary="The event kinds with a JSON Schema")
+async def schema_index(who: Reader) -> list[str]:
+    return sorted(name.removesuffix(".json") for name in documents())
+
+
+@router.get(
+    "/v1/schemas/{name}",
+    tags=["schemas"],
+    summary="The JSON Schema of one event kind (as committed in schemas/json)",
+)
+async def schema(name: str, who: Reader) -> dict[str, Any]:
+    found = documents().get(f"{name}.json")
+    if found is None:
+        raise Problem(404, f"no schema {name!r}")
+    return found

@@ -1,0 +1,85 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    416: "Range not satisfiable",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    502: "A service behind the API failed",
+    503: "A service behind the API is unavailable",
+}
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    instance: str | None = None
+
+
+class Problem(Exception):
+    """Raise to answer with a problem."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def response(
+    status: int, detail: str, request: Request, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = ProblemDetail(
+        title=TITLES.get(status, "Error"), status=status, detail=detail, instance=request.url.path
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Every error path answers with a problem: ours, HTTP errors, bad input, the rest."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return response(exc.status, exc.detail, request, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return response(exc.status_code, str(exc.detail), request, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        return response(422, detail, request)
+
+
+PROBLEMS_CONTENT = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+# Every operation documents these answers, as problem+json (the model puts the schema in
+# the document's components).
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetail, "description": TITLES[status], "content": PROBLEMS_CONTENT}
+    for status in (400, 401, 403, 404, 413, 416, 422, 429, 502, 503)
+}

@@ -1,0 +1,135 @@
+"""What the dashboard shows, read from MongoDB and the broker; the sums are pure functions."""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import MongoClient
+
+from topics import ALL
+from workers.api.tokens import Principal, digest
+from workers.broker import kafka_options
+from workers.settings import Settings
+
+Doc = dict[str, Any]
+STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
+
+
+def by_state(docs: Iterable[Doc]) -> dict[str, int]:
+    """Object versions per state."""
+    return dict(Counter(d.get("state", "pending") for d in docs))
+
+
+def by_store_and_tier(docs: Iterable[Doc]) -> list[dict[str, Any]]:
+    """Replicas and their bytes per store and tier (verified replicas not removed)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    sizes: Counter[tuple[str, str]] = Counter()
+    for doc in docs:
+        for store, replica in (doc.get("replicas") or {}).items():
+            if replica.get("verified_at") and not replica.get("removed_at"):
+                key = (store, replica.get("tier") or "hot")
+                counts[key] += 1
+                sizes[key] += doc.get("ciphertext_size") or 0
+    return [
+        {"store": s, "tier": t, "replicas": counts[s, t], "bytes": sizes[s, t]}
+        for s, t in sorted(counts)
+    ]
+
+
+def stage_latency(docs: Iterable[Doc]) -> list[dict[str, Any]]:
+    """Per verified version: seconds from accepted to encrypted and to the last replica."""
+    rows = []
+    for doc in docs:
+        accepted, encrypted = doc.get("accepted_at"), doc.get("encrypted_at")
+        verified = [
+            r["verified_at"] for r in (doc.get("replicas") or {}).values() if r.get("verified_at")
+        ]
+        if accepted and encrypted and verified:
+            rows.append(
+                {
+                    "at": max(verified),
+                    "encrypt_s": (encrypted - accepted).total_seconds(),
+                    "verified_s": (max(verified) - accepted).total_seconds(),
+                }
+            )
+    return sorted(rows, key=lambda r: r["at"])
+
+
+def per_minute(times: Iterable[datetime]) -> list[dict[str, Any]]:
+    """How many events in each minute."""
+    counts = Counter(t.replace(second=0, microsecond=0) for t in times)
+    return [{"minute": m, "events": counts[m]} for m in sorted(counts)]
+
+
+class Data:
+    """The dashboard's reads, scoped to one token's tenant."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)[
+            settings.mongo_database
+        ]
+
+    def principal(self, token: str) -> Principal | None:
+        doc = self.db["tokens"].find_one({"_id": digest(token)})
+        if doc is None or doc.get("revoked_at") is not None:
+            return None
+        return Principal(doc["name"], doc["role"], doc["tenant"])
+
+    def objects(self, who: Principal) -> list[Doc]:
+        query = {} if who.role == "admin" else {"tenant": who.tenant}
+        return list(self.db["objects"].find(query))
+
+    def audit(self, object_ids: Iterable[str], limit: int | None = None) -> list[Doc]:
+        records = list(
+            self.db["audit"].find(
+                {"object_id": {"$in": list(object_ids)}}, {"hash": 0, "prev_hash": 0}
+            )
+        )
+        records.sort(key=lambda r: r["produced_at"], reverse=True)
+        return records[:limit] if limit else records
+
+    def deadletters(self, object_ids: Iterable[str], who: Principal) -> list[Doc]:
+        query: Doc = {} if who.role == "admin" else {"object_id": {"$in": list(object_ids)}}
+        fields = {"payload_b64": 0}
+        return sorted(
+            self.db["deadletters"].find(query, fields), key=lambda d: d["produced_at"], reverse=True
+        )
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """Each consumer group of this deployment (a set of stages) and its lag."""
+        return asyncio.run(fleet(self.settings))
+
+
+async def fleet(settings: Settings) -> list[dict[str, Any]]:
+    prefix = settings.topic_prefix
+    names = [spec.name(prefix) for spec in ALL]
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
+    await admin.start()
+    await consumer.start()
+    try:
+        # Not DescribeGroups: aiokafka 0.14 reads its v3 answer with the v2 schema.
+        groups = sorted(
+            g for g, _ in await admin.list_consumer_groups() if g.startswith(f"{prefix}-")
+        )
+        topics = await admin.describe_topics(names)
+        parts = [
+            TopicPartition(t["topic"], p["partition"]) for t in topics for p in t["partitions"]
+        ]
+        ends = await consumer.end_offsets(parts) if parts else {}
+        rows = []
+        for group in groups:
+            committed: Mapping[TopicPartition, Any] = await admin.list_consumer_group_offsets(group)
+            lag = sum(
+                max(0, ends.get(tp, 0) - c.offset) for tp, c in committed.items() if c.offset >= 0
+            )
+            rows.append({"stages": group.removeprefix(f"{prefix}-"), "lag": lag})
+        return rows
+    finally:
+        await consumer.stop()
+        await admin.close()
