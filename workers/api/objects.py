@@ -5,7 +5,6 @@ import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,7 +15,7 @@ from schemas.events import Placement, Source
 from topics import INGEST
 from workers import staging
 from workers.api.app import Reader, Svc, Writer
-from workers.api.problems import PROBLEMS_CONTENT, Problem
+from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
 from workers.client.ops import TOMBSTONE, request_removal, scrub
 from workers.client.puts import parse_tags, put_request, wait_puts
@@ -33,10 +32,10 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class Replica(BaseModel):
     key: str | None = None
-    verified_at: datetime | None = None
+    verified_at: UtcDateTime | None = None
     tier: str | None = None
     repaired_from: str | None = None
-    removed_at: datetime | None = None
+    removed_at: UtcDateTime | None = None
 
 
 class VersionView(BaseModel):
@@ -46,7 +45,7 @@ class VersionView(BaseModel):
     plaintext_sha256: str | None = None
     ciphertext_sha256: str | None = None
     key_id: str | None = None
-    created_at: datetime | None = None
+    created_at: UtcDateTime | None = None
     requested_by: str | None = None
     replicas: dict[str, Replica] = Field(default_factory=dict)
 
@@ -99,7 +98,7 @@ class AuditEntry(BaseModel):
     event_id: str
     seq: int
     version: int
-    produced_at: datetime
+    produced_at: UtcDateTime
     actor: str = ""
     stage: str
     action: str
@@ -156,11 +155,12 @@ async def put_object(
     force: bool = False,
     wait: Annotated[bool, Query(description="Wait until every replica is verified.")] = False,
     timeout: Annotated[float, Query(gt=0, le=3600)] = 600.0,
-    content_length: Annotated[int | None, Header()] = None,
 ) -> PutAnswer:
     settings = svc.settings
     limit = settings.api_max_upload_bytes
-    if content_length is not None and content_length > limit:
+    # A transport header, not a parameter of the operation (uvicorn refuses a malformed one).
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
         raise Problem(413, f"the body is over {limit} bytes")
     try:
         placement = Placement(

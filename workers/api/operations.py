@@ -1,7 +1,6 @@
 """Operations: health, readiness, metrics, the whole audit trail, dead letters and their
 replay, and the JSON Schemas of the topic interface."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -14,7 +13,7 @@ from schemas.jsonschema import documents
 from topics import ALL
 from workers.api.app import VERSION, Admin, Reader, Svc
 from workers.api.objects import AuditEntry
-from workers.api.problems import Problem
+from workers.api.problems import Problem, UtcDateTime
 from workers.app import fetch_record
 from workers.broker import kafka_options
 from workers.errors import MovingDataError
@@ -44,7 +43,7 @@ class DeadLetterView(BaseModel):
     topic: str
     partition: int
     offset: int
-    produced_at: datetime
+    produced_at: UtcDateTime
 
 
 class Page(BaseModel):

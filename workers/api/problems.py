@@ -1,12 +1,23 @@
 """RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
 
-from typing import Any
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger("movingdata.api")
+
+# MongoDB hands back naive UTC datetimes: every time the API answers with names its zone.
+UtcDateTime = Annotated[
+    datetime, AfterValidator(lambda t: t if t.tzinfo else t.replace(tzinfo=UTC))
+]
 
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
@@ -20,6 +31,7 @@ TITLES = {
     416: "Range not satisfiable",
     422: "Unprocessable content",
     429: "Too many requests",
+    500: "Internal error",
     502: "A service behind the API failed",
     503: "A service behind the API is unavailable",
 }
@@ -75,11 +87,28 @@ def install(app: FastAPI) -> None:
         )
         return response(422, detail, request)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.info("client disconnected", extra={"path": request.url.path})
+        return response(400, "the client disconnected before the body ended", request)
+
+    @app.exception_handler(KafkaError)
+    async def _broker(request: Request, exc: KafkaError) -> JSONResponse:
+        kind = type(exc).__name__
+        log.warning("broker error", extra={"path": request.url.path, "error": kind})
+        return response(503, f"the broker refused or is unreachable ({kind})", request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # One structured line for the operator; the client gets no traceback.
+        log.exception("unexpected error", extra={"path": request.url.path})
+        return response(500, "an unexpected error; the operator's log has the details", request)
+
 
 PROBLEMS_CONTENT = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
 # Every operation documents these answers, as problem+json (the model puts the schema in
 # the document's components).
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDetail, "description": TITLES[status], "content": PROBLEMS_CONTENT}
-    for status in (400, 401, 403, 404, 413, 416, 422, 429, 502, 503)
+    for status in (400, 401, 403, 404, 413, 416, 422, 429, 500, 502, 503)
 }
