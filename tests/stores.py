@@ -4,25 +4,18 @@ import asyncio
 from contextlib import suppress
 
 import aiohttp
-from aiobotocore.session import get_session
+from aiobotocore.session import ClientCreatorContext
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient
 
 from workers.settings import Settings
 from workers.stores.base import ObjectStore
-from workers.stores.s3 import s3_credentials
+from workers.stores.s3 import s3_client
 
 
-def raw_s3(settings: Settings):  # type: ignore[no-untyped-def]
+def raw_s3(settings: Settings) -> ClientCreatorContext:
     """A plain aiobotocore client, for checks and clean-up the protocol does not offer."""
-    access, secret = s3_credentials(settings)
-    return get_session().create_client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        region_name=settings.s3_region,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-    )
+    return s3_client(settings)
 
 
 async def drop_container(backend: str, bucket: str, settings: Settings) -> None:

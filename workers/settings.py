@@ -112,21 +112,32 @@ class Settings(BaseSettings):
     # SeaweedFS S3 gateway and its internal ports.
     s3_port: int = 18333
     s3_region: str = "us-east-1"
+    # Both keys, or neither: then the keys the local stack generated while s3_url is unset,
+    # else the AWS default chain (environment, shared files, container/instance role, IRSA).
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
+    s3_profile: str | None = None  # a profile of the shared AWS config and credentials files
     s3_kms_key_id: str = "movingdata-sse"
     seaweed_master_port: int = 19333
     seaweed_volume_port: int = 18080
     seaweed_filer_port: int = 18888
 
-    # Azurite (Azure Blob emulator).
+    # Azurite (Azure Blob emulator). How requests are signed: the account key, the SAS token,
+    # or azure-identity's DefaultAzureCredential (environment, workload or managed identity,
+    # Azure CLI; over https only).
     azure_port: int = 10000
     azure_account: str = AZURITE_ACCOUNT
+    azure_credential: Literal["key", "sas", "default"] = "key"
     azure_key: SecretStr = SecretStr(AZURITE_KEY)
+    azure_sas_token: SecretStr | None = None
 
-    # fake-gcs-server.
+    # fake-gcs-server. How requests are signed: not at all (the emulator), with the credentials
+    # JSON at gcs_credentials_file (a service-account key), or with application default
+    # credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's login, workload identity).
     gcs_port: int = 14443
     gcs_project: str = "movingdata"
+    gcs_credential: Literal["anonymous", "file", "default"] = "anonymous"
+    gcs_credentials_file: Path | None = None
 
     @property
     def kafka_bootstrap(self) -> str:

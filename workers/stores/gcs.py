@@ -3,7 +3,10 @@
 Writes are resumable uploads driven over the aiohttp session (gcloud-aio's ``upload`` wants the
 whole body up front): ``part_size`` chunks, multiples of 256 KiB, each answered 308 until the
 final one; the MD5 GCS reports for the finished object is checked against the bytes sent.
-The emulator takes no credentials; real GCS would need a gcloud-aio ``Token`` here.
+
+``settings.gcs_credential`` picks how requests are signed: not at all (fake-gcs-server), or
+with a Bearer token from gcloud-aio-auth (a credentials file, or application default
+credentials). The store adds that header itself, so every call goes through one token path.
 """
 
 import base64
@@ -16,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from gcloud.aio.auth import Token
 from gcloud.aio.storage import Storage
 
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
@@ -40,6 +44,7 @@ _STORAGE_CLASS = {
 }
 _TIER = {cls: tier for tier, cls in _STORAGE_CLASS.items()}
 _SDK_ERRORS = (aiohttp.ClientError, OSError)  # OSError covers TimeoutError
+_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
 
 def _translate(exc: BaseException, what: str) -> MovingDataError:
@@ -69,6 +74,27 @@ def _boundary(what: str) -> Iterator[None]:
         raise _translate(exc, what) from exc
 
 
+def _token(settings: Settings) -> Token | None:
+    """The token source ``settings.gcs_credential`` names; ``None`` sends no Authorization."""
+    match settings.gcs_credential:
+        case "anonymous":
+            return None
+        case "default":  # GOOGLE_APPLICATION_CREDENTIALS, gcloud's login, the metadata server
+            service_file = None
+        case "file":
+            if settings.gcs_credentials_file is None:
+                raise Fatal("MOVINGDATA_GCS_CREDENTIAL=file needs MOVINGDATA_GCS_CREDENTIALS_FILE")
+            service_file = str(settings.gcs_credentials_file)
+    try:
+        token = Token(service_file=service_file, scopes=_SCOPES)
+    except (OSError, KeyError, ValueError) as exc:
+        raise Fatal(f"unusable GCS credentials: {type(exc).__name__}") from exc
+    # gcloud-aio-auth reads a file that is not JSON as "no file" and asks the metadata server.
+    if service_file is not None and not token.service_data:
+        raise Fatal("MOVINGDATA_GCS_CREDENTIALS_FILE holds no credentials JSON")
+    return token
+
+
 def _info(meta: Mapping[str, Any]) -> ObjectInfo:
     tier = _TIER.get(meta.get("storageClass", "STANDARD"))
     updated = meta.get("updated")
@@ -91,16 +117,35 @@ class GCSStore:
         self.bucket = bucket
         self.url = f"gs://{bucket}"
         self.part_size = part_size
+        self._settings = settings
         self._endpoint = settings.gcs_endpoint
         self._project = settings.gcs_project
         self._storage: Storage | None = None
+        self._token: Token | None = None
 
     def _gcs(self) -> Storage:
         if self._storage is None:
+            self._token = _token(self._settings)  # first: unusable credentials leave nothing open
             # Our own session, so its timeouts are ours (gcloud-aio defaults to 10 s in total).
+            # api_is_dev: gcloud-aio adds no Authorization; each call passes ours (_auth).
             session = aiohttp.ClientSession(timeout=_TIMEOUT)
-            self._storage = Storage(api_root=self._endpoint, session=session)
+            self._storage = Storage(api_root=self._endpoint, api_is_dev=True, session=session)
         return self._storage
+
+    async def _auth(self) -> dict[str, str]:
+        """The Authorization header: none when anonymous, else a Bearer token (gcloud-aio-auth
+        caches it and refreshes it before it expires)."""
+        self._gcs()  # makes the token source along with the session
+        if self._token is None:
+            return {}
+        with _boundary("get token"):
+            try:
+                token = await self._token.get()
+            except aiohttp.ClientResponseError as exc:
+                if exc.status in (400, 401, 403):  # the token endpoint refuses our credentials
+                    raise AccessDenied("gs", f"gcs token: HTTP {exc.status}") from exc
+                raise
+        return {"Authorization": f"Bearer {token}"}
 
     def _http(self) -> aiohttp.ClientSession:
         return self._gcs().session.session
@@ -112,8 +157,9 @@ class GCSStore:
         """Create the bucket; 409 means it already exists."""
         url = f"{self._endpoint}/storage/v1/b"
         with _boundary("create bucket"):
-            body = {"name": self.bucket}
-            async with self._http().post(url, params={"project": self._project}, json=body) as r:
+            body, params = {"name": self.bucket}, {"project": self._project}
+            auth = await self._auth()
+            async with self._http().post(url, params=params, json=body, headers=auth) as r:
                 if r.status != 409:
                     r.raise_for_status()
 
@@ -122,7 +168,7 @@ class GCSStore:
         url = f"{self._endpoint}/storage/v1/b/{self.bucket}"
         try:
             with _boundary("check bucket"):
-                async with self._http().get(url) as r:
+                async with self._http().get(url, headers=await self._auth()) as r:
                     r.raise_for_status()
         except AccessDenied as exc:
             raise Fatal(f"the GCS store refuses this worker's credentials: {exc}") from exc
@@ -130,14 +176,17 @@ class GCSStore:
     async def stat(self, key: str) -> ObjectInfo:
         """Object resource: size, storage class and custom metadata."""
         with _boundary(f"stat {key}"):
-            return _info(await self._gcs().download_metadata(self.bucket, key, timeout=_TIMEOUT))
+            meta = await self._gcs().download_metadata(
+                self.bucket, key, headers=await self._auth(), timeout=_TIMEOUT
+            )
+        return _info(meta)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Media download with a Range header, streamed; bytes past the end are absent."""
         if end is not None and end <= start:
             await self.stat(key)  # nothing to read (GCS would send everything for a bad range)
             return
-        headers: dict[str, str] = {}
+        headers = await self._auth()
         if start or end is not None:  # no Range for a whole read: empty objects have none
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         with _boundary(f"read {key}"):
@@ -171,7 +220,9 @@ class GCSStore:
         start_url = f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
         with _boundary(f"start upload {key}"):
             params = {"uploadType": "resumable"}
-            async with http.post(start_url, params=params, json=resource) as r:
+            # Only this call is signed: the session URL it returns is the upload's capability.
+            auth = await self._auth()
+            async with http.post(start_url, params=params, json=resource, headers=auth) as r:
                 r.raise_for_status()
                 session_url = r.headers["Location"]  # a capability: kept out of messages
         sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
@@ -211,14 +262,16 @@ class GCSStore:
     async def delete(self, key: str) -> None:
         """Delete the object; an absent object (or bucket) is fine."""
         with suppress(NotFound), _boundary(f"delete {key}"):
-            await self._gcs().delete(self.bucket, key, timeout=_TIMEOUT)
+            await self._gcs().delete(self.bucket, key, headers=await self._auth(), timeout=_TIMEOUT)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix``, following ``nextPageToken``."""
         params = {"prefix": prefix}
         with _boundary(f"list {prefix!r}"):
             while True:
-                page = await self._gcs().list_objects(self.bucket, params=params, timeout=_TIMEOUT)
+                page = await self._gcs().list_objects(
+                    self.bucket, params=params, headers=await self._auth(), timeout=_TIMEOUT
+                )
                 for meta in page.get("items", []):
                     yield _info(meta)
                 if not page.get("nextPageToken"):
@@ -234,13 +287,16 @@ class GCSStore:
         target = quote(key, safe="")
         url = f"{self._object_url(key)}/rewriteTo/b/{self.bucket}/o/{target}"
         with _boundary(f"set tier of {key}"):
-            meta = await self._gcs().download_metadata(self.bucket, key, timeout=_TIMEOUT)
+            meta = await self._gcs().download_metadata(
+                self.bucket, key, headers=await self._auth(), timeout=_TIMEOUT
+            )
             # Name the metadata explicitly so it survives; the generation guard makes sure we
             # rewrite the object we just read.
             resource = {"storageClass": _STORAGE_CLASS[tier], "metadata": meta.get("metadata", {})}
             params = {"ifSourceGenerationMatch": str(meta["generation"])}
             while True:  # big objects take several rewrite calls, resumed with a token
-                async with self._http().post(url, params=params, json=resource) as r:
+                auth = await self._auth()  # per call: a big rewrite may outlast one token
+                async with self._http().post(url, params=params, json=resource, headers=auth) as r:
                     r.raise_for_status()
                     progress = await r.json(content_type=None)
                 if progress.get("done", True):
@@ -248,7 +304,10 @@ class GCSStore:
                 params["rewriteToken"] = progress["rewriteToken"]
 
     async def close(self) -> None:
-        """Close the session; the next call opens a new one."""
+        """Close the session and the token's; the next call opens new ones."""
         storage, self._storage = self._storage, None
+        token, self._token = self._token, None
         if storage is not None:
             await storage.session.session.close()  # Storage leaves a session it was given open
+        if token is not None:
+            await token.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, ClientCreatorContext
 from botocore import exceptions as boto
 from botocore.exceptions import ClientError
 
@@ -49,18 +49,44 @@ _DAMAGED = (boto.IncompleteReadError, boto.FlexibleChecksumError)
 _CONFIG = AioConfig(
     connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 3}
 )
+# Credentials missing, half-set or naming an unknown profile: no request can succeed.
+_NO_CREDENTIALS = (boto.NoCredentialsError, boto.PartialCredentialsError, boto.ProfileNotFound)
 
 
-def s3_credentials(settings: Settings) -> tuple[str, str]:
-    """The S3 access and secret key: from settings, else the ones the local stack generated."""
-    if settings.s3_access_key is not None and settings.s3_secret_key is not None:
-        return settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
+def _keys(settings: Settings) -> tuple[str, str] | None:
+    """The access and secret key to sign with; ``None`` leaves them to the AWS default chain."""
+    access, secret = settings.s3_access_key, settings.s3_secret_key
+    if access is not None and secret is not None:
+        return access.get_secret_value(), secret.get_secret_value()
+    if access is not None or secret is not None:
+        raise Fatal("set both MOVINGDATA_S3_ACCESS_KEY and MOVINGDATA_S3_SECRET_KEY, or neither")
+    if settings.s3_url is not None:
+        return None
     from workers.stack.services import SeaweedFS  # only the local stack generates keys
 
     try:
         return SeaweedFS(settings).credentials()
     except (OSError, KeyError) as exc:
         raise Fatal("no S3 credentials: set MOVINGDATA_S3_* or start the local stack") from exc
+
+
+def s3_client(settings: Settings, config: AioConfig | None = None) -> ClientCreatorContext:
+    """An aiobotocore S3 client (an async context) signing with the keys from settings.
+
+    Without keys: against the local stack (``s3_url`` unset) the keys it generated, else the
+    AWS default chain (environment, shared config and credentials files read with
+    ``s3_profile``, container or instance role, IRSA web identity).
+    """
+    secrets = {}
+    if (keys := _keys(settings)) is not None:
+        secrets = {"aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]}
+    return AioSession(profile=settings.s3_profile).create_client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
+        config=config,
+        **secrets,
+    )
 
 
 def _code(exc: ClientError) -> str:
@@ -82,7 +108,7 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
             return Retryable(message)
         return Permanent(message)
     message = f"s3 {what}: {type(exc).__name__}"
-    if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
+    if isinstance(exc, _NO_CREDENTIALS):
         return Fatal(message)
     if isinstance(exc, _NETWORK_ERRORS + _DAMAGED):
         return Retryable(message)
@@ -127,17 +153,9 @@ class S3Store:
     async def _client(self) -> Any:
         async with self._lock:
             if self._s3 is None:
-                access, secret = s3_credentials(self._settings)
-                self._s3 = await self._stack.enter_async_context(
-                    get_session().create_client(
-                        "s3",
-                        endpoint_url=self._settings.s3_endpoint,
-                        region_name=self._settings.s3_region,
-                        aws_access_key_id=access,
-                        aws_secret_access_key=secret,
-                        config=_CONFIG,
-                    )
-                )
+                with _boundary("open client"):  # resolves credentials, reads the AWS files
+                    client = s3_client(self._settings, _CONFIG)
+                    self._s3 = await self._stack.enter_async_context(client)
             return self._s3
 
     async def ensure_container(self) -> None:
