@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser stack demo test unit lint bench bench-backpressure bench-puts soak down clean
+.PHONY: install browser stack demo test unit lint image bench bench-backpressure bench-puts soak down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint deploy/Dockerfile
+
+# The one image of workers, API and dashboard (deploy/Dockerfile), tagged with the project's version.
+IMAGE := movingdata:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@command -v docker >/dev/null 2>&1 || { \
+	  echo "make image: docker is not installed; it builds with: docker build -f deploy/Dockerfile -t $(IMAGE) ."; \
+	  exit 1; }
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
 
 unit: install
 	$(BIN)/pytest tests/unit -q
