@@ -219,7 +219,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
 
     async def endpoints() -> None:
         await metrics.serve(
-            "127.0.0.1",
+            settings.worker_host,
             settings.worker_port,
             partial(readiness, settings, deps.stores),
             partial(consumer_lag, app),

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     dashboard_port: int = 8501
     dashboard_token: SecretStr | None = None  # a reader token; else the page asks for one
     # Every worker serves /healthz, /readyz and /metrics here (0: a free port, logged).
+    worker_host: str = "127.0.0.1"  # 0.0.0.0 where probes and scrapers come from outside
     worker_port: int = 0
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.

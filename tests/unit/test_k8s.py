@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 import types
 from collections.abc import Callable
@@ -360,12 +359,6 @@ async def test_workers_answer_on_the_probe_paths(rendered: dict[str, list[Doc]])
         await runner.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers serve their endpoints on 127.0.0.1 only (workers/app.py build_app): the "
-    "kubelet's probes and Prometheus come to the pod's IP. Needs a worker host setting, set "
-    "to 0.0.0.0 in deploy/k8s/base/config.env",
-)
 def test_worker_endpoints_are_reachable_from_outside_the_pod(
     rendered: dict[str, list[Doc]], environ: Environ
 ) -> None:
@@ -404,10 +397,6 @@ def dashboard_argv(docs: list[Doc], environ: Environ, monkeypatch: pytest.Monkey
     environ(container_env(docs, container))
     seen: list[list[str]] = []
     monkeypatch.setattr("subprocess.call", lambda argv: seen.append(argv) or 0)
-    # The page itself runs at import (Streamlit): stand in for it.
-    page = types.ModuleType("page")
-    page.__file__ = "page.py"
-    monkeypatch.setitem(sys.modules, "workers.dashboard.app", page)
     result = CliRunner().invoke(cli.app, container["args"])
     assert result.exit_code == 0, result.output
     (argv,) = seen
@@ -424,11 +413,6 @@ def test_dashboard_probes_and_port(
     assert int(argv[argv.index("--server.port") + 1]) == port_number(container, "http")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`movingdata dashboard` passes --server.address 127.0.0.1 (workers/cli.py): the "
-    "Service and the kubelet cannot reach it. Needs a host option or setting",
-)
 def test_dashboard_is_reachable_from_outside_the_pod(
     rendered: dict[str, list[Doc]], environ: Environ, monkeypatch: pytest.MonkeyPatch
 ) -> None:
