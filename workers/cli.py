@@ -112,6 +112,14 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, default=str).decode() + "\n")
 
 
+@app.command("settings")
+def settings_doc() -> None:
+    """Print every MOVINGDATA_* variable as a Markdown table: name, meaning, default."""
+    from workers.settings import settings_table
+
+    sys.stdout.write(settings_table())
+
+
 @app.command()
 def worker(
     agents: str = typer.Option("all", help="Stages to run: all, or e.g. encrypt,replicate."),

@@ -21,124 +21,194 @@ AZURITE_KEY = (
 class Settings(BaseSettings):
     """Every knob of MovingData. Secrets are ``SecretStr`` and never printed."""
 
-    model_config = SettingsConfigDict(env_prefix="MOVINGDATA_", frozen=True, extra="ignore")
+    # Each field's docstring is its description: the README's settings table is generated
+    # from them (`movingdata settings`).
+    model_config = SettingsConfigDict(
+        env_prefix="MOVINGDATA_", frozen=True, extra="ignore", use_attribute_docstrings=True
+    )
 
     # The pipeline.
     topic_prefix: str = "movingdata"
+    """Prefix of every topic name (`<prefix>.ingest`, ...)."""
     topic_partitions: int = 4
+    """Partitions per topic: the ceiling of replicas per stage."""
     bucket: str = "movingdata"
+    """Bucket (S3, GCS) or container (Azure) replicas are written to."""
     targets: tuple[str, ...] = ("s3", "azure", "gcs")
-    # Path sources are for deployments where workers share the clients' filesystem: none is
-    # allowed unless roots are set. Clients elsewhere upload to the staging area instead.
+    """Stores every object is replicated to, by default (a put can name its own)."""
     source_roots: tuple[Path, ...] = ()
+    """Folders `put --by-path` may read from, for workers sharing the clients' filesystem;
+    none unless set. Clients elsewhere upload to the staging area."""
     source_buckets: tuple[str, ...] = ("movingdata",)
-    # Staging: clients upload plaintext here (the S3 store's bucket, SSE-KMS at rest); encrypt
-    # deletes each copy once its ciphertext is recorded, and a sweep removes what is older than
-    # the TTL (interrupted or refused uploads).
+    """Buckets `put --url s3://...` may read from."""
     staging_target: Literal["s3", "azure", "gcs"] = "s3"
+    """Store of the staging area clients upload plaintext to (SSE-KMS at rest on S3)."""
     staging_prefix: str = "_staging/"
+    """Key prefix of staged uploads; encrypt deletes each once its ciphertext is recorded."""
     staging_ttl_s: float = 24 * 3600.0
+    """Staged uploads older than this (interrupted or refused) are swept."""
     staging_sweep_s: float = 600.0
-    # Versions of each object to keep (0: all); older ones are deleted through the chain.
+    """How often every encrypt worker sweeps the staging area."""
     retain_versions: int = 0
+    """Versions of each object to keep (0: all); older ones are deleted through the chain."""
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
+    """Tier a replica gets once it is verified."""
     chunk_size: int = 1024 * 1024
-    # Events one stage agent handles at once (different objects). Each one in flight holds at
-    # most one upload part (S3 8 MiB, GCS 32 MiB), whatever the object's size.
+    """Bytes read and encrypted at a time."""
     stage_batch: int = 8
+    """Events one stage agent handles at once (different objects); each holds at most one
+    upload part (S3 8 MiB, GCS 32 MiB) whatever the object's size."""
     max_attempts: int = 10
-    retry_cap_s: float = 60.0  # longest wait between two retries of one event
-    # How long the broker waits before giving a silent worker's partitions to another.
+    """Attempts of one event before it is dead-lettered."""
+    retry_cap_s: float = 60.0
+    """Longest wait between two retries of one event."""
     broker_session_timeout_s: float = 30.0
+    """How long the broker waits before giving a silent worker's partitions to another."""
     log_level: str = "INFO"
+    """Level of the JSON log lines every process writes to stderr."""
 
-    # The HTTP API and the dashboard.
+    # The HTTP API, the dashboard, the workers' endpoints.
     api_host: str = "127.0.0.1"
+    """Address the API listens on (0.0.0.0 in a container)."""
     api_port: int = 8001
+    """Port of the API."""
     api_max_upload_bytes: int = 5 * 1024**3
-    api_rate_per_minute: int = 600  # per token
+    """Largest body `POST /v1/objects` takes."""
+    api_rate_per_minute: int = 600
+    """Requests per minute per token."""
     dashboard_host: str = "127.0.0.1"
+    """Address the dashboard listens on (0.0.0.0 in a container)."""
     dashboard_port: int = 8501
-    dashboard_token: SecretStr | None = None  # a reader token; else the page asks for one
-    # Every worker serves /healthz, /readyz and /metrics here (0: a free port, logged).
-    worker_host: str = "127.0.0.1"  # 0.0.0.0 where probes and scrapers come from outside
+    """Port of the dashboard."""
+    dashboard_token: SecretStr | None = None
+    """A reader token the dashboard uses; unset, the page asks for one."""
+    worker_host: str = "127.0.0.1"
+    """Address of every worker's /healthz, /readyz and /metrics (0.0.0.0 where probes and
+    scrapers come from outside)."""
     worker_port: int = 0
+    """Port of the worker's endpoints (0: a free port, logged)."""
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.
     kafka_servers: str | None = None
-    # How Kafka clients connect (every client of the project: workers, CLI, tests, bench).
+    """Bootstrap servers (`host:port,...`); unset, the local broker."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client of the project connects."""
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """SASL mechanism, with a SASL protocol."""
     kafka_sasl_username: str | None = None
+    """SASL user."""
     kafka_sasl_password: SecretStr | None = None
+    """SASL password."""
     kafka_ssl_cafile: Path | None = None
+    """CA bundle the broker's certificate is checked against (unset: the system's)."""
     kafka_ssl_certfile: Path | None = None
+    """Client certificate, for mutual TLS."""
     kafka_ssl_keyfile: Path | None = None
-    # Topics are created with these (1 on the local one-node broker; 3 and 2 in production).
+    """Client certificate's key, for mutual TLS."""
     topic_replication: int = 1
+    """Replication factor topics are created with (1 on the local broker; 3 in production)."""
     topic_min_insync: int = 1
+    """`min.insync.replicas` of every topic (2 in production)."""
     mongo_uri: str | None = None
+    """MongoDB connection string; unset, the local FerretDB."""
     openbao_url: str | None = None
+    """OpenBao address; unset, the local one."""
     s3_url: str | None = None
+    """S3 endpoint; unset, the local SeaweedFS gateway."""
     azure_url: str | None = None
+    """Blob endpoint with the account (`https://ACCOUNT.blob.core.windows.net`); unset,
+    the local Azurite."""
     gcs_url: str | None = None
+    """GCS endpoint (`https://storage.googleapis.com`); unset, the local fake-gcs-server."""
 
     # Local state: one folder per service, PID files, logs, generated secrets.
     home: Path = Path(".movingdata")
+    """Folder of all local state: the stack's data, logs, generated credentials."""
     stack_timeout_s: float = 120.0
+    """How long `stack up` waits for one service."""
 
-    # Kafka-protocol broker.
+    # The local stack's broker.
     kafka_host: str = "127.0.0.1"
+    """Address of the local broker."""
     kafka_port: int = 19092
+    """Port of the local broker (PLAINTEXT)."""
     kafka_controller_port: int = 19093
-    kafka_sasl_port: int = 19094  # the local broker's SASL_SSL listener
+    """Port of the local broker's KRaft controller."""
+    kafka_sasl_port: int = 19094
+    """Port of the local broker's SASL_SSL listener."""
     kafka_heap: str = "512m"
+    """Java heap of the local broker."""
 
-    # MongoDB-protocol database (FerretDB).
+    # MongoDB-protocol database (FerretDB locally).
     mongo_port: int = 27117
+    """Port of the local FerretDB."""
     mongo_database: str = "movingdata"
+    """Database of state, key registry and audit trail."""
 
     # OpenBao: the KMS behind SSE-KMS and the envelope encryption's key-encryption key.
     openbao_port: int = 18200
+    """Port of the local OpenBao."""
     openbao_cluster_port: int = 18201
-    openbao_token: SecretStr | None = None  # workers: the KEK's encrypt/decrypt, signing
-    openbao_reader_token: SecretStr | None = None  # restore, audit verify: decrypt, verify
-    openbao_admin_token: SecretStr | None = None  # keys rotate: rewrap, rotate, disable
+    """Cluster port of the local OpenBao."""
+    openbao_token: SecretStr | None = None
+    """Workers' token: the KEK's encrypt/decrypt, signing checkpoints."""
+    openbao_reader_token: SecretStr | None = None
+    """Operators' reader token (restore, audit verify): decrypt, verify."""
+    openbao_admin_token: SecretStr | None = None
+    """Operators' admin token (keys rotate): rewrap, rotate, disable."""
     kek_provider: Literal["openbao", "local"] = "openbao"
+    """Where the key-encryption key lives (`local`: a file, for tests only)."""
     kek_name: str = "movingdata"
-    # Audit checkpoints: every chain head, signed by this transit key, this often.
+    """Transit key wrapping every data key."""
     audit_signing_key: str = "movingdata-audit"
+    """Transit key signing audit checkpoints."""
     audit_checkpoint_s: float = 30.0
+    """How often the sink signs a checkpoint of every chain head."""
 
-    # SeaweedFS S3 gateway and its internal ports.
+    # S3 (SeaweedFS locally).
     s3_port: int = 18333
+    """Port of the local S3 gateway."""
     s3_region: str = "us-east-1"
-    # Both keys, or neither: then the keys the local stack generated while s3_url is unset,
-    # else the AWS default chain (environment, shared files, container/instance role, IRSA).
+    """S3 region."""
     s3_access_key: SecretStr | None = None
+    """S3 access key, with the secret key. Neither set: the local stack's keys while `s3_url`
+    is unset, else the AWS default chain (environment, shared files, instance role, IRSA)."""
     s3_secret_key: SecretStr | None = None
-    s3_profile: str | None = None  # a profile of the shared AWS config and credentials files
+    """S3 secret key."""
+    s3_profile: str | None = None
+    """A profile of the shared AWS config and credentials files."""
     s3_kms_key_id: str = "movingdata-sse"
+    """KMS key of SSE-KMS at rest."""
     seaweed_master_port: int = 19333
+    """Port of the local SeaweedFS master."""
     seaweed_volume_port: int = 18080
+    """Port of the local SeaweedFS volume server."""
     seaweed_filer_port: int = 18888
+    """Port of the local SeaweedFS filer."""
 
-    # Azurite (Azure Blob emulator). How requests are signed: the account key, the SAS token,
-    # or azure-identity's DefaultAzureCredential (environment, workload or managed identity,
-    # Azure CLI; over https only).
+    # Azure Blob (Azurite locally).
     azure_port: int = 10000
+    """Port of the local Azurite."""
     azure_account: str = AZURITE_ACCOUNT
+    """Storage account (default: Azurite's public development account)."""
     azure_credential: Literal["key", "sas", "default"] = "key"
+    """How requests are signed: the account key, the SAS token, or azure-identity's
+    DefaultAzureCredential (environment, workload or managed identity; https only)."""
     azure_key: SecretStr = SecretStr(AZURITE_KEY)
+    """Account key (default: Azurite's public development key)."""
     azure_sas_token: SecretStr | None = None
+    """SAS token, with `azure_credential=sas`."""
 
-    # fake-gcs-server. How requests are signed: not at all (the emulator), with the credentials
-    # JSON at gcs_credentials_file (a service-account key), or with application default
-    # credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's login, workload identity).
+    # GCS (fake-gcs-server locally).
     gcs_port: int = 14443
+    """Port of the local fake-gcs-server."""
     gcs_project: str = "movingdata"
+    """GCS project buckets are created in."""
     gcs_credential: Literal["anonymous", "file", "default"] = "anonymous"
+    """How requests are signed: not at all (the emulator), with the service-account JSON at
+    `gcs_credentials_file`, or with application default credentials (workload identity)."""
     gcs_credentials_file: Path | None = None
+    """Service-account key file, with `gcs_credential=file`."""
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -170,6 +240,24 @@ class Settings(BaseSettings):
     @property
     def gcs_endpoint(self) -> str:
         return self.gcs_url or f"http://127.0.0.1:{self.gcs_port}"
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table row: variable, meaning, default (the README's)."""
+    rows = ["| Variable | Meaning | Default |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(a public development value)"
+        elif default is None or default == ():
+            shown = ""
+        elif isinstance(default, tuple):  # given as JSON, like the environment takes it
+            shown = "`[" + ",".join(f'"{v}"' for v in default) + "]`"
+        else:
+            shown = f"`{default}`"
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `MOVINGDATA_{name.upper()}` | {meaning} | {shown} |")
+    return "\n".join(rows) + "\n"
 
 
 OPERATOR_ENV = "operator.env"
