@@ -72,13 +72,14 @@ def test_a_headless_chromium_sees_the_run(pipeline: Pipeline, seeded: str) -> No
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "movingdata"), "dashboard", "--port", str(port)],
-        env=dashboard_env(pipeline, seeded),
-        stdout=(pipeline.logs / "dashboard.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (pipeline.logs / "dashboard.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "movingdata"), "dashboard", "--port", str(port)],
+            env=dashboard_env(pipeline, seeded),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
 
     async def serving() -> bool:
@@ -97,8 +98,17 @@ def test_a_headless_chromium_sees_the_run(pipeline: Pipeline, seeded: str) -> No
             view = browser.new_page(viewport={"width": 1440, "height": 900})  # a laptop screen
             view.goto(url)
             view.get_by_text("3 versions of 3 objects").wait_for(timeout=60_000)
+            # Tables are drawn on a canvas; their (hidden) accessible grid carries the same cells.
+            cell = view.get_by_role(
+                "gridcell", name="seed/beta.txt", exact=True, include_hidden=True
+            )
+            cell.first.wait_for(state="attached", timeout=30_000)
             view.get_by_role("tab", name="Lineage").click()
             view.get_by_text("Lineage of seed/", exact=False).wait_for(timeout=30_000)
+            step = view.get_by_role(
+                "gridcell", name="object.accepted", exact=True, include_hidden=True
+            )
+            step.first.wait_for(state="attached", timeout=30_000)
             view.screenshot(path=str(shot), full_page=True)
             assert seeded not in view.content()
             browser.close()
