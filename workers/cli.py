@@ -797,6 +797,45 @@ def keys_rotate(
     console.print(f"{count} data keys re-wrapped under {newest}")
 
 
+@keys_app.command("backup")
+def keys_backup(path: Path) -> None:
+    """Write the key registry (every wrapped data key and tombstone) to PATH, mode 600."""
+    from workers.keyregistry import MongoKeyRegistry
+
+    s = settings()
+    if path.exists():
+        fail(f"{path} exists; a backup never overwrites a file")
+
+    async def go() -> int:
+        registry = MongoKeyRegistry(s.mongo_url, s.mongo_database)
+        try:
+            return await registry.backup(path)
+        finally:
+            await registry.close()
+
+    console.print(f"{run(go())} key records written to {path}")
+
+
+@keys_app.command("restore")
+def keys_restore(path: Path) -> None:
+    """Put back the records of a backup that the registry lacks (present ones are kept)."""
+    from workers.keyregistry import MongoKeyRegistry
+
+    s = settings()
+    if not path.is_file():
+        fail(f"no backup file {path}")
+
+    async def go() -> tuple[int, int]:
+        registry = MongoKeyRegistry(s.mongo_url, s.mongo_database)
+        try:
+            return await registry.restore(path)
+        finally:
+            await registry.close()
+
+    restored, present = run(go())
+    console.print(f"{restored} key records restored, {present} already present")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check every audit hash chain against its head and the latest signed checkpoint; name

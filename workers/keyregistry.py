@@ -13,13 +13,16 @@ re-put can give that version a key (or replicas) again.
 
 import asyncio
 import base64
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bson import json_util
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -222,6 +225,36 @@ class MongoKeyRegistry:
         with translated_errors("key registry"):
             async for doc in self.collection.find({}):
                 yield _from_doc(doc)
+
+    async def backup(self, path: Path) -> int:
+        """Every record (wrapped keys, tombstones) to ``path``, one MongoDB Extended JSON line
+        each, mode 600; the file must not exist. Returns the count."""
+        count = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out, translated_errors("key registry"):
+            async for doc in self.collection.find({}).sort("_id"):
+                out.write(json_util.dumps(doc, json_options=json_util.CANONICAL_JSON_OPTIONS))
+                out.write("\n")
+                count += 1
+        return count
+
+    async def restore(self, path: Path) -> tuple[int, int]:
+        """Insert each record of a backup that is absent; a record present (a newer wrapping,
+        a tombstone) is kept. Returns (restored, already present)."""
+        restored = present = 0
+        with path.open() as lines, translated_errors("key registry"):
+            for number, line in enumerate(lines, 1):
+                try:
+                    doc = json_util.loads(line)
+                    _from_doc(doc)  # a record of this registry, or refused
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise Permanent(f"{path}:{number}: not a key registry record ({exc})") from None
+                try:
+                    await self.collection.insert_one(doc)
+                    restored += 1
+                except DuplicateKeyError:
+                    present += 1
+        return restored, present
 
 
 def _b64(data: bytes) -> str:
