@@ -140,12 +140,16 @@ class TierDecision:
 
 @dataclass(frozen=True, slots=True)
 class _Options:
-    """One replica's candidates: ``allowed`` by the rules, ``readable`` for the floor."""
+    """One replica's candidates: ``allowed`` by the rules, ``readable`` for the floor; ``base``
+    (storage + one-off) per tier and the cheapest of each set, precomputed."""
 
     costs: Mapping[str, CandidateCost]
     allowed: tuple[str, ...]
     readable: tuple[str, ...]
     locked: str | None  # why it can't move
+    base: Mapping[str, float]
+    cheapest: str
+    cheapest_readable: str | None
 
 
 def _candidate(
@@ -156,6 +160,7 @@ def _candidate(
     reads: float,
     policy: Policy,
     now: datetime,
+    allowed: bool,
 ) -> CandidateCost:
     f = policy.forecast
     current, new = prices.tiers[replica.tier], prices.tiers[tier]
@@ -175,7 +180,7 @@ def _candidate(
         storage=storage_cost(new, stats.size, f.period_days),
         reads=reads * read_cost(new, stats.size),
         one_off=one_off * f.period_days / f.horizon_days,
-        allowed=True,
+        allowed=allowed,
         readable=not new.needs_rehydration,
     )
 
@@ -207,62 +212,52 @@ def _options(
     if locked is not None:
         allowed = (replica.tier,)
     costs = {
-        t: _candidate(stats, replica, t, prices, reads, policy, now)
+        t: _candidate(stats, replica, t, prices, reads, policy, now, t in allowed)
         for t in dict.fromkeys((*TIERS, replica.tier))
-    }
-    costs = {
-        t: CandidateCost(c.tier, c.storage, c.reads, c.one_off, t in allowed, c.readable)
-        for t, c in costs.items()
     }
     readable = tuple(t for t in allowed if costs[t].readable)
     if not readable and locked is None:  # the floor may override the rules, not the provider
         readable = tuple(t for t in provider_tiers if costs[t].readable)
-    return _Options(costs, allowed, readable, locked)
+    base = {t: c.storage + c.one_off for t, c in costs.items()}
+
+    def key(tier: str) -> tuple[float, bool, int]:  # ties: the current tier, then the warmer
+        return (round(base[tier], 12), tier != replica.tier, TIERS.index(tier))
+
+    cheapest_readable = min(readable, key=key) if readable else None
+    return _Options(
+        costs, allowed, readable, locked, base, min(allowed, key=key), cheapest_readable
+    )
 
 
-def _prefer(options: _Options, current: str, tiers: Sequence[str], with_reads: bool) -> str:
-    """The cheapest of ``tiers``; ties to the current tier, then the warmer."""
-
-    def key(tier: str) -> tuple[float, bool, int]:
-        c = options.costs[tier]
-        total = c.storage + c.one_off + (c.reads if with_reads else 0.0)
-        return (round(total, 12), tier != current, TIERS.index(tier))
-
-    return min(tiers, key=key)
+def _total(options: Sequence[_Options], tiers: Sequence[str], server: int) -> float:
+    base = sum(o.base[t] for o, t in zip(options, tiers, strict=True))
+    return base + options[server].costs[tiers[server]].reads
 
 
-def _total(
-    options: Sequence[_Options], tiers: Sequence[str], server: int, reads_served: bool = True
-) -> float:
-    base = sum(o.costs[t].storage + o.costs[t].one_off for o, t in zip(options, tiers, strict=True))
-    return base + (options[server].costs[tiers[server]].reads if reads_served else 0.0)
-
-
-def _floor_penalty(options: _Options, current: str, chosen: str) -> float:
-    """What keeping this replica readable adds to its cost (<= 0 when it already is)."""
-    cheap = options.costs[_prefer(options, current, options.readable, False)]
-    now = options.costs[chosen]
-    return (cheap.storage + cheap.one_off) - (now.storage + now.one_off)
-
-
-def _best(
-    options: Sequence[_Options], currents: Sequence[str], need: int
-) -> tuple[tuple[str, ...], int]:
+def _best(options: Sequence[_Options], need: int) -> tuple[tuple[str, ...], int]:
     """The cheapest assignment (a tier per replica) and the replica serving the reads."""
-    able = [i for i, o in enumerate(options) if o.readable]
+    able = [i for i, o in enumerate(options) if o.cheapest_readable is not None]
     need = min(need, len(able))
-    cheapest = [_prefer(o, c, o.allowed, False) for o, c in zip(options, currents, strict=True)]
+    cheapest = [o.cheapest for o in options]
     best: tuple[float, tuple[str, ...], int] | None = None
     for s in able if need else range(len(options)):
         for t in options[s].readable if need else options[s].allowed:
             tiers = [*cheapest[:s], t, *cheapest[s + 1 :]]
-            others = sorted(
-                (i for i in able if i != s),
-                key=lambda i: _floor_penalty(options[i], currents[i], tiers[i]),
+            # the others kept readable for the floor: those for whom it costs least
+            extra = sorted(
+                (options[i].base[options[i].cheapest_readable or ""] - options[i].base[tiers[i]], i)
+                for i in able
+                if i != s and not options[i].costs[tiers[i]].readable
             )
-            for i in others[: max(0, need - 1)]:
-                if not options[i].costs[tiers[i]].readable:
-                    tiers[i] = _prefer(options[i], currents[i], options[i].readable, False)
+            missing = (
+                need
+                - 1
+                - sum(
+                    1 for i in range(len(options)) if i != s and options[i].costs[tiers[i]].readable
+                )
+            )
+            for _, i in extra[: max(0, missing)]:
+                tiers[i] = options[i].cheapest_readable or tiers[i]
             total = _total(options, tiers, s)
             if best is None or total < best[0] - 1e-15:
                 best = (total, tuple(tiers), s)
@@ -289,10 +284,10 @@ def decide(
         _options(stats, r, prices[r.provider], reads, rule, policy, now) for r in stats.replicas
     ]
     currents = tuple(r.tier for r in stats.replicas)
-    tiers, server = _best(options, currents, policy.readable_replicas)
+    tiers, server = _best(options, policy.readable_replicas)
     now_server = _serving(options, currents)
     before, after = _total(options, currents, now_server), _total(options, tiers, server)
-    need = min(policy.readable_replicas, sum(1 for o in options if o.readable))
+    need = min(policy.readable_replicas, sum(1 for o in options if o.cheapest_readable))
     current_ok = all(t in o.allowed for o, t in zip(options, currents, strict=True)) and (
         sum(1 for o, t in zip(options, currents, strict=True) if o.costs[t].readable) >= need
     )
