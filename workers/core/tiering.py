@@ -204,6 +204,7 @@ def _options(
     rule: Rule | None,
     policy: Policy,
     now: datetime,
+    rescue: bool,
 ) -> _Options:
     wanted = rule.tiers if rule is not None else policy.default
     provider_tiers = policy.provider_tiers(replica.provider)
@@ -216,7 +217,7 @@ def _options(
         for t in dict.fromkeys((*TIERS, replica.tier))
     }
     readable = tuple(t for t in allowed if costs[t].readable)
-    if not readable and locked is None:  # the floor may override the rules, not the provider
+    if not readable and locked is None and rescue:  # the floor overrides rules, not providers
         readable = tuple(t for t in provider_tiers if costs[t].readable)
     base = {t: c.storage + c.one_off for t, c in costs.items()}
 
@@ -280,9 +281,17 @@ def decide(
     rate = access_rate(stats, now, f.half_life_days, f.creation_weight)
     reads = rate * f.period_days
     rule = policy.rule_for(stats, now)
+    # the floor may take a replica out of its rule's tiers, but only when the rules leave too
+    # few replicas readable
     options = [
-        _options(stats, r, prices[r.provider], reads, rule, policy, now) for r in stats.replicas
+        _options(stats, r, prices[r.provider], reads, rule, policy, now, rescue=False)
+        for r in stats.replicas
     ]
+    if sum(1 for o in options if o.readable) < policy.readable_replicas:
+        options = [
+            _options(stats, r, prices[r.provider], reads, rule, policy, now, rescue=True)
+            for r in stats.replicas
+        ]
     currents = tuple(r.tier for r in stats.replicas)
     tiers, server = _best(options, policy.readable_replicas)
     now_server = _serving(options, currents)
