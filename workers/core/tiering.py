@@ -15,8 +15,9 @@
    tier's minimum duration beyond the horizon.
 3. **Constraints**, strongest first: a pinned object never moves; a replica stays in its tier
    until the policy's residency for that tier is over; at least ``readable_replicas`` replicas
-   stay readable without rehydration (only as many as needed: the others may go to archive);
-   the first matching rule's tiers, within the tiers the provider may hold.
+   stay readable without rehydration (only as many as needed: the others may go to archive;
+   it takes a replica out of its rule's tiers only when those leave too few readable); the
+   first matching rule's tiers, within the tiers the provider may hold.
 4. **Choice.** Reads are served from the cheapest readable replica, so one replica carries the
    read costs and the others only pay to be stored: for each replica and readable tier as the
    reader, the others take their cheapest allowed tier (those needed for the floor their
@@ -235,6 +236,16 @@ def _total(options: Sequence[_Options], tiers: Sequence[str], server: int) -> fl
     return base + options[server].costs[tiers[server]].reads
 
 
+def _readable_choice(options: _Options) -> str:
+    assert options.cheapest_readable is not None  # only asked of replicas that can be readable
+    return options.cheapest_readable
+
+
+def _floor_penalty(options: _Options, chosen: str) -> float:
+    """What keeping this replica readable adds to its cost."""
+    return options.base[_readable_choice(options)] - options.base[chosen]
+
+
 def _best(options: Sequence[_Options], need: int) -> tuple[tuple[str, ...], int]:
     """The cheapest assignment (a tier per replica) and the replica serving the reads."""
     able = [i for i, o in enumerate(options) if o.cheapest_readable is not None]
@@ -246,7 +257,7 @@ def _best(options: Sequence[_Options], need: int) -> tuple[tuple[str, ...], int]
             tiers = [*cheapest[:s], t, *cheapest[s + 1 :]]
             # the others kept readable for the floor: those for whom it costs least
             extra = sorted(
-                (options[i].base[options[i].cheapest_readable or ""] - options[i].base[tiers[i]], i)
+                (_floor_penalty(options[i], tiers[i]), i)
                 for i in able
                 if i != s and not options[i].costs[tiers[i]].readable
             )
@@ -258,7 +269,7 @@ def _best(options: Sequence[_Options], need: int) -> tuple[tuple[str, ...], int]
                 )
             )
             for _, i in extra[: max(0, missing)]:
-                tiers[i] = options[i].cheapest_readable or tiers[i]
+                tiers[i] = _readable_choice(options[i])
             total = _total(options, tiers, s)
             if best is None or total < best[0] - 1e-15:
                 best = (total, tuple(tiers), s)

@@ -119,7 +119,7 @@ class _Replay:
                 else:
                     self.delete(live.pop(a.object), a.time)
             self.store(live.values())
-            self.review(live, read_today, day, day_end)
+            self.review(live, read_today, day_end)
             self.report.daily_total.append(self.report.total)
         return self.report
 
@@ -135,7 +135,7 @@ class _Replay:
     def store(self, objects: Iterable[_Object]) -> None:
         raise NotImplementedError
 
-    def review(self, live: dict[str, _Object], read: set[str], day: int, now: datetime) -> None:
+    def review(self, live: dict[str, _Object], read: set[str], now: datetime) -> None:
         raise NotImplementedError
 
 
@@ -206,7 +206,7 @@ class PolicyReplay(_Replay):
         self.report.costs["storage"] += storage
         self.report.occupancy.append(occupancy)
 
-    def review(self, live: dict[str, _Object], read: set[str], day: int, now: datetime) -> None:
+    def review(self, live: dict[str, _Object], read: set[str], now: datetime) -> None:
         if self.policy is None:
             return
         for obj in live.values():
@@ -302,7 +302,7 @@ class AutoTieringReplay(_Replay):
                 occupancy[tier] += gb
         self.report.occupancy.append(occupancy)
 
-    def review(self, live: dict[str, _Object], read: set[str], day: int, now: datetime) -> None:
+    def review(self, live: dict[str, _Object], read: set[str], now: datetime) -> None:
         for obj in live.values():
             for provider in PROVIDERS:
                 idle = days_between(obj.since[provider], now)
