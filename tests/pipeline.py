@@ -47,6 +47,14 @@ class Pipeline:
         self.workers.append(proc)
         return proc
 
+    async def workers_ready(self) -> bool:
+        """Every worker started has finished a rebalance that included it (Faust logs "Worker
+        ready" then): two members of a group started at once have both joined."""
+        return all(
+            "Worker ready" in path.read_text(errors="replace")
+            for path in self.logs.glob("worker-*.log")
+        )
+
     def stop_workers(self) -> None:
         for proc in self.workers:
             stop_worker(proc)
