@@ -22,15 +22,12 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.report import isolated, write_json
+from bench.report import isolated, remove_run, write_json
 from bench.workloads import MiB, Workload, materialise
-from topics import delete_topics
-from workers.broker import kafka_options
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker, worker_env
-from workers.deps import prepare, target_url
+from workers.deps import prepare
 from workers.settings import Settings, load_settings
-from workers.stores import open_store
 
 
 async def sample_rss(pid: int, stop: asyncio.Event, peak: list[int]) -> None:
@@ -110,16 +107,7 @@ async def run(base: Settings, mib: int) -> dict[str, Any]:
         api.terminate()
         api.wait(timeout=30)
         stop_worker(worker)
-        await state.client.drop_database(name)
-        await state.close()
-        await delete_topics(kafka_options(settings), settings.topic_prefix)
-        for target in settings.targets:
-            store = open_store(target_url(target, settings), settings)
-            try:
-                for key in [i.key async for i in store.list()]:
-                    await store.delete(key)
-            finally:
-                await store.close()
+        await remove_run(settings, state)
     return {
         "mib": mib,
         "upload_s": round(upload_s, 1),

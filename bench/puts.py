@@ -14,17 +14,14 @@ import time
 import uuid
 from typing import Any
 
-from bench.report import isolated, write_json
+from bench.report import isolated, remove_run, write_json
 from bench.workloads import KiB, Workload, materialise
 from schemas.events import Placement
-from topics import delete_topics
-from workers.broker import kafka_options
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker
-from workers.deps import prepare, target_url
+from workers.deps import prepare
 from workers.settings import Settings, load_settings
-from workers.stores import open_store
 
 
 async def timed_put(settings: Settings, folder: Any, state: State) -> tuple[float, dict[str, int]]:
@@ -53,16 +50,7 @@ async def run(base: Settings, files: int) -> dict[str, Any]:
         again, again_outcomes = await timed_put(settings, folder, state)
     finally:
         stop_worker(worker)
-        await state.client.drop_database(name)
-        await state.close()
-        await delete_topics(kafka_options(settings), settings.topic_prefix)
-        for target in settings.targets:
-            store = open_store(target_url(target, settings), settings)
-            try:
-                for key in [i.key async for i in store.list()]:
-                    await store.delete(key)
-            finally:
-                await store.close()
+        await remove_run(settings, state)
     return {
         "files": files,
         "first_put_s": round(first, 1),

@@ -15,8 +15,13 @@ from typing import Any
 
 import psutil
 
+from topics import delete_topics
+from workers.broker import kafka_options
+from workers.client.state import State
+from workers.deps import target_url
 from workers.settings import Settings
 from workers.stack.control import status
+from workers.stores import open_store
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,6 +68,20 @@ def isolated(base: Settings, name: str, folder: Path, **extra: object) -> Settin
             **extra,
         }
     )
+
+
+async def remove_run(settings: Settings, state: State) -> None:
+    """Everything an isolated run made: its database, its topics, its keys in every store."""
+    await state.client.drop_database(settings.mongo_database)
+    await state.close()
+    await delete_topics(kafka_options(settings), settings.topic_prefix)
+    for target in settings.targets:
+        store = open_store(target_url(target, settings), settings)
+        try:
+            for key in [i.key async for i in store.list()]:
+                await store.delete(key)
+        finally:
+            await store.close()
 
 
 def write_json(name: str, result: object) -> Path:

@@ -26,22 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.report import isolated, write_json
+from bench.report import isolated, remove_run, write_json
 from schemas.events import Placement, object_id_for
-from topics import delete_topics
 from workers.agents.sink import CHECKPOINT
-from workers.broker import kafka_options
 from workers.client.ops import request_removal, wait_removed
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_best
 from workers.client.state import State
 from workers.core.auditchain import chain_problem, checkpoint_digest, checkpoint_problems
 from workers.demo import start_worker, stop_worker
-from workers.deps import build_deps, prepare, target_url
+from workers.deps import build_deps, prepare
 from workers.keys import open_signer
 from workers.settings import Settings, load_settings
 from workers.stack.control import start_service, stop_service
-from workers.stores import open_store
 
 ROLES = {"ingest,encrypt,retry": 2, "replicate,verify,tier,delete": 2, "sink": 1}
 CHAIN_STEPS = ("object.accepted", "object.encrypted", "replica.written", "replica.verified")
@@ -261,16 +258,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
     finally:
         supervisor.cancel()
         fleet.stop()
-        await state.client.drop_database(name)
-        await state.close()
-        await delete_topics(kafka_options(settings), settings.topic_prefix)
-        for target in settings.targets:
-            store = open_store(target_url(target, settings), settings)
-            try:
-                for key in [i.key async for i in store.list()]:
-                    await store.delete(key)
-            finally:
-                await store.close()
+        await remove_run(settings, state)
     return {
         "minutes": minutes,
         "operations": dict(model.ops),
