@@ -39,6 +39,7 @@ from workers.deps import build_deps, prepare
 from workers.keys import open_signer
 from workers.settings import Settings, load_settings
 from workers.stack.control import start_service, stop_service
+from workers.tiering.live import Tiering
 
 ROLES = {"ingest,encrypt,retry": 2, "replicate,verify,tier,delete": 2, "sink": 1}
 CHAIN_STEPS = ("object.accepted", "object.encrypted", "replica.written", "replica.verified")
@@ -146,7 +147,7 @@ async def operate(
     deps = build_deps(settings)
     try:
         out = folder / f"restored-{uuid.uuid4().hex}"
-        await restore_best(newest, deps.stores, deps.data_keys, out)
+        await restore_best(newest, deps.stores, deps.data_keys, out, tiering=Tiering.load(settings))
         same = hashlib.sha256(out.read_bytes()).hexdigest() == newest["plaintext_sha256"]
         out.unlink()
         model.ops["restore" if same else "restore mismatched"] += 1
@@ -165,6 +166,7 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
     duplicates = sum(n - 1 for n in by_version.values() if n > 1)
     lost = wrong_state = 0
     deps = build_deps(settings)
+    tiering = Tiering.load(settings)
     trails: dict[str, list[dict[str, Any]]] = {}
     async for record in db["audit"].find({}):
         trails.setdefault(record["object_id"], []).append(record)
@@ -187,7 +189,9 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
                     duplicates += 1
                 out = folder / "check.bin"
                 try:
-                    await restore_best(doc, deps.stores, deps.data_keys, out, force=True)
+                    await restore_best(
+                        doc, deps.stores, deps.data_keys, out, tiering=tiering, force=True
+                    )
                     if out.read_bytes() != model.contents[doc["name"]].get(doc["version"]):
                         lost += 1
                 except Exception:

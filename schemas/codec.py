@@ -27,6 +27,7 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    TierChange,
 )
 from workers.errors import Permanent
 
@@ -41,6 +42,7 @@ REGISTRY: dict[tuple[str, int], type[Event]] = {
         ReplicaWritten,
         ReplicaVerified,
         ReplicaTiered,
+        TierChange,
         ObjectAccessed,
         DeleteRequest,
         ReplicaRemoval,

@@ -65,6 +65,10 @@ class Event(BaseModel):
             raise ValueError(f"expected kind={self.KIND} v={self.VERSION}")
         return self
 
+    def audit_detail(self) -> dict[str, Any]:
+        """What the audit record of this step says besides the event's id and topic."""
+        return {}
+
 
 def safe_key(value: str) -> str:
     """The NFC form of an object name; refuse names that could escape a prefix or confuse a
@@ -272,14 +276,44 @@ class ReplicaVerified(Event):
         return "scrub.repaired" if self.repaired_from else "scrub.verified"
 
 
+TierName = Literal["hot", "warm", "cold", "archive"]
+
+
 class ReplicaTiered(Event):
-    """The tier agent placed the replica in a tier (topic ``tiered``)."""
+    """The tier agent placed the replica in a tier (topic ``tiered``): its initial one, or a
+    change the tiering policy decided (``previous`` set; the expected cost of this replica per
+    policy period, USD, before and after)."""
 
     KIND = "replica.tiered"
     target: Target
     key: str
-    tier: Literal["hot", "warm", "cold", "archive"]
+    tier: TierName
     reason: str
+    previous: TierName | None = None
+    cost_before: float | None = None
+    cost_after: float | None = None
+
+    def audit_detail(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"tier": self.tier, "reason": self.reason}
+        if self.previous is not None:
+            detail["previous"] = self.previous
+        if self.cost_before is not None and self.cost_after is not None:
+            detail["cost_delta"] = round(self.cost_after - self.cost_before, 9)
+        return detail
+
+
+class TierChange(Event):
+    """Move one replica to another tier (topic ``retier``): decided by the tiering sweep
+    (``workers.tiering.live``) and applied by the tier agent, which checks the store first."""
+
+    KIND = "tier.change"
+    target: Target
+    key: str
+    tier: TierName
+    previous: TierName
+    reason: str = Field(max_length=200)
+    cost_before: float = Field(ge=0)
+    cost_after: float = Field(ge=0)
 
 
 class DeleteRequest(Event):

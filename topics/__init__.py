@@ -28,6 +28,7 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    TierChange,
 )
 
 DAY_MS = 24 * 3600 * 1000
@@ -57,6 +58,7 @@ REPLICATED = {t: TopicSpec(f"replicated.{t}", ReplicaWritten) for t in TARGETS}
 VERIFIED = TopicSpec("verified", ReplicaVerified)
 TIERED = TopicSpec("tiered", ReplicaTiered)
 ACCESS = TopicSpec("access", ObjectAccessed)
+RETIER = TopicSpec("retier", TierChange)
 DELETE = TopicSpec("delete", DeleteRequest)
 REMOVE = TopicSpec("remove", ReplicaRemoval)
 REMOVED = TopicSpec("removed", ReplicaRemoved)
@@ -73,6 +75,7 @@ ALL: tuple[TopicSpec, ...] = (
     VERIFIED,
     TIERED,
     ACCESS,
+    RETIER,
     DELETE,
     REMOVE,
     REMOVED,

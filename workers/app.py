@@ -9,6 +9,7 @@ import asyncio
 import base64
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,15 +27,18 @@ from schemas.events import (
     DeleteRequest,
     Event,
     ObjectAccepted,
+    ObjectAccessed,
     ObjectEncrypted,
     RecordRef,
     ReplicaRemoval,
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    TierChange,
 )
 from topics import (
     ACCEPTED,
+    ACCESS,
     AUDIT,
     DEADLETTER,
     DELETE,
@@ -44,6 +48,7 @@ from topics import (
     REMOVED,
     REPLICATE,
     REPLICATED,
+    RETIER,
     RETRY,
     TARGETS,
     TIERED,
@@ -61,6 +66,7 @@ from workers.keys import open_signer
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store
+from workers.tiering.live import Tiering, sweep
 
 log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
@@ -83,7 +89,11 @@ CHAIN: dict[str, list[tuple[TopicSpec, Decoder, Handler]]] = {
         *((REPLICATE[t], decoder(ObjectEncrypted), replicate.handle) for t in TARGETS),
     ],
     "verify": [(REPLICATED[t], decoder(ReplicaWritten), verify.handle) for t in TARGETS],
-    "tier": [(VERIFIED, decoder(ReplicaVerified), tier.handle)],
+    "tier": [
+        (VERIFIED, decoder(ReplicaVerified), tier.handle),
+        (RETIER, decoder(TierChange), tier.change),
+        (ACCESS, decoder(ObjectAccessed), tier.accessed),
+    ],
     "delete": [
         (DELETE, decoder(DeleteRequest), delete.tombstone),
         (REMOVE, decoder(ReplicaRemoval), delete.remove),
@@ -96,6 +106,7 @@ SINK_TOPICS = (
     *REPLICATED.values(),
     VERIFIED,
     TIERED,
+    ACCESS,
     REMOVE,
     REMOVED,
     AUDIT,
@@ -216,6 +227,17 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     if "sink" in stages:
         checkpointer = Checkpointer(settings)
         app.timer(settings.audit_checkpoint_s)(checkpointer.run)
+    if "tier" in stages and settings.tier_sweep_s > 0:
+        tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
+        actor = f"worker:tier@{socket.gethostname()}"
+
+        async def tier_sweep() -> None:
+            try:
+                await sweep(settings, tiering, datetime.now(UTC), actor)
+            except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries
+                log.warning("tier sweep failed", extra={"error": str(exc)[:200]})
+
+        app.timer(settings.tier_sweep_s, on_leader=True)(tier_sweep)
 
     async def endpoints() -> None:
         await metrics.serve(

@@ -69,6 +69,9 @@ class Catalog(Protocol):
     async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
         """The sink's view of those versions (missing: not recorded by the sink yet)."""
 
+    async def document(self, object_id: str, version: int) -> Doc | None:
+        """The sink's ``objects`` document of one version, as stored (None: not yet)."""
+
     async def allocate(
         self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str
     ) -> int:
@@ -164,6 +167,10 @@ class MongoCatalog:
                     found[version] = stored_version(doc)
         return found
 
+    async def document(self, object_id: str, version: int) -> Doc | None:
+        with translated_errors("catalog"):
+            return await self.db["objects"].find_one({"_id": doc_id(object_id, version)})
+
     async def allocate(
         self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str
     ) -> int:
@@ -215,6 +222,7 @@ class MemoryCatalog:
         self.requests: dict[str, Decision] = {}
         self.heads: dict[str, Head] = {}
         self.stored: dict[tuple[str, int], StoredVersion] = {}
+        self.documents: dict[tuple[str, int], Doc] = {}
 
     async def decision(self, request_id: str) -> Decision | None:
         return self.requests.get(request_id)
@@ -224,6 +232,9 @@ class MemoryCatalog:
 
     async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
         return {v: self.stored[object_id, v] for v in versions if (object_id, v) in self.stored}
+
+    async def document(self, object_id: str, version: int) -> Doc | None:
+        return self.documents.get((object_id, version))
 
     async def allocate(
         self, object_id: str, tenant: str, name: str, content: Content | None, request_id: str

@@ -2,8 +2,9 @@
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 import typer
@@ -15,6 +16,9 @@ from workers.logs import logging_config
 from workers.settings import Settings, load_settings
 from workers.stack import control
 from workers.stack.process import ServiceError
+
+if TYPE_CHECKING:
+    from workers.tiering.live import Tiering
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Move data between clouds.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of services.")
@@ -28,9 +32,21 @@ def settings() -> Settings:
     return load_settings(operator=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     errors.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
+
+
+def load_tiering(s: Settings) -> "Tiering":
+    """The settings' tiering policy and prices, or one line saying what is wrong."""
+    from workers.core.prices import PriceError
+    from workers.tiering.live import Tiering
+    from workers.tiering.policy import PolicyError
+
+    try:
+        return Tiering.load(s)
+    except (PolicyError, PriceError) as exc:
+        fail(str(exc))
 
 
 @stack_app.command("up")
@@ -431,11 +447,12 @@ def restore(
 ) -> None:
     """Decrypt a verified replica into a file (mode 600), checking the plaintext SHA-256; a
     replica that fails its checks is skipped for the next one."""
-    from workers.client.restore import RestoreFailed, record_restore, restore_best
+    from workers.client.restore import Rehydrating, RestoreFailed, record_restore, restore_best
     from workers.client.state import Unknown, pick_version
     from workers.deps import build_deps
 
     s = settings()
+    tiering = load_tiering(s)
     _, docs = resolved(ref, tenant)
     try:
         doc = pick_version(docs, version, ref)
@@ -456,12 +473,16 @@ def restore(
                     deps.stores,
                     deps.data_keys,
                     output,
+                    tiering=tiering,
                     wanted=source,
                     force=force,
                     on_progress=lambda n: progress.advance(task, n),
                 )
         except RestoreFailed as exc:
             await record_restore(s, doc, None, exc.failed)
+            raise
+        except Rehydrating as exc:
+            await record_restore(s, doc, None, exc.failed, exc)
             raise
         finally:
             await deps.close()
@@ -894,8 +915,94 @@ def audit_verify() -> None:
     console.print(f"{count} audit chains intact; {checked}")
 
 
-tier_app = typer.Typer(no_args_is_help=True, help="Tiering: synthetic logs and backtests.")
+tier_app = typer.Typer(
+    no_args_is_help=True, help="Tiering: sweeps, explanations, synthetic logs and backtests."
+)
 app.add_typer(tier_app, name="tier")
+
+
+def moment(value: str | None) -> datetime:
+    """``--now``: an ISO 8601 time (UTC unless it says otherwise), or now."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--now {value!r}: not an ISO 8601 time (e.g. 2027-06-01 or 2027-06-01T12:00Z)")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+NOW_HELP = "Decide as at this time (ISO 8601; default now): what-ifs and tests."
+
+
+@tier_app.command("sweep")
+def tier_sweep(
+    now: str | None = typer.Option(None, help=NOW_HELP),
+    dry_run: bool = typer.Option(False, help="Decide and show, change nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decide every verified version's tiers with the settings' policy; the tier agent
+    applies the changes (what the tier worker's leader does every MOVINGDATA_TIER_SWEEP_S)."""
+    from workers.client.identity import client_actor
+    from workers.tiering.live import sweep
+
+    s = settings()
+    result = run(sweep(s, load_tiering(s), moment(now), client_actor(), dry_run=dry_run))
+    rows = [
+        {
+            "object_id": c.object_id,
+            "version": c.version,
+            "replica": c.target,
+            "from": c.previous,
+            "to": c.tier,
+            "reason": c.reason,
+            "cost_delta": round(c.cost_after - c.cost_before, 9),
+        }
+        for c in result.changes
+    ]
+    if as_json:
+        emit_json({"versions": result.versions, "dry_run": dry_run, "changes": rows})
+        return
+    for row in rows:
+        console.print(
+            f"{row['object_id']} v{row['version']} {row['replica']}: {row['from']} -> {row['to']}"
+            f" ({row['reason']}; {row['cost_delta']:+.6f} USD per period)",
+            highlight=False,
+        )
+    verb = "would change" if dry_run else "changes sent to the tier agent:"
+    console.print(f"{result.versions} verified versions decided; {verb} {len(rows)} replicas")
+
+
+@tier_app.command("explain")
+def tier_explain(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    version: int | None = typer.Option(None, help="A version; default the newest verified."),
+    tenant: str = "default",
+    now: str | None = typer.Option(None, help=NOW_HELP),
+) -> None:
+    """Why each replica of a version sits where it is, with the costs of every tier."""
+    from workers.client.state import Unknown, pick_version
+    from workers.core.tiering import explain
+    from workers.tiering.live import stats_of
+
+    s = settings()
+    tiering = load_tiering(s)
+    _, docs = resolved(ref, tenant)
+    try:
+        doc = pick_version(docs, version, ref)
+    except Unknown as exc:
+        fail(str(exc))
+    stats = stats_of(doc)
+    if stats is None:
+        fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing is tiered")
+    replicas = doc.get("replicas") or {}
+    for target, replica in sorted(replicas.items()):
+        if replica.get("tier_reason"):
+            console.print(
+                f"{target}: {replica.get('tier')} since the last change: {replica['tier_reason']}",
+                highlight=False,
+            )
+    sys.stdout.write(explain(stats, tiering.policy, tiering.prices, moment(now)) + "\n")
 
 
 @tier_app.command("synth")

@@ -120,6 +120,9 @@ class MeasuredStore:
     async def set_tier(self, key: str, tier: Tier) -> None:
         await self._call("set_tier", self.inner.set_tier(key, tier))
 
+    async def rehydrate(self, key: str) -> Tier | None:
+        return await self._call("rehydrate", self.inner.rehydrate(key))
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     """Versions of each object to keep (0: all); older ones are deleted through the chain."""
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     """Tier a replica gets once it is verified."""
+    tier_policy: Path = Path("default")
+    """Tiering policy file (YAML), or `default` / `lifecycle` for a shipped one."""
+    tier_prices: Path | None = None
+    """Folder of the providers' price files (`*.toml`); unset: the shipped `deploy/prices`."""
+    tier_sweep_s: float = 3600.0
+    """How often the tier worker's leader decides every verified version's tiers (0: never;
+    `movingdata tier sweep` runs one)."""
     chunk_size: int = 1024 * 1024
     """Bytes read and encrypted at a time."""
     stage_batch: int = 8

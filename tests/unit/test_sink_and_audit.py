@@ -2,9 +2,15 @@
 
 from datetime import UTC, datetime
 
-from schemas.events import ObjectAccepted, ReplicaTiered
+from schemas.events import ObjectAccepted, ObjectAccessed, ReplicaTiered
 from tests.unit.agents.conftest import inline_request
-from workers.agents.sink import object_update, update_document
+from workers.agents.sink import (
+    READS_KEPT,
+    latest_tier,
+    object_update,
+    object_writes,
+    update_document,
+)
 from workers.core.auditchain import (
     GENESIS,
     chain_problem,
@@ -25,11 +31,44 @@ def test_events_own_disjoint_fields_of_the_object_document() -> None:
         ReplicaTiered, request, "2", version=1, target="s3", key="k", tier="cold", reason="tag"
     )
     a, t = object_update(accepted), object_update(tiered)
-    assert a is not None and t is not None
+    assert a is not None and t == {}  # a tier is recorded by latest_tier
     assert a["source"] == "inline" and a["tags"] == {"a": "b"}
-    assert t == {"replicas.s3.tier": "cold", "replicas.s3.tiered_at": tiered.produced_at}
-    assert not set(a) & set(t)
     assert object_update(request) is None
+
+
+def test_a_tier_is_recorded_only_over_an_older_placement() -> None:
+    request = inline_request(b"x")
+    tiered = stamp(
+        ReplicaTiered, request, "2", version=1, target="s3", key="k", tier="cold", reason="r"
+    )
+    write = latest_tier(tiered)
+    at = tiered.produced_at
+    assert write._filter == {
+        "_id": f"{request.object_id}:v1",
+        "$or": [
+            {"replicas.s3.tiered_at": {"$exists": False}},
+            {"replicas.s3.tiered_at": {"$lt": at}},
+        ],
+    }
+    assert write._doc == {
+        "$set": {
+            "replicas.s3.tier": "cold",
+            "replicas.s3.tiered_at": at,
+            "replicas.s3.tier_reason": "r",
+        }
+    }
+    assert [w._doc for w in object_writes(tiered)][1:] == [write._doc]
+
+
+def test_a_read_is_appended_once_and_the_oldest_dropped_when_full() -> None:
+    request = inline_request(b"x")
+    read = stamp(ObjectAccessed, request, "r1", version=1, target="s3", bytes_read=1)
+    pop, push = object_writes(read)
+    once = {"_id": f"{request.object_id}:v1", "read_ids": {"$ne": read.event_id}}
+    assert pop._filter == {**once, f"reads.{READS_KEPT - 1}": {"$exists": True}}
+    assert pop._doc == {"$pop": {"reads": -1, "read_ids": -1}}
+    assert push._filter == once
+    assert push._doc["$push"] == {"reads": read.produced_at, "read_ids": read.event_id}
 
 
 def chain(n: int) -> list[dict[str, object]]:
@@ -109,6 +148,6 @@ def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None
     )
     update = update_document(tiered)
     assert update is not None
-    assert update["$set"] == {"replicas.gcs.tier": "hot"}
-    assert set(update["$min"]) == {"replicas.gcs.tiered_at", "created_at"}
+    assert update["$set"] == {}
+    assert set(update["$min"]) == {"created_at"}
     assert update["$setOnInsert"] == {"object_id": request.object_id, "version": 1}

@@ -1,13 +1,15 @@
-"""sink: accepted, encrypted, replicated, verified, tiered, remove(d), audit, deadletter ->
-MongoDB.
+"""sink: accepted, encrypted, replicated, verified, tiered, access, remove(d), audit,
+deadletter -> MongoDB.
 
 Batched. ``objects`` holds one document per object version (``_id = object_id:vN``), upserted
 with ``$set`` on fields each event owns, so redelivery and cross-topic reordering change
 nothing; each touched version's ``state`` is then recomputed from its document alone
-(``workers.core.versions.version_state``). ``audit`` and ``deadletters`` are append-only with
-``_id = event_id``; audit records are hash-chained per object (``seq``, ``prev_hash``,
-``hash``) in arrival order. MongoDB being down is not the events' fault: the sink backs off and
-retries the batch until it is back.
+(``workers.core.versions.version_state``). A replica's tier is the newest ``tiered`` event's
+(a stale redelivery is ignored); a read (``access``) is appended to the version's ``reads``
+(the newest ``READS_KEPT``, once per event) for the tiering policy. ``audit`` and
+``deadletters`` are append-only with ``_id = event_id``; audit records are hash-chained per
+object (``seq``, ``prev_hash``, ``hash``) in arrival order. MongoDB being down is not the
+events' fault: the sink backs off and retries the batch until it is back.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from schemas.events import (
     DeadLetter,
     Event,
     ObjectAccepted,
+    ObjectAccessed,
     ObjectEncrypted,
     ReplicaRemoval,
     ReplicaRemoved,
@@ -41,6 +44,7 @@ from workers.keys import AuditSigner
 STAGE = "sink"
 SINK_INPUTS = (
     ObjectAccepted,
+    ObjectAccessed,
     ObjectEncrypted,
     ReplicaWritten,
     ReplicaVerified,
@@ -60,6 +64,7 @@ T = TypeVar("T")
 BULK_LIMIT = 50
 DUPLICATE_KEY = 11000
 HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
+READS_KEPT = 256  # read times a version's document keeps for the tiering policy (the newest)
 
 
 def object_update(event: Event) -> Doc | None:
@@ -101,8 +106,8 @@ def object_update(event: Event) -> Doc | None:
                 f"replicas.{t}.sha256": event.ciphertext_sha256,
                 f"replicas.{t}.repaired_from": event.repaired_from,
             }
-        case ReplicaTiered(target=t):
-            return {f"replicas.{t}.tier": event.tier, f"replicas.{t}.tiered_at": at}
+        case ReplicaTiered():  # the tier itself: ``latest_tier``
+            return {}
         case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
             return {"shredded_at" if mode == "forget" else "deleted_at": at}
         case ReplicaRemoved(target=t):
@@ -112,6 +117,44 @@ def object_update(event: Event) -> Doc | None:
                 return None
             return {f"failures.{event.event_id}": event.reason, "failed_at": at}
     return None
+
+
+def latest_tier(event: ReplicaTiered) -> UpdateOne:
+    """Record the replica's tier unless a newer placement is recorded already."""
+    at, prefix = event.produced_at, f"replicas.{event.target}"
+    newer = [{f"{prefix}.tiered_at": {"$exists": False}}, {f"{prefix}.tiered_at": {"$lt": at}}]
+    update = {
+        f"{prefix}.tier": event.tier,
+        f"{prefix}.tiered_at": at,
+        f"{prefix}.tier_reason": event.reason,
+    }
+    selected = {"_id": doc_id(event.object_id, event.version), "$or": newer}
+    return UpdateOne(selected, {"$set": update})
+
+
+def read_writes(event: ObjectAccessed) -> list[UpdateOne]:
+    """Append one read to ``reads`` (dropping the oldest when ``READS_KEPT`` are kept), once
+    per event. Two updates: ``$push`` with ``$slice`` is not applied by FerretDB."""
+    new = {"_id": doc_id(event.object_id, event.version), "read_ids": {"$ne": event.event_id}}
+    full = {**new, f"reads.{READS_KEPT - 1}": {"$exists": True}}
+    push = {"reads": event.produced_at, "read_ids": event.event_id}
+    return [
+        UpdateOne(full, {"$pop": {"reads": -1, "read_ids": -1}}),
+        UpdateOne(new, {"$push": push, "$max": {"last_read_at": event.produced_at}}),
+    ]
+
+
+def object_writes(event: Event) -> list[UpdateOne]:
+    """Every write an event makes to its version's ``objects`` document, in order."""
+    if isinstance(event, ObjectAccessed):
+        return read_writes(event) if event.version >= 1 else []
+    update = update_document(event)
+    if update is None:
+        return []
+    writes = [UpdateOne({"_id": doc_id(event.object_id, event.version)}, update, upsert=True)]
+    if isinstance(event, ReplicaTiered):
+        writes.append(latest_tier(event))
+    return writes
 
 
 # Events after which a version's state may differ.
@@ -336,12 +379,7 @@ async def refused(
 
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent)."""
-    updates = [
-        UpdateOne({"_id": doc_id(event.object_id, event.version)}, update, upsert=True)
-        for event in events
-        if (update := update_document(event)) is not None
-    ]
-    await bulk_upsert(db, "objects", updates)
+    await bulk_upsert(db, "objects", [w for event in events for w in object_writes(event)])
     await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}

@@ -1,38 +1,92 @@
-"""tier: ``verified`` -> ``tiered``.
+"""tier: ``verified``, ``retier``, ``access`` -> ``tiered``.
 
-Places each verified replica in its initial tier (a ``tier`` tag, else the configured
-default) and changes the store's storage class when that is not hot. The cost-based engine
-(DESIGN §6) will also consume ``access`` here.
-Idempotency key: (object, version, target); setting the same tier twice is harmless. A
-deleted or shredded version has no replica left to tier.
+- ``verified``: a replica's initial tier (a ``tier`` tag, else the configured default). A
+  scrub's verification changes no tier, but a replica the scrub repaired was written again in
+  the hot tier: it is put back in the tier its document records.
+- ``retier``: a change the policy decided (``workers.tiering.live``), applied per backend
+  (``set_tier``) only when the store does not hold the replica in that tier already (stat
+  first: a redelivery, or a change applied before a crash, costs no second copy).
+- ``access``: a read of a version; the policy decides that version again at once (a read
+  burst after a long silence warms it) and the moves are applied as above.
+
+Every placement is a ``tiered`` event; its audit record carries the reason and, for a policy
+change, the expected cost delta. Idempotency key: (object, version, target, cause).
+A deleted or shredded version has no replica left to tier.
 """
 
 from collections.abc import Sequence
 
-from schemas.events import ReplicaTiered, ReplicaVerified
+from schemas.events import ObjectAccessed, ReplicaTiered, ReplicaVerified, TierChange
 from topics import TIERED
 from workers.core.tiering import initial_tier
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.keyregistry import gone
 from workers.stores.base import Tier
+from workers.tiering.live import Tiering, changes, recorded_tier
 
 STAGE = "tier"
+
+
+async def place(deps: Deps, target: str, key: str, tier: str) -> None:
+    """Put the replica in ``tier`` unless the store holds it there already."""
+    store = deps.store(target)
+    if (await store.stat(key)).tier != Tier(tier):
+        await store.set_tier(key, Tier(tier))
 
 
 async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
     if await gone(deps.registry, event.object_id, event.version):
         return []
-    tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)
-    if tier != Tier.HOT:
-        await deps.store(event.target).set_tier(event.key, Tier(tier))
+    if event.scrub:
+        if event.repaired_from is None:
+            return []
+        doc = await deps.catalog.document(event.object_id, event.version)
+        replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
+        tier, reason = recorded_tier(replica), "restored after a scrub repaired the replica"
+        await place(deps, event.target, event.key, tier)
+    else:
+        tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)
+        if tier != Tier.HOT:
+            await deps.store(event.target).set_tier(event.key, Tier(tier))
+    parts = (event.target, event.event_id) if event.scrub else (event.target,)
+    tiered = stamp(
+        ReplicaTiered, event, *parts, target=event.target, key=event.key, tier=tier, reason=reason
+    )
+    return [Emit(TIERED, tiered)]
+
+
+async def change(event: TierChange, deps: Deps) -> Sequence[Emit]:
+    if await gone(deps.registry, event.object_id, event.version):
+        return []
+    await place(deps, event.target, event.key, event.tier)
     tiered = stamp(
         ReplicaTiered,
         event,
         event.target,
+        event.event_id,
         target=event.target,
         key=event.key,
-        tier=tier,
-        reason=reason,
+        tier=event.tier,
+        reason=event.reason,
+        previous=event.previous,
+        cost_before=event.cost_before,
+        cost_after=event.cost_after,
     )
     return [Emit(TIERED, tiered)]
+
+
+async def accessed(event: ObjectAccessed, deps: Deps) -> Sequence[Emit]:
+    doc = await deps.catalog.document(event.object_id, event.version)
+    if doc is None or await gone(deps.registry, event.object_id, event.version):
+        return []
+    tiering = Tiering.load(deps.settings)
+    if not tiering.policy.decide_on_read:
+        return []
+    decision = tiering.decide(doc, deps.now(), read_at=event.produced_at)
+    if decision is None:
+        return []
+    emits: list[Emit] = []
+    for move in changes(doc, decision, event.event_id, "", deps.now()):
+        emits.extend(await change(move, deps))
+    return emits

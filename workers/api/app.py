@@ -15,6 +15,7 @@ from workers.client.kafka import Producer
 from workers.client.state import State
 from workers.deps import Deps, build_deps
 from workers.settings import Settings
+from workers.tiering.live import Tiering
 
 VERSION = "1.0.0"
 
@@ -47,16 +48,19 @@ class Services:
     deps: Deps
     producer: Producer
     limiter: RateLimiter
+    tiering: Tiering  # which replicas are readable without rehydration
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator["Services"]:
+        tiering = Tiering.load(settings)  # a bad policy or price file stops the API here
         state = State(settings)
         deps = build_deps(settings, "reader")  # restores decrypt; nothing here encrypts
         producer = Producer(settings)
         await producer.__aenter__()
         try:
-            yield cls(settings, state, deps, producer, RateLimiter(settings.api_rate_per_minute))
+            limiter = RateLimiter(settings.api_rate_per_minute)
+            yield cls(settings, state, deps, producer, limiter, tiering)
         finally:
             await producer.__aexit__(None, None, None)
             await deps.close()

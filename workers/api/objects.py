@@ -19,7 +19,13 @@ from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
 from workers.client.ops import TOMBSTONE, request_removal, scrub
 from workers.client.puts import parse_tags, put_request, wait_puts
-from workers.client.restore import Restored, RestoreFailed, open_plaintext, record_restore
+from workers.client.restore import (
+    Rehydrating,
+    Restored,
+    RestoreFailed,
+    open_plaintext,
+    record_restore,
+)
 from workers.client.state import Unknown, pick_version
 from workers.core.versions import GONE, STATES, Content
 from workers.errors import MovingDataError
@@ -318,11 +324,15 @@ async def get_content(
     span = byte_range(range, size)
     try:
         target, chunks, failed = await open_plaintext(
-            doc, svc.deps.stores, svc.deps.data_keys, replica
+            doc, svc.deps.stores, svc.deps.data_keys, svc.tiering, replica
         )
     except RestoreFailed as exc:
         await record_restore(svc.settings, doc, None, exc.failed)
         raise Problem(502, str(exc)) from None
+    except Rehydrating as exc:
+        await record_restore(svc.settings, doc, None, exc.failed, exc)
+        retry = str(int(exc.hours * 3600))
+        raise Problem(503, str(exc), headers={"Retry-After": retry}) from None
     except MovingDataError as exc:
         raise Problem(503, str(exc)) from None
     start, end = span or (0, size)

@@ -3,7 +3,9 @@
 Plaintext is written only to the owner's chosen file (mode 600, never over an existing file
 unless asked), via a temporary name renamed into place after the digest matched, so a failed
 restore leaves nothing behind. A replica that fails to decrypt or to match is skipped for the
-next verified one, and the result says which replica served.
+next verified one, and the result says which replica served. Replicas readable without
+rehydration are tried first; when none could be read and one is archived, its rehydration is
+started and ``Rehydrating`` says when to retry.
 """
 
 import hashlib
@@ -13,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from schemas.events import ObjectAccessed, Outcome, event_id
-from topics import ACCESS, AUDIT
+from schemas.events import Event, ObjectAccessed, Outcome, ReplicaTiered, event_id
+from topics import ACCESS, AUDIT, TIERED, TopicSpec
 from workers.client.identity import client_actor
 from workers.client.kafka import produce_all
 from workers.client.ops import client_record
@@ -24,7 +26,8 @@ from workers.core.envelope import FramingError, Header, associated_data, open_st
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keyregistry import DataKeys
 from workers.settings import Settings
-from workers.stores.base import ObjectStore
+from workers.stores.base import ObjectStore, Tier
+from workers.tiering.live import Tiering, recorded_tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +52,25 @@ class RestoreFailed(IntegrityError):
         self.failed = dict(failed)
 
 
-def replica_order(doc: dict[str, Any], wanted: str | None) -> list[str]:
-    """The replicas to try: the one asked for, else every verified one, the primary first."""
+class Rehydrating(Retryable):
+    """No replica could be read and one is archived: its rehydration was started."""
+
+    def __init__(self, target: str, hours: float, moved_to: Tier | None, failed: Mapping[str, str]):
+        super().__init__(
+            f"every readable replica failed or is archived: rehydration of the {target} replica"
+            f" started; retry in about {hours:g} hours"
+        )
+        self.target, self.hours, self.moved_to, self.failed = target, hours, moved_to, failed
+
+
+def archived(doc: dict[str, Any], target: str, tiering: Tiering) -> bool:
+    """The replica's recorded tier must be rehydrated before a read."""
+    return tiering.needs_rehydration(target, recorded_tier(doc["replicas"][target]))
+
+
+def replica_order(doc: dict[str, Any], wanted: str | None, tiering: Tiering) -> list[str]:
+    """The replicas to try: the one asked for, else every verified one, those readable
+    without rehydration first, then the primary first."""
     replicas = (doc.get("replicas") or {}).items()
     verified = sorted(t for t, r in replicas if r.get("verified_at") and not r.get("removed_at"))
     if wanted is not None:
@@ -59,7 +79,23 @@ def replica_order(doc: dict[str, Any], wanted: str | None) -> list[str]:
         return [wanted]
     if not verified:
         raise NotFound(f"no verified replica of {doc['_id']} yet")
-    return sorted(verified, key=lambda t: t != doc.get("primary"))
+    return sorted(verified, key=lambda t: (archived(doc, t, tiering), t != doc.get("primary")))
+
+
+async def rehydrate_or_fail(
+    doc: dict[str, Any],
+    stores: Mapping[str, ObjectStore],
+    tiering: Tiering,
+    failed: Mapping[str, str],
+) -> NoReturn:
+    """Every replica tried failed: start the rehydration of the first archived one (raise
+    ``Rehydrating``), else raise ``RestoreFailed``."""
+    for target in failed:
+        if archived(doc, target, tiering):
+            moved_to = await stores[target].rehydrate(doc["replicas"][target]["key"])
+            tier = recorded_tier(doc["replicas"][target])
+            raise Rehydrating(target, tiering.rehydration_hours(target, tier), moved_to, failed)
+    raise RestoreFailed(failed)
 
 
 async def decrypt_stream(
@@ -133,15 +169,17 @@ async def restore_best(
     keys: DataKeys,
     out: Path,
     *,
+    tiering: Tiering,
     wanted: str | None = None,
     force: bool = False,
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> tuple[Restored, dict[str, str]]:
     """Restore from the first verified replica that decrypts and matches; return it and why
-    each one tried before it failed. ``IntegrityError`` naming every failure if none did."""
+    each one tried before it failed. ``IntegrityError`` naming every failure if none did,
+    ``Rehydrating`` if an archived one is being made readable."""
     refuse_existing(out, force)
     failed: dict[str, str] = {}
-    for target in replica_order(doc, wanted):
+    for target in replica_order(doc, wanted, tiering):
         try:
             restored = await restore_to_file(
                 doc, stores[target], target, keys, out, on_progress, force=force
@@ -151,7 +189,7 @@ async def restore_best(
             raise
         except (Permanent, Retryable) as exc:  # this replica's fault, or its store's
             failed[target] = str(exc)
-    raise RestoreFailed(failed)
+    await rehydrate_or_fail(doc, stores, tiering, failed)
 
 
 async def record_restore(
@@ -159,14 +197,23 @@ async def record_restore(
     doc: dict[str, Any],
     restored: Restored | None,
     failed: Mapping[str, str],
+    rehydrating: Rehydrating | None = None,
 ) -> None:
     """The restore's own step in the object's trail (success or failure), and, when bytes
-    were read, an access event for the tiering policy (topic ``access``)."""
+    were read, an access event for the tiering policy (topic ``access``). A rehydration it
+    started is in the failure's detail, and a replica it moved to another tier (Azure
+    rehydrates into Cold) is a ``tiered`` event of its own."""
     run_id = uuid.uuid4().hex
     if restored is None:
         detail: dict[str, object] = {"failed": dict(failed)}
+        events: list[tuple[TopicSpec, Event]] = []
+        if rehydrating is not None:
+            detail["rehydrating"] = rehydrating.target
+            detail["retry_after_hours"] = rehydrating.hours
+            if rehydrating.moved_to is not None:
+                events.append((TIERED, rehydrated(doc, rehydrating, run_id)))
         record = client_record(doc, "restore", detail, run_id, Outcome.FAILED)
-        await produce_all(settings, [(AUDIT, record)])
+        await produce_all(settings, [(AUDIT, record), *events])
         return
     detail = {"replica": restored.target, "bytes": restored.size, "skipped": dict(failed)}
     accessed = ObjectAccessed(
@@ -185,10 +232,31 @@ async def record_restore(
     await produce_all(settings, [(AUDIT, record), (ACCESS, accessed)])
 
 
+def rehydrated(doc: dict[str, Any], rehydrating: Rehydrating, run_id: str) -> ReplicaTiered:
+    """The placement a rehydration makes: the replica leaves the archive tier."""
+    target = rehydrating.target
+    return ReplicaTiered(
+        kind=ReplicaTiered.KIND,
+        v=ReplicaTiered.VERSION,
+        event_id=event_id(ReplicaTiered.KIND, doc["object_id"], doc["version"], target, run_id),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=run_id,
+        produced_at=datetime.now(UTC),
+        actor=client_actor(),
+        target=target,  # type: ignore[arg-type]
+        key=doc["replicas"][target]["key"],
+        tier=str(rehydrating.moved_to),  # type: ignore[arg-type]
+        reason="rehydrated for a read",
+        previous=recorded_tier(doc["replicas"][target]),  # type: ignore[arg-type]
+    )
+
+
 async def open_plaintext(
     doc: dict[str, Any],
     stores: Mapping[str, ObjectStore],
     keys: DataKeys,
+    tiering: Tiering,
     wanted: str | None = None,
 ) -> tuple[str, AsyncIterator[bytes], dict[str, str]]:
     """A plaintext stream of ``doc`` from the first verified replica whose first chunk
@@ -196,7 +264,7 @@ async def open_plaintext(
     stream, and why each replica tried before it failed. For streaming to a client, where the
     plaintext digest can only be checked once everything was sent."""
     failed: dict[str, str] = {}
-    for target in replica_order(doc, wanted):
+    for target in replica_order(doc, wanted, tiering):
         stream = decrypt_stream(
             stores[target].read(doc["key"]), keys, doc["object_id"], doc["version"]
         )
@@ -215,4 +283,4 @@ async def open_plaintext(
                 yield chunk
 
         return target, rest(), failed
-    raise RestoreFailed(failed)
+    await rehydrate_or_fail(doc, stores, tiering, failed)

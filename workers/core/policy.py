@@ -133,6 +133,7 @@ class Policy:
     providers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # absent: all tiers
     readable_replicas: int = 1
     forecast: Forecast = field(default_factory=Forecast)
+    decide_on_read: bool = True  # a read decides its object again (a burst warms it at once)
 
     def rule_for(self, stats: ObjectStats, now: datetime) -> Rule | None:
         """The first rule matching the object, if any."""

@@ -232,6 +232,14 @@ class AzureBlobStore:
         with _boundary(f"set tier of {key}"):
             await self._client().get_blob_client(key).set_standard_blob_tier(_BLOB_TIER[tier])
 
+    async def rehydrate(self, key: str) -> Tier | None:
+        """Move an archived blob to Cold (standard priority: up to 15 hours on Azure; at once
+        on Azurite, which refuses reads of archived blobs as Azure does)."""
+        blob = self._client().get_blob_client(key)
+        with _boundary(f"rehydrate {key}"):
+            await blob.set_standard_blob_tier(_BLOB_TIER[Tier.COLD], rehydrate_priority="Standard")
+        return Tier.COLD
+
     async def close(self) -> None:
         """Close the service client and its credential; the next call opens new ones."""
         service, self._service = self._service, None

@@ -80,5 +80,10 @@ class ObjectStore(Protocol):
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Move ``key`` to ``tier`` (storage class change in place)."""
 
+    async def rehydrate(self, key: str) -> Tier | None:
+        """Start making an archived ``key`` readable (hours on S3 and Azure); the tier it is
+        moving to, or None when it stays in its tier (a no-op where archives are read
+        directly, a temporary readable copy on S3)."""
+
     async def close(self) -> None:
         """Release connections."""

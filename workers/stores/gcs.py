@@ -303,6 +303,10 @@ class GCSStore:
                     return
                 params["rewriteToken"] = progress["rewriteToken"]
 
+    async def rehydrate(self, key: str) -> Tier | None:
+        """Nothing to do: GCS reads ARCHIVE objects directly (at a retrieval charge)."""
+        return None
+
     async def close(self) -> None:
         """Close the session and the token's; the next call opens new ones."""
         storage, self._storage = self._storage, None

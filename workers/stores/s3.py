@@ -303,6 +303,20 @@ class S3Store:
                 **self._sse,
             )
 
+    async def rehydrate(self, key: str) -> Tier | None:
+        """RestoreObject (standard retrieval, a readable copy for a day beside the archived
+        one); a restore already in progress is not an error. SeaweedFS has no RestoreObject
+        (MethodNotAllowed) and serves archived objects directly."""
+        s3 = await self._client()
+        request = {"Days": 1, "GlacierJobParameters": {"Tier": "Standard"}}
+        with _boundary(f"rehydrate {key}"):
+            try:
+                await s3.restore_object(Bucket=self.bucket, Key=key, RestoreRequest=request)
+            except ClientError as exc:
+                if _code(exc) != "RestoreAlreadyInProgress":
+                    raise
+        return None
+
     async def close(self) -> None:
         """Close the client; the next call opens a new one."""
         async with self._lock:

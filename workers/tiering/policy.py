@@ -3,6 +3,7 @@
 The format (``deploy/policies/default.yaml`` is a full example)::
 
     readable_replicas: 1          # replicas readable without rehydration (0 allowed)
+    decide_on_read: true          # a read decides that object again at once (false: sweeps only)
     forecast: {half_life_days: 14, period_days: 30, horizon_days: 180, min_saving: 0.05}
     residency: {cold: 90, archive: 180}      # min days in a tier before leaving it
     providers: {s3: [hot, warm, cold, archive]}  # tiers each provider may hold (absent: all)
@@ -72,6 +73,12 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise self.fail(node, f"{what} must be a number >= 0, not {value!r}")
         return float(value)
+
+    def flag(self, node: yaml.Node, what: str) -> bool:
+        value = self.value(node)
+        if not isinstance(value, bool):
+            raise self.fail(node, f"{what} must be true or false, not {value!r}")
+        return value
 
     def whole(self, node: yaml.Node, what: str) -> int:
         value = self.value(node)
@@ -175,6 +182,7 @@ def parse_policy(text: str, source: str) -> Policy:
     if root is None:
         raise PolicyError(f"{source}:1: empty policy")
     keys = {"version", "readable_replicas", "forecast", "residency", "providers", "pinned"}
+    keys |= {"decide_on_read"}
     given = r.mapping(root, "the policy", keys | {"rules", "default"})
     if "version" in given and r.value(given["version"]) != 1:
         raise r.fail(given["version"], "only version 1 is known")
@@ -200,6 +208,9 @@ def parse_policy(text: str, source: str) -> Policy:
         if "readable_replicas" in given
         else 1,
         forecast=_forecast(r, given["forecast"]) if "forecast" in given else Forecast(),
+        decide_on_read=r.flag(given["decide_on_read"], "decide_on_read")
+        if "decide_on_read" in given
+        else True,
     )
 
 
