@@ -129,7 +129,11 @@ def step_record(stage: str, out: Emit) -> AuditRecord:
         stage=stage,
         action=out.action or out.event.kind,
         outcome=Outcome.OK,
-        detail={"event_id": out.event.event_id, "topic": out.topic.suffix},
+        detail={
+            "event_id": out.event.event_id,
+            "topic": out.topic.suffix,
+            **out.event.step_detail(),  # a verification: its mode
+        },
     )
 
 

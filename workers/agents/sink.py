@@ -96,11 +96,15 @@ def object_update(event: Event) -> Doc | None:
         case ReplicaWritten(target=t):
             return {f"replicas.{t}.key": event.key, f"replicas.{t}.written_at": at}
         case ReplicaVerified(target=t):
-            return {
+            update = {
                 f"replicas.{t}.verified_at": event.verified_at,
                 f"replicas.{t}.sha256": event.ciphertext_sha256,
                 f"replicas.{t}.repaired_from": event.repaired_from,
+                f"replicas.{t}.verified_by": event.mode,
             }
+            if event.mode == "read-back":  # the scheduled scrub picks the oldest of these
+                update[f"replicas.{t}.read_back_at"] = event.verified_at
+            return update
         case ReplicaTiered(target=t):
             return {f"replicas.{t}.tier": event.tier, f"replicas.{t}.tiered_at": at}
         case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
