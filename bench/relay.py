@@ -1,5 +1,6 @@
-"""A small HTTP relay in front of a local store: throttles uploads (bench) or lies on reads
-(fault tests). Requests are forwarded unchanged; redirects keep pointing at the relay."""
+"""A small HTTP relay in front of a local store: throttles uploads (bench), lies on reads or
+damages uploads (fault tests). Requests are otherwise forwarded unchanged; redirects keep
+pointing at the relay."""
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
@@ -22,12 +23,15 @@ async def relay(
     upload_rate_bps: float | None = None,
     corrupt: Callable[[web.Request], bool] = lambda _: False,
     unavailable: Callable[[web.Request], bool] = lambda _: False,
+    corrupt_upload: Callable[[web.Request], bool] = lambda _: False,
 ) -> AsyncIterator[str]:
     """Serve on a free 127.0.0.1 port and yield its base URL.
 
     ``upload_rate_bps`` holds each request body for len/rate seconds; responses to requests
     for which ``corrupt`` is true come back with every byte flipped; requests for which
-    ``unavailable`` is true are answered 503 without reaching the store.
+    ``unavailable`` is true are answered 503 without reaching the store; requests for which
+    ``corrupt_upload`` is true reach the store with every body byte flipped (same length, same
+    headers, so signatures and checksums sent with them still name the original bytes).
     """
     session = aiohttp.ClientSession(auto_decompress=False)
     base = ""
@@ -36,6 +40,8 @@ async def relay(
         body = await request.read()
         if unavailable(request):
             return web.Response(status=503, text="unavailable (relay)")
+        if body and corrupt_upload(request):
+            body = flip_bytes(body)
         if upload_rate_bps:
             await asyncio.sleep(len(body) / upload_rate_bps)
         async with session.request(

@@ -59,15 +59,16 @@ class Event(BaseModel):
     # Who made the event: a worker ("worker:encrypt@host"), a CLI user ("alice@laptop").
     actor: str = Field(default="", max_length=200)
 
+    def step_detail(self) -> dict[str, object]:
+        """What the audit record of the step producing this event says besides its id and
+        topic (nothing, unless a kind says more)."""
+        return {}
+
     @model_validator(mode="after")
     def _kind_matches(self) -> "Event":
         if self.kind != self.KIND or self.v != self.VERSION:
             raise ValueError(f"expected kind={self.KIND} v={self.VERSION}")
         return self
-
-    def audit_detail(self) -> dict[str, Any]:
-        """What the audit record of this step says besides the event's id and topic."""
-        return {}
 
 
 def safe_key(value: str) -> str:
@@ -239,6 +240,9 @@ class ObjectEncrypted(Event):
     ciphertext_size: int = Field(ge=0)
     ciphertext_sha256: Sha256Hex
     only_targets: tuple[Target, ...] = ()  # set on a per-target retry
+    # What the primary store checked or computed from the bytes it received ("<alg>:<value>",
+    # workers.core.digests), equal to ours; None: it confirmed nothing (verify reads back).
+    store_digest: str | None = Field(default=None, max_length=200)
 
 
 class ReplicaWritten(Event):
@@ -253,10 +257,18 @@ class ReplicaWritten(Event):
     plaintext_sha256: Sha256Hex
     key_id: str
     scrub: bool = False  # a re-verification request from `movingdata scrub`, not a copy
+    # What ``target`` checked or computed from the bytes it received, equal to ours computed
+    # from bytes whose SHA-256 is ``ciphertext_sha256``; None: verify reads the replica back.
+    store_digest: str | None = Field(default=None, max_length=200)
+
+
+VerifyMode = Literal["store-digest", "read-back"]
 
 
 class ReplicaVerified(Event):
-    """``target`` was read back and its SHA-256 matched (topic ``verified``)."""
+    """``target`` holds the ciphertext (topic ``verified``): read back and its SHA-256 matched
+    (``mode`` read-back), or the store's own digest of what it received matched ours
+    (``mode`` store-digest)."""
 
     KIND = "replica.verified"
     placement: Placement
@@ -267,6 +279,11 @@ class ReplicaVerified(Event):
     verified_at: datetime
     repaired_from: Target | None = None
     scrub: bool = False  # a re-verification (its own step in the trail, each time)
+    mode: VerifyMode = "read-back"  # how it was verified (events before modes: read back)
+
+    def step_detail(self) -> dict[str, object]:
+        """What the audit record of this step says besides the event's id and topic."""
+        return {"mode": self.mode}
 
     @property
     def step(self) -> str:
@@ -293,8 +310,8 @@ class ReplicaTiered(Event):
     cost_before: float | None = None
     cost_after: float | None = None
 
-    def audit_detail(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {"tier": self.tier, "reason": self.reason}
+    def step_detail(self) -> dict[str, object]:
+        detail: dict[str, object] = {"tier": self.tier, "reason": self.reason}
         if self.previous is not None:
             detail["previous"] = self.previous
         if self.cost_before is not None and self.cost_after is not None:

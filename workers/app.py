@@ -58,6 +58,8 @@ from topics import (
 from workers import metrics, staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.broker import faust_credentials, kafka_options
+from workers.client import ops
+from workers.client.state import State
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
@@ -227,6 +229,10 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     if "sink" in stages:
         checkpointer = Checkpointer(settings)
         app.timer(settings.audit_checkpoint_s)(checkpointer.run)
+        if settings.scrub_interval_s > 0:
+            # On the leader only: one share per interval for the whole group, not per worker.
+            scrub = ScheduledScrub(settings)
+            app.timer(settings.scrub_interval_s, on_leader=True, name="scheduled_scrub")(scrub.run)
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
         actor = f"worker:tier@{socket.gethostname()}"
@@ -237,7 +243,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries
                 log.warning("tier sweep failed", extra={"error": str(exc)[:200]})
 
-        app.timer(settings.tier_sweep_s, on_leader=True)(tier_sweep)
+        app.timer(settings.tier_sweep_s, on_leader=True, name="tier_sweep")(tier_sweep)
 
     async def endpoints() -> None:
         await metrics.serve(
@@ -280,6 +286,26 @@ class Checkpointer:
                 log.info("audit checkpoint signed", extra={"stage": "sink"})
         except (MovingDataError, PyMongoError) as exc:  # the next round tries again
             log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
+
+
+class ScheduledScrub:
+    """Sends ``scrub_share`` of the replicas, read back longest ago first, to be read back
+    (``ops.scrub_share``): in store-digest mode, how every replica is still read back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: State | None = None
+
+    async def run(self) -> None:
+        if self.state is None:  # inside the event loop that uses it
+            self.state = State(self.settings)
+        try:
+            sent = await ops.scrub_share(self.settings, self.state, self.settings.scrub_share)
+        except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
+            log.warning("scheduled scrub failed", extra={"error": str(exc)[:200]})
+            return
+        if sent:
+            log.info("scheduled scrub sent", extra={"stage": "sink", "replicas": sent})
 
 
 async def sweep_staging(deps: Deps) -> None:

@@ -132,7 +132,7 @@ def step_record(stage: str, out: Emit) -> AuditRecord:
         detail={
             "event_id": out.event.event_id,
             "topic": out.topic.suffix,
-            **out.event.audit_detail(),
+            **out.event.step_detail(),  # a verification: its mode
         },
     )
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from schemas.events import Event, ObjectAccepted, ObjectEncrypted, ReplicaWritten
 from workers.errors import MovingDataError
-from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
+from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, WriteResult
 
 log = logging.getLogger("movingdata.metrics")
 
@@ -99,6 +99,12 @@ class MeasuredStore:
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         return self._stream("read", self.inner.read(key, start, end))
+
+    async def stored_digest(self, key: str) -> str | None:
+        """The inner store's digest; ``None`` (read it back) when it cannot report one."""
+        if not isinstance(self.inner, ReportsDigest):
+            return None
+        return await self._call("stored_digest", self.inner.stored_digest(key))  # type: ignore[no-any-return]
 
     async def write(
         self,

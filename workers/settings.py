@@ -8,7 +8,7 @@ is read as a lower-priority source, so a user's environment always wins.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Azurite's documented development account: public, identical in every Azurite install.
@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     stage_batch: int = 8
     """Events one stage agent handles at once (different objects); each holds at most one
     upload part (S3 8 MiB, GCS 32 MiB) whatever the object's size."""
+    verify_mode: Literal["store-digest", "read-back"] = "store-digest"
+    """How verify counts a replica: `store-digest`, when the store's own digest of the bytes it
+    received equals ours (stores that cannot confirm one are read back); `read-back`, by
+    reading every replica back and recomputing its SHA-256. A scrub always reads back."""
+    scrub_interval_s: float = 3600.0
+    """How often the sink's leader sends a share of the replicas to be read back (0: never)."""
+    scrub_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of the stored replicas each scheduled scrub reads back, least recently read back
+    first, so every replica is read back over time."""
     max_attempts: int = 10
     """Attempts of one event before it is dead-lettered."""
     retry_cap_s: float = 60.0

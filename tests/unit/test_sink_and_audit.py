@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from schemas.events import ObjectAccepted, ObjectAccessed, ReplicaTiered
+from schemas.events import ObjectAccepted, ObjectAccessed, ReplicaTiered, ReplicaVerified
 from tests.unit.agents.conftest import inline_request
 from workers.agents.sink import (
     READS_KEPT,
@@ -151,3 +151,26 @@ def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None
     assert update["$set"] == {}
     assert set(update["$min"]) == {"created_at"}
     assert update["$setOnInsert"] == {"object_id": request.object_id, "version": 1}
+
+
+def test_a_replica_read_back_again_moves_its_read_back_time_forward() -> None:
+    request = inline_request(b"x")
+    placement = request.placement
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    verified = stamp(
+        ReplicaVerified,
+        request,
+        "v",
+        version=1,
+        placement=placement,
+        target="s3",
+        key="k",
+        ciphertext_sha256="0" * 64,
+        ciphertext_size=1,
+        verified_at=at,
+        mode="read-back",
+    )
+    update = update_document(verified)
+    assert update is not None
+    assert update["$max"] == {"replicas.s3.read_back_at": at}  # the scheduled scrub's order
+    assert "replicas.s3.verified_at" in update["$min"]  # the first verification stays

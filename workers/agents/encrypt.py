@@ -191,6 +191,8 @@ async def encrypt_to_primary(
         "plaintext_sha256": plain.sha256_hex,
         "ciphertext_size": result.size,
         "ciphertext_sha256": result.sha256,
+        # Bound to ciphertext_sha256: computed from the same bytes sent, in the same pass.
+        "store_digest": result.store_digest,
     }
     stored = await deps.registry.record_written(event.object_id, event.version, written)
     if stored.written != written or tombstoned(stored):

@@ -49,21 +49,25 @@ async def fan_out(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     ]
 
 
-async def copy(event: ObjectEncrypted, target: str, deps: Deps) -> None:
-    """Copy the ciphertext into ``target`` from the primary, else from any other replica."""
+async def copy(event: ObjectEncrypted, target: str, deps: Deps) -> str | None:
+    """Copy the ciphertext into ``target`` from the primary, else from any other replica;
+    return what the target confirmed (its store digest) if the bytes sent were the ciphertext
+    encrypt recorded, else None (verify then reads the replica back)."""
     sources = [event.primary, *(t for t in event.placement.targets if t != event.primary)]
     for source in sources:
         if source == target:
             continue
         try:
-            await deps.store(target).write(
+            written = await deps.store(target).write(
                 event.key,
                 deps.store(source).read(event.key),
                 metadata={"object_id": event.object_id, "key_id": event.key_id},
             )
-            return
         except NotFound:
             continue
+        if written.sha256 == event.ciphertext_sha256:
+            return written.store_digest
+        return None
     raise Retryable(f"no replica to copy into {target} from yet")
 
 
@@ -72,9 +76,11 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     if await gone(deps.registry, event.object_id, event.version):
         return []
     store = deps.store(target)
-    # Already there with the right size (a redelivery): verify reads it back either way.
+    # The primary's write was confirmed by encrypt; a replica already there with the right
+    # size (a redelivery) confirmed nothing this time, so verify reads it back.
+    confirmed = event.store_digest if target == event.primary else None
     if target != event.primary and not await holds(store, event.key, event.ciphertext_size):
-        await copy(event, target, deps)
+        confirmed = await copy(event, target, deps)
         if await gone(deps.registry, event.object_id, event.version):
             await store.delete(event.key)
             return []
@@ -89,5 +95,6 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
         ciphertext_sha256=event.ciphertext_sha256,
         plaintext_sha256=event.plaintext_sha256,
         key_id=event.key_id,
+        store_digest=confirmed,
     )
     return [Emit(REPLICATED[target], written)]

@@ -101,11 +101,15 @@ def object_update(event: Event) -> Doc | None:
         case ReplicaWritten(target=t):
             return {f"replicas.{t}.key": event.key, f"replicas.{t}.written_at": at}
         case ReplicaVerified(target=t):
-            return {
+            update = {
                 f"replicas.{t}.verified_at": event.verified_at,
                 f"replicas.{t}.sha256": event.ciphertext_sha256,
                 f"replicas.{t}.repaired_from": event.repaired_from,
+                f"replicas.{t}.verified_by": event.mode,
             }
+            if event.mode == "read-back":  # the scheduled scrub picks the oldest of these
+                update[f"replicas.{t}.read_back_at"] = event.verified_at
+            return update
         case ReplicaTiered():  # the tier itself: ``latest_tier``
             return {}
         case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
@@ -161,18 +165,27 @@ def object_writes(event: Event) -> list[UpdateOne]:
 STATE_EVENTS = (ObjectAccepted, ReplicaVerified, ReplicaRemoval, DeadLetter)
 
 
+# Timestamps of the latest occurrence (a replica is read back again by every scrub).
+LATEST = ("read_back_at",)
+
+
 def update_document(event: Event) -> Doc | None:
-    """The whole upsert for an event: timestamps only ever move earlier (``$min``) and unset
-    values are left alone, so replaying any event changes nothing."""
+    """The whole upsert for an event: first-occurrence timestamps only ever move earlier
+    (``$min``), latest-occurrence ones later (``$max``), and unset values are left alone, so
+    replaying any event changes nothing."""
     fields = object_update(event)
     if fields is None or event.version < 1:
         return None
     fields["created_at"] = event.produced_at
-    return {
-        "$set": {k: v for k, v in fields.items() if not k.endswith("_at") and v is not None},
-        "$min": {k: v for k, v in fields.items() if k.endswith("_at")},
+    times = {k: v for k, v in fields.items() if k.endswith("_at")}
+    update = {
+        "$set": {k: v for k, v in fields.items() if k not in times and v is not None},
+        "$min": {k: v for k, v in times.items() if not k.endswith(LATEST)},
         "$setOnInsert": {"object_id": event.object_id, "version": event.version},
     }
+    if latest := {k: v for k, v in times.items() if k.endswith(LATEST)}:
+        update["$max"] = latest
+    return update
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:

@@ -1,8 +1,13 @@
 """verify: ``replicated`` -> ``verified``.
 
-Reads the replica back and recomputes its SHA-256; it counts only when it matches the digest
-encrypt recorded. A missing or mismatching replica is repaired from another copy that hashes
-correctly (each candidate tried once), then read back again.
+Two modes (``settings.verify_mode``). ``store-digest``: a replica counts when the digest its
+store reports now equals the one the store confirmed at write time, which is the store's digest
+of the bytes it received and equal to ours computed from the bytes sent, themselves the
+ciphertext encrypt recorded (see ``WriteResult``). A store that cannot report one (no
+``ReportsDigest``), a write that confirmed nothing, a digest that differs, and every scrub fall
+back to ``read-back``: read the replica back and recompute its SHA-256; it counts only when it
+matches the digest encrypt recorded. A missing or mismatching replica is repaired from another
+copy that hashes correctly (each candidate tried once), then read back again.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
 version is neither verified nor repaired (checked before, and after a repair wrote).
 """
@@ -10,14 +15,15 @@ version is neither verified nor repaired (checked before, and after a repair wro
 import hashlib
 from collections.abc import Sequence
 
-from schemas.events import ReplicaVerified, ReplicaWritten
+from schemas.events import ReplicaVerified, ReplicaWritten, VerifyMode
 from topics import VERIFIED
 from workers import metrics
+from workers.core.digests import digests_match
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.errors import IntegrityError, NotFound, Retryable
 from workers.keyregistry import gone
-from workers.stores.base import ObjectStore
+from workers.stores.base import ObjectStore, ReportsDigest
 
 STAGE = "verify"
 
@@ -31,6 +37,17 @@ async def replica_sha256(store: ObjectStore, key: str) -> str | None:
     except NotFound:
         return None
     return digest.hexdigest()
+
+
+async def store_confirms(event: ReplicaWritten, store: ObjectStore) -> bool:
+    """The store's digest of the replica now is the one it confirmed when it was written."""
+    if event.scrub or event.store_digest is None or not isinstance(store, ReportsDigest):
+        return False
+    try:
+        reported = await store.stored_digest(event.key)
+    except NotFound:
+        return False  # read back: missing, so repaired
+    return digests_match(event.store_digest, reported)
 
 
 async def repair(event: ReplicaWritten, deps: Deps) -> str:
@@ -54,7 +71,10 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
         return []
     store = deps.store(event.target)
     repaired_from = None
-    if await replica_sha256(store, event.key) != event.ciphertext_sha256:
+    mode: VerifyMode = "read-back"
+    if deps.settings.verify_mode == "store-digest" and await store_confirms(event, store):
+        mode = "store-digest"
+    elif await replica_sha256(store, event.key) != event.ciphertext_sha256:
         metrics.VERIFY_FAILURES.labels(event.target).inc()
         repaired_from = await repair(event, deps)
         metrics.REPAIRS.labels(event.target).inc()
@@ -77,5 +97,6 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
         verified_at=deps.now(),
         repaired_from=repaired_from,
         scrub=event.scrub,
+        mode=mode,
     )
     return [Emit(VERIFIED, verified, action=verified.step)]  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 done outside the agents."""
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -135,16 +136,57 @@ def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
     ]
 
 
+def scrubbable(doc: Doc) -> bool:
+    """A stored version (its ciphertext recorded), not deleted or shredded."""
+    return "ciphertext_sha256" in doc and doc.get("state") not in GONE
+
+
 async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
     """Send every replica of ``docs`` back through verify, which repairs what it finds bad;
     deleted and shredded versions are left alone."""
     run_id = uuid.uuid4().hex
+    events = [e for doc in docs if scrubbable(doc) for e in scrub_requests(doc, run_id)]
+    return await send_scrub(settings, events)
+
+
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def least_recently_read_back(docs: Iterable[Doc], share: float) -> list[tuple[Doc, str]]:
+    """The ``share`` of the replicas of ``docs`` (at least one when there are any) read back
+    longest ago, never-read-back ones first: a schedule of these reads every replica back."""
+    replicas = []
+    for doc in docs:
+        if not scrubbable(doc):
+            continue
+        for target in doc.get("targets", ()):
+            at = ((doc.get("replicas") or {}).get(target) or {}).get("read_back_at") or NEVER
+            if at.tzinfo is None:  # MongoDB hands back naive UTC datetimes
+                at = at.replace(tzinfo=UTC)
+            replicas.append((at, doc["_id"], target, doc))
+    if not replicas or share <= 0:
+        return []
+    replicas.sort(key=lambda r: r[:3])
+    return [(doc, target) for _, _, target, doc in replicas[: math.ceil(share * len(replicas))]]
+
+
+async def scrub_share(settings: Settings, state: State, share: float) -> int:
+    """Read back the ``share`` of all stored replicas read back longest ago (the scheduled
+    scrub); return how many were sent."""
+    query = {"ciphertext_sha256": {"$exists": True}, "state": {"$nin": sorted(GONE)}}
+    docs = [doc async for doc in state.db["objects"].find(query)]
+    run_id = uuid.uuid4().hex
     events = [
         e
-        for doc in docs
-        if "ciphertext_sha256" in doc and doc.get("state") not in GONE
+        for doc, target in least_recently_read_back(docs, share)
         for e in scrub_requests(doc, run_id)
+        if e.target == target
     ]
+    return await send_scrub(settings, events)
+
+
+async def send_scrub(settings: Settings, events: Sequence[ReplicaWritten]) -> int:
+    """Send scrub requests, each on its target's topic."""
     for target, topic in REPLICATED.items():
         await produce_events(settings, topic, [e for e in events if e.target == target])
     return len(events)

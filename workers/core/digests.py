@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+from collections.abc import Sequence
 
 
 def sha256_hex(data: bytes) -> str:
@@ -52,3 +53,46 @@ class MultiDigest:
         if self._md5 is None:
             raise ValueError("MD5 was not requested: create MultiDigest(md5=True)")
         return self._md5.digest()
+
+
+# Store digests: what a store computes from the bytes it received, in the form we compute the
+# same value from the bytes we sent. Written "<algorithm>:<value>" so one string field carries
+# it through events and the registry.
+S3_SHA256 = "s3-sha256"  # S3 ChecksumSHA256: of the object, or composite of its parts ("-N")
+AZURE_BLOCKS = "azure-blocks"  # the committed block list (each block's MD5 checked on Put Block)
+GCS_MD5 = "gcs-md5"  # GCS md5Hash of the final object
+
+
+def s3_checksum_sha256(part_digests: Sequence[bytes]) -> str:
+    """The ChecksumSHA256 S3 reports for an object sent as these parts' raw SHA-256 digests.
+
+    One PutObject: base64 of the object's SHA-256. Multipart: base64 of the SHA-256 of the
+    concatenated part digests, then ``-<parts>`` (a checksum of checksums, not of the object).
+    """
+    if len(part_digests) == 1:
+        return base64.b64encode(part_digests[0]).decode("ascii")
+    composite = hashlib.sha256(b"".join(part_digests)).digest()
+    return f"{base64.b64encode(composite).decode('ascii')}-{len(part_digests)}"
+
+
+def block_list_digest(blocks: Sequence[tuple[str, int]]) -> str:
+    """A digest of an Azure block list: (block id, size) pairs in commit order."""
+    text = "\n".join(f"{block_id} {size}" for block_id, size in blocks)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def store_digest(algorithm: str, value: str) -> str:
+    """``<algorithm>:<value>``, the form events carry."""
+    return f"{algorithm}:{value}"
+
+
+def digests_match(expected: str | None, reported: str | None) -> bool:
+    """True only when both are known, of the same algorithm, and equal.
+
+    A missing digest on either side never matches: the caller reads the replica back instead.
+    """
+    if not expected or not reported:
+        return False
+    algorithm, _, value = expected.partition(":")
+    other, _, reported_value = reported.partition(":")
+    return bool(value) and algorithm == other and value == reported_value

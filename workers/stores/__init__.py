@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 
 from workers.errors import NotFound, Permanent
 from workers.settings import Settings
-from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
+from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, WriteResult
 
 __all__ = [
     "ObjectInfo",
     "ObjectStore",
+    "ReportsDigest",
     "Tier",
     "WriteResult",
     "fixed_blocks",

@@ -6,7 +6,9 @@ which the SDK sends over https only).
 
 Writes stage fixed-size blocks, each with a transactional MD5 the service checks, then commit
 them in one call with metadata and tier: a failed write leaves no visible blob (Azure drops
-uncommitted blocks after a week).
+uncommitted blocks after a week). The store digest verify trusts is the committed block list:
+every block in it was accepted only after the service checked its MD5 against the one computed
+here from the bytes sent, so a blob committed with exactly our blocks holds exactly our bytes.
 """
 
 import hashlib
@@ -31,6 +33,7 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob import StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
+from workers.core.digests import AZURE_BLOCKS, block_list_digest, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
@@ -54,6 +57,11 @@ def _error_code(exc: HttpResponseError) -> str:
     return str(getattr(code, "value", code) or exc.status_code or "")
 
 
+def _md5_mismatch(exc: HttpResponseError) -> bool:
+    code = _error_code(exc)
+    return code == "Md5Mismatch" or (code == "InvalidOperation" and "contentMD5" in str(exc))
+
+
 def _translate(exc: BaseException, what: str) -> MovingDataError:
     """Map an SDK or network error to the project's tree."""
     if isinstance(exc, HttpResponseError):
@@ -63,8 +71,9 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
             return NotFound(message)
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return AccessDenied("azure", message)
-        # Md5Mismatch: a block damaged in transit; IncompleteReadError: a body cut short.
-        if isinstance(exc, IncompleteReadError) or _error_code(exc) == "Md5Mismatch":
+        # Md5Mismatch: a block damaged in transit (Azurite: InvalidOperation, "Provided
+        # contentMD5 doesn't match."); IncompleteReadError: a body cut short.
+        if isinstance(exc, IncompleteReadError) or _md5_mismatch(exc):
             return Retryable(message)
         if status in (408, 429) or status >= 500:
             return Retryable(message)
@@ -189,6 +198,7 @@ class AzureBlobStore:
         blob = self._client().get_blob_client(key)
         sha, size = hashlib.sha256(), 0
         block_ids: list[str] = []
+        blocks: list[tuple[str, int]] = []
         # A per-write prefix keeps concurrent or retried writes of one key from mixing their
         # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
         # (the SDK base64-encodes them).
@@ -203,6 +213,7 @@ class AzureBlobStore:
                     block_id, io.BytesIO(block), length=len(block), validate_content=True
                 )
             block_ids.append(block_id)
+            blocks.append((block_id, len(block)))
             sha.update(block)
             size += len(block)
         with _boundary(f"commit {key}"):
@@ -211,7 +222,16 @@ class AzureBlobStore:
                 metadata=dict(metadata or {}),
                 standard_blob_tier=_BLOB_TIER[tier or Tier.HOT],
             )
-        return WriteResult(key, size, sha.hexdigest())
+        # validate_content: the service refused any block whose MD5 was not ours.
+        confirmed = store_digest(AZURE_BLOCKS, block_list_digest(blocks))
+        return WriteResult(key, size, sha.hexdigest(), confirmed)
+
+    async def stored_digest(self, key: str) -> str | None:
+        """The committed block list (ids and sizes) of ``key``, as a digest."""
+        with _boundary(f"stat {key}"):
+            blob = self._client().get_blob_client(key)
+            committed, _ = await blob.get_block_list("committed")
+        return store_digest(AZURE_BLOCKS, block_list_digest([(b.id, b.size) for b in committed]))
 
     async def delete(self, key: str) -> None:
         """Delete the blob; an absent blob (or container) is fine."""

@@ -34,11 +34,18 @@ class ObjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """The outcome of a write: size and SHA-256 of the bytes sent, computed while streaming."""
+    """The outcome of a write: size and SHA-256 of the bytes sent, computed while streaming.
+
+    ``store_digest`` (``workers.core.digests`` form, ``<algorithm>:<value>``) is the digest the
+    store computed from the bytes it received, which it checked or reported equal to the one we
+    computed from the bytes we sent; ``None`` when the store confirmed nothing (verify then
+    reads the replica back).
+    """
 
     key: str
     size: int
     sha256: str
+    store_digest: str | None = None
 
 
 @runtime_checkable
@@ -87,3 +94,16 @@ class ObjectStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class ReportsDigest(Protocol):
+    """Optional capability: the store reports a digest it computed from the bytes it stored.
+
+    Only a backend whose store checks or computes that digest itself implements this; for any
+    other, verify reads every replica back.
+    """
+
+    async def stored_digest(self, key: str) -> str | None:
+        """The store's digest of ``key`` now (``<algorithm>:<value>``), ``None`` when it has
+        none to report; ``NotFound`` if absent."""

@@ -2,7 +2,9 @@
 
 Writes are resumable uploads driven over the aiohttp session (gcloud-aio's ``upload`` wants the
 whole body up front): ``part_size`` chunks, multiples of 256 KiB, each answered 308 until the
-final one; the MD5 GCS reports for the finished object is checked against the bytes sent.
+final one; the MD5 GCS reports for the finished object (``md5Hash``, computed by the service
+from the bytes it received) is checked against the one computed here from the bytes sent, and
+is the store digest verify trusts.
 
 ``settings.gcs_credential`` picks how requests are signed: not at all (fake-gcs-server), or
 with a Bearer token from gcloud-aio-auth (a credentials file, or application default
@@ -22,6 +24,7 @@ import aiohttp
 from gcloud.aio.auth import Token
 from gcloud.aio.storage import Storage
 
+from workers.core.digests import GCS_MD5, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
@@ -255,9 +258,22 @@ class GCSStore:
                     pass
             raise
         sent_md5 = base64.b64encode(md5.digest()).decode()
-        if stored.get("md5Hash", sent_md5) != sent_md5:  # GCS omits it only for composites
+        stored_md5 = stored.get("md5Hash")  # GCS omits it only for composites
+        if stored_md5 is not None and stored_md5 != sent_md5:
+            with suppress(Exception):  # not what we sent: leave nothing that looks written
+                await self.delete(key)
             raise Retryable(f"gcs upload {key}: stored MD5 differs from the bytes sent")
-        return WriteResult(key, size, sha.hexdigest())
+        confirmed = None if stored_md5 is None else store_digest(GCS_MD5, sent_md5)
+        return WriteResult(key, size, sha.hexdigest(), confirmed)
+
+    async def stored_digest(self, key: str) -> str | None:
+        """The object's ``md5Hash`` (none for composite objects)."""
+        with _boundary(f"stat {key}"):
+            meta = await self._gcs().download_metadata(
+                self.bucket, key, headers=await self._auth(), timeout=_TIMEOUT
+            )
+        reported = meta.get("md5Hash")
+        return store_digest(GCS_MD5, reported) if reported else None
 
     async def delete(self, key: str) -> None:
         """Delete the object; an absent object (or bucket) is fine."""

@@ -1,7 +1,9 @@
 """S3 (SeaweedFS locally) through aiobotocore.
 
 Every write is SSE-KMS with ``settings.s3_kms_key_id`` and every PutObject/UploadPart carries
-its SHA-256, so the service rejects bytes damaged in transit.
+its SHA-256, so the service rejects bytes damaged in transit (BadDigest). The ChecksumSHA256 the
+service returns for the object (for multipart, the composite of its part checksums) must equal
+the one computed here from the bytes sent: that is the store digest verify trusts.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from aiobotocore.session import AioSession, ClientCreatorContext
 from botocore import exceptions as boto
 from botocore.exceptions import ClientError
 
+from workers.core.digests import S3_SHA256, s3_checksum_sha256, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
 from workers.stores import fixed_blocks
@@ -124,8 +127,18 @@ def _boundary(what: str) -> Iterator[None]:
         raise _translate(exc, what) from exc
 
 
-def _b64_sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _confirmed(key: str, ours: str, reported: str | None) -> str | None:
+    """Our checksum as a store digest when the service reported the same one; ``None`` when it
+    reported none (nothing confirmed); ``Retryable`` when it reported another."""
+    if reported is None:
+        return None
+    if reported != ours:
+        raise Retryable(f"s3 write {key}: stored ChecksumSHA256 differs from the bytes sent")
+    return store_digest(S3_SHA256, ours)
 
 
 class S3Store:
@@ -190,6 +203,14 @@ class S3Store:
             key, head["ContentLength"], tier, head.get("Metadata", {}), head.get("LastModified")
         )
 
+    async def stored_digest(self, key: str) -> str | None:
+        """HeadObject with ChecksumMode: the ChecksumSHA256 the service validated on upload."""
+        s3 = await self._client()
+        with _boundary(f"stat {key}"):
+            head = await s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        reported = head.get("ChecksumSHA256")
+        return store_digest(S3_SHA256, reported) if reported else None
+
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """GetObject with a Range, streamed; bytes past the end are simply absent."""
         if end is not None and end <= start:
@@ -231,9 +252,11 @@ class S3Store:
         first, last = await anext(blocks)
         sha = hashlib.sha256(first)
         if last:
+            checksum = _b64(sha.digest())
             with _boundary(f"put {key}"):
-                await s3.put_object(Body=first, ChecksumSHA256=_b64_sha256(first), **target)
-            return WriteResult(key, len(first), sha.hexdigest())
+                put = await s3.put_object(Body=first, ChecksumSHA256=checksum, **target)
+            confirmed = _confirmed(key, checksum, put.get("ChecksumSHA256"))
+            return WriteResult(key, len(first), sha.hexdigest(), confirmed)
 
         with _boundary(f"start multipart upload {key}"):
             created = await s3.create_multipart_upload(ChecksumAlgorithm="SHA256", **target)
@@ -246,18 +269,22 @@ class S3Store:
                 size += len(block)
                 parts.append(await self._upload_part(s3, upload, len(parts) + 1, block))
             with _boundary(f"complete multipart upload {key}"):
-                await s3.complete_multipart_upload(MultipartUpload={"Parts": parts}, **upload)
+                done = await s3.complete_multipart_upload(
+                    MultipartUpload={"Parts": parts}, **upload
+                )
         except BaseException:
             # An unfinished upload keeps (and bills) its parts until it is aborted.
             with suppress(Exception):
                 await s3.abort_multipart_upload(**upload)
             raise
-        return WriteResult(key, size, sha.hexdigest())
+        composite = s3_checksum_sha256([base64.b64decode(p["ChecksumSHA256"]) for p in parts])
+        confirmed = _confirmed(key, composite, done.get("ChecksumSHA256"))
+        return WriteResult(key, size, sha.hexdigest(), confirmed)
 
     async def _upload_part(
         self, s3: Any, upload: dict[str, str], number: int, data: bytes
     ) -> dict[str, Any]:
-        checksum = _b64_sha256(data)
+        checksum = _b64(hashlib.sha256(data).digest())
         with _boundary(f"upload part {number} of {upload['Key']}"):
             done = await s3.upload_part(
                 PartNumber=number, Body=data, ChecksumSHA256=checksum, **upload
