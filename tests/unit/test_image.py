@@ -62,3 +62,15 @@ def test_the_build_context_is_the_package_only() -> None:
     copied = {part for copy in instructions("COPY") if "--from" not in copy for part in
               copy.split()[:-1]}  # fmt: skip
     assert copied <= allowed  # ...but what the build copies
+
+
+def test_the_tier_worker_finds_the_prices_and_a_policy() -> None:
+    copies = dict(copy.split() for copy in instructions("COPY") if copy.startswith("deploy/"))
+    env = " ".join(instructions("ENV"))
+    assert copies == {
+        "deploy/prices": "/etc/movingdata/prices",
+        "deploy/policies": "/etc/movingdata/policies",
+    }
+    assert "MOVINGDATA_TIER_PRICES=/etc/movingdata/prices" in env
+    assert "MOVINGDATA_TIER_POLICY=/etc/movingdata/policies/default.yaml" in env
+    assert (ROOT / "deploy/policies/default.yaml").exists()
