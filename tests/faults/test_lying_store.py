@@ -3,6 +3,11 @@
 A small proxy in front of the real fake-gcs-server passes every request through and flips the
 bytes of object downloads (``alt=media``). Verify must refuse every GCS replica (after one repair
 attempt), dead-letter it with the reason, and still verify the other two stores.
+
+In ``read-back`` mode: a store that keeps what it received and returns other bytes is what only
+a read-back catches. In ``store-digest`` mode (the default) its replicas count on the store's
+digest, and the scrub's read-backs (``tests/faults/test_damaged_uploads.py`` covers the
+write side) are what catch it later.
 """
 
 from collections.abc import AsyncIterator
@@ -33,7 +38,12 @@ async def lying_gcs() -> AsyncIterator[str]:
 
 @pytest.fixture
 def pipeline_overrides(lying_gcs: str) -> dict[str, object]:
-    return {"gcs_url": lying_gcs, "broker_session_timeout_s": 10.0, "retry_cap_s": 10.0}
+    return {
+        "gcs_url": lying_gcs,
+        "broker_session_timeout_s": 10.0,
+        "retry_cap_s": 10.0,
+        "verify_mode": "read-back",
+    }
 
 
 async def test_replicas_from_a_store_returning_wrong_bytes_are_never_verified(
