@@ -40,6 +40,9 @@ class Replica(BaseModel):
     key: str | None = None
     verified_at: UtcDateTime | None = None
     tier: str | None = None
+    tiered_at: UtcDateTime | None = None
+    tier_reason: str | None = None
+    verified_by: Literal["store-digest", "read-back"] | None = None
     repaired_from: str | None = None
     removed_at: UtcDateTime | None = None
 
@@ -53,6 +56,7 @@ class VersionView(BaseModel):
     key_id: str | None = None
     created_at: UtcDateTime | None = None
     requested_by: str | None = None
+    last_read_at: UtcDateTime | None = None
     replicas: dict[str, Replica] = Field(default_factory=dict)
 
 
@@ -123,6 +127,7 @@ def version_view(doc: dict[str, Any]) -> VersionView:
         key_id=doc.get("key_id"),
         created_at=doc.get("created_at"),
         requested_by=doc.get("requested_by"),
+        last_read_at=doc.get("last_read_at"),
         replicas={t: Replica(**r) for t, r in (doc.get("replicas") or {}).items()},
     )
 
