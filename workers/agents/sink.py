@@ -36,6 +36,7 @@ from schemas.events import (
     ReplicaWritten,
 )
 from topics import ACCEPTED, ENCRYPTED, REMOVE, REMOVED, REPLICATE, REPLICATED, TIERED, VERIFIED
+from workers import metrics
 from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT, Emit, step_record
@@ -209,6 +210,7 @@ async def insert_new(db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc]) -> 
     """Insert, ignoring documents whose ``_id`` exists already (a redelivery)."""
     if not docs:
         return
+    counted(name, len(docs))
     try:
         await db[name].insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
@@ -298,6 +300,7 @@ async def insert_chained(
 ) -> list[Doc]:
     docs = chain(records, heads)
     if docs:
+        counted("audit", len(docs))
         try:  # ordered: a failure part-way leaves a prefix of the chain, never a gap
             await db["audit"].insert_many(docs, ordered=True)
         except BulkWriteError as exc:
@@ -329,7 +332,14 @@ async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[Updat
     # FerretDB 1.24 held one SQLite connection per update of a command and deadlocked at 100
     # (patched in the stack's build); small commands keep other servers' latency low too.
     for start in range(0, len(updates), BULK_LIMIT):
+        counted(name, len(updates[start : start + BULK_LIMIT]))
         await db[name].bulk_write(list(updates[start : start + BULK_LIMIT]), ordered=True)
+
+
+def counted(collection: str, documents: int) -> None:
+    """Count one write command of ``documents`` (``movingdata_sink_*``)."""
+    metrics.SINK_REQUESTS.labels(collection).inc()
+    metrics.SINK_WRITES.labels(collection).inc(documents)
 
 
 def changes_state(event: Event) -> bool:
