@@ -35,12 +35,12 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
 )
-from topics import ACCEPTED, ENCRYPTED, REMOVE, REMOVED, REPLICATE, REPLICATED, TIERED, VERIFIED
 from workers import metrics
 from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
 from workers.core.versions import doc_id, version_state
-from workers.dispatch import UNKNOWN_OBJECT, Emit, step_record
+from workers.dispatch import UNKNOWN_OBJECT
 from workers.keys import AuditSigner
+from workers.trail import step_of, step_record
 
 STAGE = "sink"
 SINK_INPUTS = (
@@ -356,30 +356,6 @@ async def settle_states(db: AsyncDatabase[Doc], ids: Iterable[str]) -> None:
         if doc is not None and doc.get("state") != (state := version_state(doc))
     ]
     await bulk_upsert(db, "objects", updates)
-
-
-def step_of(event: Event) -> tuple[str, Emit] | None:
-    """Which stage produced a chain event, as what step (for its audit record)."""
-    match event:
-        case ObjectAccepted():
-            return "ingest", Emit(ACCEPTED, event)
-        case ObjectEncrypted(only_targets=(target,)):
-            return "replicate", Emit(REPLICATE[target], event, action="replica.requested")
-        case ObjectEncrypted():
-            return "encrypt", Emit(ENCRYPTED, event)
-        case ReplicaWritten(target=target, scrub=True):
-            return "scrub", Emit(REPLICATED[target], event, action="scrub.requested")
-        case ReplicaWritten(target=target):
-            return "replicate", Emit(REPLICATED[target], event)
-        case ReplicaVerified():
-            return "verify", Emit(VERIFIED, event, action=event.step)
-        case ReplicaTiered():
-            return "tier", Emit(TIERED, event)
-        case ReplicaRemoval():
-            return "delete", Emit(REMOVE, event)
-        case ReplicaRemoved():
-            return "delete", Emit(REMOVED, event)
-    return None
 
 
 async def refused(
