@@ -151,15 +151,45 @@ def read_writes(event: ObjectAccessed) -> list[UpdateOne]:
 
 def object_writes(event: Event) -> list[UpdateOne]:
     """Every write an event makes to its version's ``objects`` document, in order."""
-    if isinstance(event, ObjectAccessed):
-        return read_writes(event) if event.version >= 1 else []
-    update = update_document(event)
-    if update is None:
-        return []
-    writes = [UpdateOne({"_id": doc_id(event.object_id, event.version)}, update, upsert=True)]
-    if isinstance(event, ReplicaTiered):
-        writes.append(latest_tier(event))
-    return writes
+    return batch_writes([event])
+
+
+def batch_writes(events: Iterable[Event]) -> list[UpdateOne]:
+    """A batch's writes to ``objects``: one upsert per version, every event's update merged
+    into it (``merged``), then the filtered writes (a tier over an older placement, a read
+    appended once) in event order. They own fields no upsert touches, so running them after
+    the upserts ends where the events' own writes, one after another, would."""
+    upserts: dict[str, Doc] = {}
+    filtered: list[UpdateOne] = []
+    for event in events:
+        if isinstance(event, ObjectAccessed):
+            filtered += read_writes(event) if event.version >= 1 else []
+            continue
+        update = update_document(event)
+        if update is None:
+            continue
+        key = doc_id(event.object_id, event.version)
+        upserts[key] = merged(upserts[key], update) if key in upserts else update
+        if isinstance(event, ReplicaTiered):
+            filtered.append(latest_tier(event))
+    writes = [UpdateOne({"_id": key}, update, upsert=True) for key, update in upserts.items()]
+    return writes + filtered
+
+
+def merged(first: Doc, then: Doc) -> Doc:
+    """One update doing what ``first`` then ``then`` do: ``$set`` keeps the later value,
+    ``$min`` the earlier time, ``$max`` the later one, ``$setOnInsert`` the first value."""
+    out: Doc = {op: dict(fields) for op, fields in first.items()}
+    for op, fields in then.items():
+        into = out.setdefault(op, {})
+        for name, value in fields.items():
+            if name not in into or op == "$set":
+                into[name] = value
+            elif op == "$min":
+                into[name] = min(into[name], value)
+            elif op == "$max":
+                into[name] = max(into[name], value)
+    return out
 
 
 # Events after which a version's state may differ.
@@ -378,7 +408,7 @@ async def refused(
 
 async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent)."""
-    await bulk_upsert(db, "objects", [w for event in events for w in object_writes(event)])
+    await bulk_upsert(db, "objects", batch_writes(events))
     await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}
