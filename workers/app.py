@@ -449,9 +449,10 @@ def sink_loop(
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
         db = client[settings.mongo_database]
         await retry_db(partial(sink.create_indexes, db))
+        heads = sink.HeadCache()
         async for messages in stream.take_events(500, within=0.5):
             try:
-                await sink_batch(db, dispatcher, messages)
+                await sink_batch(db, dispatcher, messages, heads)
             except BaseException as exc:
                 halt(exc)
                 raise
@@ -459,7 +460,12 @@ def sink_loop(
     return agent
 
 
-async def sink_batch(db: Any, dispatcher: Dispatcher, messages: Sequence[faust.EventT]) -> None:
+async def sink_batch(
+    db: Any,
+    dispatcher: Dispatcher,
+    messages: Sequence[faust.EventT],
+    heads: sink.HeadCache | None = None,
+) -> None:
     decoded: list[tuple[Event, faust.EventT]] = []
     for message in messages:
         try:
@@ -468,7 +474,7 @@ async def sink_batch(db: Any, dispatcher: Dispatcher, messages: Sequence[faust.E
             await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
 
     async def write(items: Sequence[tuple[Event, faust.EventT]]) -> None:
-        await retry_db(partial(sink.write_batch, db, [event for event, _ in items]))
+        await retry_db(partial(sink.write_batch, db, [event for event, _ in items], heads))
 
     for (event, message), exc in await sink.refused(write, decoded):
         reason = f"mongodb refused: {type(exc).__name__}: {exc}"[:500]

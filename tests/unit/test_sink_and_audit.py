@@ -15,6 +15,8 @@ from schemas.events import (
 from tests.unit.agents.conftest import inline_request
 from workers.agents.sink import (
     READS_KEPT,
+    Head,
+    HeadCache,
     batch_writes,
     latest_tier,
     object_update,
@@ -252,3 +254,11 @@ def test_filtered_writes_follow_the_upserts_in_event_order() -> None:
     assert writes[1]._doc["$pop"] and writes[2]._doc["$push"]["read_ids"] == reads[0].event_id
     assert writes[3]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
     assert writes[5]._doc["$push"]["read_ids"] == reads[1].event_id
+
+
+def test_the_cache_keeps_the_most_recently_written_heads() -> None:
+    cache = HeadCache(limit=2)
+    cache.put({"a": Head("h", 1), "b": Head("h", 1)})
+    cache.put({"a": Head("h", 2)})
+    cache.put({"c": Head("h", 1)})  # b is the least recently written
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (Head("h", 2), None, Head("h", 1))

@@ -289,24 +289,59 @@ def chain(records: Iterable[AuditRecord], heads: dict[str, Head]) -> list[Doc]:
     return docs
 
 
-async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -> int:
+class HeadCache:
+    """The chain heads this sink process wrote last, by object id (the newest ``limit``).
+
+    A cached head saves the batch its ``audit_heads`` lookup. It may be stale (another sink
+    took the object over for a while): the unique indexes then refuse the insert, the
+    ``ChainConflict`` slow path links the batch from what ``audit`` holds, and the heads it
+    finds replace the cached ones. A head is cached only once it is written.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.heads: dict[str, Head] = {}
+
+    def get(self, object_id: str) -> Head | None:
+        return self.heads.get(object_id)
+
+    def put(self, heads: dict[str, Head]) -> None:
+        for object_id, head in heads.items():
+            self.heads.pop(object_id, None)  # now the newest
+            self.heads[object_id] = head
+        while len(self.heads) > self.limit:
+            del self.heads[next(iter(self.heads))]  # the least recently written
+
+    def forget(self, object_ids: Iterable[str]) -> None:
+        for object_id in object_ids:
+            self.heads.pop(object_id, None)
+
+
+async def append_audit(
+    db: AsyncDatabase[Doc], records: Iterable[AuditRecord], cache: HeadCache | None = None
+) -> int:
     """Chain and insert the records not stored yet; return how many were new.
 
-    One ``audit_heads`` lookup per object (the only filter FerretDB's SQLite backend answers
-    from an index is ``_id``): its head names the latest records, so a redelivered record is
-    recognised without a query. A head is written after its records, so a crash in between
-    leaves it stale; the unique ``_id`` and (object_id, seq) indexes then refuse the insert
-    instead of letting a record be stored twice or the chain fork, and the batch is linked
-    again from what ``audit`` itself holds.
+    Each object's head comes from ``cache`` or else one ``audit_heads`` lookup (the only
+    filter FerretDB's SQLite backend answers from an index is ``_id``): its head names the
+    latest records, so a redelivered record is recognised without a query. A head is written
+    after its records, so a crash in between leaves it stale (a cached head is stale too
+    when another sink wrote the chain meanwhile); the unique ``_id`` and (object_id, seq)
+    indexes then refuse the insert instead of letting a record be stored twice or the chain
+    fork, and the batch is linked again from what ``audit`` itself holds.
     """
+    cache = cache if cache is not None else HeadCache(limit=0)
     unique = list({r.event_id: r for r in records}.values())
     objects = list(dict.fromkeys(r.object_id for r in unique))
-    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in objects))
-    loaded = {o: Head.of(doc) for o, doc in zip(objects, found, strict=True)}
+    loaded = {o: h for o in objects if (h := cache.get(o)) is not None}
+    unknown = [o for o in objects if o not in loaded]
+    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in unknown))
+    loaded |= {o: Head.of(doc) for o, doc in zip(unknown, found, strict=True)}
     heads = dict(loaded)
     try:
         docs = await insert_chained(db, unique, heads)
     except ChainConflict:  # once more from what is stored; a second conflict is raised
+        cache.forget(objects)
         heads = await stored_heads(db, unique)
         docs = await insert_chained(db, unique, heads)
     moved = [(o, h) for o, h in heads.items() if h != loaded[o]]
@@ -322,6 +357,7 @@ async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -
             for o, h in moved
         ],
     )
+    cache.put(heads)
     return len(docs)
 
 
@@ -406,8 +442,11 @@ async def refused(
     return await refused(write, items[:middle]) + await refused(write, items[middle:])
 
 
-async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
-    """Apply one batch of decoded events to MongoDB (idempotent)."""
+async def write_batch(
+    db: AsyncDatabase[Doc], events: Sequence[Event], heads: HeadCache | None = None
+) -> None:
+    """Apply one batch of decoded events to MongoDB (idempotent); ``heads``: this sink
+    process's chain heads (``HeadCache``)."""
     await bulk_upsert(db, "objects", batch_writes(events))
     await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
@@ -424,7 +463,7 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
             trail.append(event)
         elif (step := step_of(event)) is not None:
             trail.append(step_record(*step))
-    await append_audit(db, trail)
+    await append_audit(db, trail, heads)
 
 
 CHECKPOINT = "latest"
