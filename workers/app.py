@@ -58,6 +58,7 @@ from topics import (
 from workers import metrics, staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.broker import faust_credentials, kafka_options
+from workers.budget import ByteBudget
 from workers.client import ops
 from workers.client.state import State
 from workers.deps import Deps
@@ -74,9 +75,26 @@ log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
 # batches fill at once; a lone event waits at most this long.
 BATCH_WINDOW_S = 0.02
+# What an event may hold in memory beyond a chunk: its object's bytes, at most one upload part
+# per store (GCS 32 MiB, S3 8 MiB, Azure 4 MiB: 44 MiB, rounded up).
+HELD_MAX = 64 * 1024**2
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 Decoder = Callable[[bytes | None, MessageRef], Event]
+
+
+def held_bytes(event: Event, chunk_size: int) -> int:
+    """What handling ``event`` may hold in memory, for the worker's byte budget."""
+    match event:
+        case ObjectAccepted(plaintext_size=size):  # unknown (a path or a URL): the most
+            held = HELD_MAX if size is None else size
+        case ObjectEncrypted():
+            held = event.ciphertext_size
+        case ReplicaWritten():
+            held = event.ciphertext_size
+        case _:
+            held = 0
+    return min(held, HELD_MAX) + chunk_size
 
 
 def decoder(event_type: type[Event]) -> Decoder:
@@ -186,12 +204,15 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=settings.producer_linger_s,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_session_timeout_s / 10,
         datadir=str(settings.home / "faust"),
     )
     publisher = FaustPublisher(app, settings.topic_prefix)
     policy = RetryPolicy(max_attempts=settings.max_attempts, cap_s=settings.retry_cap_s)
+    budget = ByteBudget(settings.stage_bytes)  # one for every stage of this worker
+    held = partial(held_bytes, chunk_size=settings.chunk_size)
 
     def topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name(settings.topic_prefix), value_type=bytes, key_type=bytes)
@@ -218,7 +239,9 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         else:
             for spec, decode_one, handler in CHAIN[stage]:
                 handle = partial(handler, deps=deps)
-                loop = stage_loop(dispatcher, decode_one, handle, settings.stage_batch)
+                loop = stage_loop(
+                    dispatcher, decode_one, handle, settings.stage_batch, budget=budget, held=held
+                )
                 app.agent(topic(spec), name=f"{stage}-{spec.suffix}")(loop)
     if "encrypt" in stages:
 
@@ -332,10 +355,14 @@ def stage_loop(
     handler: Callable[[Any], Awaitable[Sequence[Emit]]],
     batch: int,
     halt: Callable[[BaseException], None] = crash,
+    budget: ByteBudget | None = None,
+    held: Callable[[Event], int] = lambda event: 0,
 ) -> Callable[[faust.StreamT], Awaitable[None]]:
     """The agent loop of a chain stage: a few lines, all work in ``handle``.
 
-    Up to ``batch`` events at a time (``handle_batch``). Faust's ``take_events`` acknowledges
+    Up to ``batch`` events at a time (``handle_batch``), each handled once what it may hold
+    (``held``) fits the worker's ``budget``; the bytes are held while the handler runs (not
+    while it backs off, nor while its outputs are sent). Faust's ``take_events`` acknowledges
     the whole batch when the loop body returns, and also in its ``finally`` when the body
     raises: so anything escaping the batch (``Fatal``, a bug outside the dispatcher, a
     cancellation) halts the process first, and no event is acknowledged unhandled.
@@ -343,8 +370,14 @@ def stage_loop(
     (``Consumer._new_offset`` checks ``min(acked) - committed > 1``).
     """
 
+    async def budgeted(event: Event) -> Sequence[Emit]:
+        if budget is None:
+            return await handler(event)
+        async with budget.hold(held(event)):
+            return await handler(event)
+
     async def run_one(message: faust.EventT) -> None:
-        await dispatcher.run(message.value, ref_of(message), decode_one, handler)
+        await dispatcher.run(message.value, ref_of(message), decode_one, budgeted)
 
     async def agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
@@ -449,9 +482,10 @@ def sink_loop(
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
         db = client[settings.mongo_database]
         await retry_db(partial(sink.create_indexes, db))
+        heads = sink.HeadCache()
         async for messages in stream.take_events(500, within=0.5):
             try:
-                await sink_batch(db, dispatcher, messages)
+                await sink_batch(db, dispatcher, messages, heads)
             except BaseException as exc:
                 halt(exc)
                 raise
@@ -459,7 +493,12 @@ def sink_loop(
     return agent
 
 
-async def sink_batch(db: Any, dispatcher: Dispatcher, messages: Sequence[faust.EventT]) -> None:
+async def sink_batch(
+    db: Any,
+    dispatcher: Dispatcher,
+    messages: Sequence[faust.EventT],
+    heads: sink.HeadCache | None = None,
+) -> None:
     decoded: list[tuple[Event, faust.EventT]] = []
     for message in messages:
         try:
@@ -468,7 +507,7 @@ async def sink_batch(db: Any, dispatcher: Dispatcher, messages: Sequence[faust.E
             await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
 
     async def write(items: Sequence[tuple[Event, faust.EventT]]) -> None:
-        await retry_db(partial(sink.write_batch, db, [event for event, _ in items]))
+        await retry_db(partial(sink.write_batch, db, [event for event, _ in items], heads))
 
     for (event, message), exc in await sink.refused(write, decoded):
         reason = f"mongodb refused: {type(exc).__name__}: {exc}"[:500]

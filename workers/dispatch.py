@@ -36,19 +36,11 @@ from schemas.events import (
 from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
 from workers import metrics
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
+from workers.trail import Emit as Emit  # what handlers return, re-exported for them
+from workers.trail import derived_by_sink, step_record
 
 log = logging.getLogger("movingdata.dispatch")
 UNKNOWN_OBJECT = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """An event a handler wants produced, keyed by its object id; ``action`` names the step in
-    the audit trail (default: the event's kind)."""
-
-    topic: TopicSpec
-    event: Event
-    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,32 +101,16 @@ def stamp(
     )
 
 
-def step_record(stage: str, out: Emit) -> AuditRecord:
-    """The audit record of one successful step, built from its output alone.
-
-    The sink builds the same record (same id, same content) from the output event it stores,
-    so the trail in MongoDB is complete even if this copy on the audit topic is lost.
-    """
-    return AuditRecord(
-        kind=AuditRecord.KIND,
-        v=AuditRecord.VERSION,
-        event_id=event_id(
-            AuditRecord.KIND, out.event.object_id, out.event.version, "step", out.event.event_id
-        ),
-        object_id=out.event.object_id,
-        version=out.event.version,
-        correlation_id=out.event.correlation_id,
-        produced_at=out.event.produced_at,
-        actor=out.event.actor,
-        stage=stage,
-        action=out.action or out.event.kind,
-        outcome=Outcome.OK,
-        detail={
-            "event_id": out.event.event_id,
-            "topic": out.topic.suffix,
-            **out.event.step_detail(),  # a verification: its mode
-        },
-    )
+def with_audit(stage: str, outputs: Sequence[Emit]) -> list[Emit]:
+    """What a successful step sends: its outputs, each but an audit record followed by its
+    step's record unless the sink derives that record from the output itself (a step the
+    sink cannot derive, a delete request say, still sends its record)."""
+    sent = []
+    for out in outputs:
+        sent.append(out)
+        if out.topic is not AUDIT and not derived_by_sink(stage, out):
+            sent.append(Emit(AUDIT, step_record(stage, out)))
+    return sent
 
 
 class Dispatcher:
@@ -214,19 +190,8 @@ class Dispatcher:
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - began)
             metrics.EVENTS.labels(self.stage, "ok").inc()
             metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in outputs))
-            # All at once: one round trip to the broker, not one per message. Each output but
-            # an audit record goes with the audit record of its step.
-            await self.emit(
-                *(
-                    m
-                    for out in outputs
-                    for m in (
-                        (out,)
-                        if out.topic is AUDIT
-                        else (out, Emit(AUDIT, step_record(self.stage, out)))
-                    )
-                )
-            )
+            # All at once: one round trip to the broker, not one per message.
+            await self.emit(*with_audit(self.stage, outputs))
             return
 
     def signed(self, event: Event) -> Event:

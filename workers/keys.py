@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 
 import aiohttp
 
+from workers import metrics
 from workers.errors import Fatal, IntegrityError, NotFound, Permanent, Retryable
 from workers.keyring import LocalKeyring
 from workers.settings import Settings
@@ -56,6 +57,7 @@ class OpenBaoClient:
                 timeout=aiohttp.ClientTimeout(total=10),
             )
         method = "POST" if body is not None else "GET"
+        metrics.KMS_REQUESTS.labels(path.split("/", 1)[0]).inc()
         try:
             async with self._session.request(
                 method, f"{self._addr}/v1/transit/{path}", json=body

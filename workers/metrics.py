@@ -39,6 +39,17 @@ STORE_SECONDS = Histogram(
 STORE_ERRORS = Counter(
     "movingdata_store_errors_total", "Failed store requests", ["store", "op", "error"]
 )
+SINK_WRITES = Counter(
+    "movingdata_sink_writes_total",
+    "Documents the sink wrote (an insert or an update each), by collection",
+    ["collection"],
+)
+SINK_REQUESTS = Counter(
+    "movingdata_sink_requests_total", "Write commands the sink sent, by collection", ["collection"]
+)
+KMS_REQUESTS = Counter(
+    "movingdata_kms_requests_total", "Requests to the KMS (OpenBao transit), by operation", ["op"]
+)
 LAG = Gauge(
     "movingdata_consumer_lag", "Messages not yet consumed, per partition", ["topic", "partition"]
 )

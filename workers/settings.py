@@ -63,8 +63,14 @@ class Settings(BaseSettings):
     chunk_size: int = 1024 * 1024
     """Bytes read and encrypted at a time."""
     stage_batch: int = 8
-    """Events one stage agent handles at once (different objects); each holds at most one
-    upload part (S3 8 MiB, GCS 32 MiB) whatever the object's size."""
+    """Events one stage agent takes at once (different objects run at once, within
+    `stage_bytes`)."""
+    stage_bytes: int = Field(default=256 * 1024**2, gt=0)
+    """Bytes the events a worker handles at once (every stage of it) may hold in memory: an
+    event counts its object's size up to one upload part per store (64 MiB in all) plus a
+    chunk; one larger than the budget runs alone."""
+    producer_linger_s: float = Field(default=0.005, ge=0.0)
+    """How long a worker's producer waits to batch messages of events handled at once."""
     verify_mode: Literal["store-digest", "read-back"] = "store-digest"
     """How verify counts a replica: `store-digest`, when the store's own digest of the bytes it
     received equals ours (stores that cannot confirm one are read back); `read-back`, by

@@ -10,7 +10,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.events import AuditRecord, Outcome
-from workers.agents.sink import HEAD_IDS, append_audit, create_indexes
+from workers.agents.sink import HEAD_IDS, HeadCache, append_audit, create_indexes
 from workers.core.auditchain import first_broken_link
 from workers.settings import Settings
 
@@ -105,3 +105,23 @@ async def test_an_old_databases_chain_index_becomes_unique(settings: Settings, u
     finally:
         await client.drop_database(unique)
         await client.close()
+
+
+async def test_heads_kept_in_memory_survive_another_sink_and_a_stale_cache(
+    db: AsyncDatabase[Doc],
+) -> None:
+    """Two sink processes, each with its heads in memory, take turns on one object (a
+    rebalance): each one's cached head goes stale; the unique indexes refuse the insert, the
+    slow path links the batch from ``audit``, and the chain neither forks nor repeats."""
+    first, second = HeadCache(), HeadCache()
+    assert await append_audit(db, records("a", 0, 3), first) == 3
+    assert first.get("a") is not None and first.get("a").seq == 3  # type: ignore[union-attr]
+    assert await append_audit(db, records("a", 3, 5), second) == 2  # head read from the db
+    assert await append_audit(db, records("a", 5, 7), first) == 2  # stale: seq 4 is taken
+    assert first.get("a").seq == 7  # type: ignore[union-attr]
+    assert await append_audit(db, records("a", 0, 7), second) == 0  # stale, all redelivered
+    assert await append_audit(db, records("a", 7, 8), second) == 1
+    await assert_intact(db, "a", 8)
+    await db["audit_heads"].delete_one({"_id": "a"})  # the cache alone knows the head now
+    assert await append_audit(db, records("a", 8, 9), second) == 1
+    await assert_intact(db, "a", 9)

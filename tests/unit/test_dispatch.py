@@ -1,6 +1,7 @@
 """The dispatcher's failure rules: dead-letter, retry, crash, never lose a message."""
 
 import base64
+from typing import cast
 
 import orjson
 import pytest
@@ -9,17 +10,29 @@ from schemas.codec import decode, encode
 from schemas.events import (
     AuditRecord,
     DeadLetter,
+    DeleteRequest,
     Event,
     IngestRequest,
+    ObjectAccepted,
+    ObjectEncrypted,
     Placement,
     RetryRequest,
     Source,
 )
 from tests.unit.agents.conftest import ListPublisher, inline_request
-from topics import ACCEPTED
+from topics import ACCEPTED, DELETE
 from workers.client.puts import put_request
-from workers.dispatch import Dispatcher, Emit, MessageRef, RetryPolicy, backoff_s
+from workers.dispatch import (
+    Dispatcher,
+    Emit,
+    MessageRef,
+    RetryPolicy,
+    backoff_s,
+    stamp,
+    with_audit,
+)
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
+from workers.trail import STEP_TOPICS, derived_by_sink, step_of, step_record
 
 REF = MessageRef("movingdata.ingest", 2, 41)
 FAST = RetryPolicy(in_process_attempts=2, max_attempts=3, base_s=0.0, cap_s=0.0)
@@ -189,3 +202,87 @@ async def test_a_refused_request_is_the_events_fault_unless_the_store_refuses_us
         await run
         assert pub.sent[0][0] == outcome
     assert checked == ["s3"]
+
+
+def accepted_of(request: IngestRequest) -> ObjectAccepted:
+    return cast(
+        ObjectAccepted,
+        stamp(
+            ObjectAccepted,
+            request,
+            "1",
+            version=1,
+            source=request.source,
+            placement=request.placement,
+        ),
+    )
+
+
+async def test_a_step_the_sink_derives_sends_no_audit_copy_others_do() -> None:
+    """The sink builds a chain event's step record itself (``step_of``): the dispatcher sends
+    no copy of it. A step the sink cannot derive (a delete request) keeps its record."""
+    pub = ListPublisher()
+    request = inline_request(b"x")
+    accepted = accepted_of(request)
+    delete = stamp(
+        DeleteRequest,
+        request,
+        "delete",
+        version=1,
+        mode="delete",
+        tenant="default",
+        targets=("s3",),
+        reason="retention",
+    )
+
+    async def handle(event: Event) -> list[Emit]:
+        return [Emit(ACCEPTED, accepted), Emit(DELETE, delete, action="delete.requested")]
+
+    await dispatcher(pub).run(encode(request), REF, ingest_decode, handle)
+    assert pub.sends == [["accepted", "delete", "audit"]]
+    record = decode(pub.on("audit")[0], AuditRecord)
+    assert record.action == "delete.requested" and record.detail["topic"] == "delete"
+    # What the sink derives from the stored accepted event is the record no longer sent.
+    stored = decode(pub.on("accepted")[0], ObjectAccepted)
+    step = step_of(stored)
+    assert step is not None
+    assert step_record(*step) == step_record("ingest", Emit(ACCEPTED, stored))
+    assert stored.actor.startswith("worker:ingest@")  # signed before it was sent
+
+
+def test_an_output_the_sink_would_derive_differently_keeps_its_record() -> None:
+    """Another stage or action than the sink would name: the copy is the only true record."""
+    accepted = accepted_of(inline_request(b"x")).model_copy(update={"actor": "worker:x"})
+    assert derived_by_sink("ingest", Emit(ACCEPTED, accepted))
+    assert not derived_by_sink("replay", Emit(ACCEPTED, accepted))
+    assert not derived_by_sink("ingest", Emit(ACCEPTED, accepted, action="other"))
+    sent = with_audit("replay", [Emit(ACCEPTED, accepted)])
+    assert [out.topic.suffix for out in sent] == ["accepted", "audit"]
+
+
+def test_every_derived_step_is_on_a_topic_the_sink_consumes() -> None:
+    """Else its record would be nowhere: neither on the audit topic nor derived."""
+    from workers.app import SINK_TOPICS
+
+    request = inline_request(b"x")
+    accepted = accepted_of(request)
+    encrypted = stamp(
+        ObjectEncrypted,
+        request,
+        "e",
+        version=1,
+        placement=request.placement,
+        primary="s3",
+        key="k",
+        key_id="local:k:v1",
+        algorithm="aes256gcm-chunked",
+        plaintext_size=1,
+        plaintext_sha256="0" * 64,
+        ciphertext_size=1,
+        ciphertext_sha256="0" * 64,
+    )
+    one = encrypted.model_copy(update={"only_targets": ("gcs",)})
+    for event in (accepted, encrypted, one):
+        step = step_of(event)
+        assert step is not None and step[1].topic in STEP_TOPICS
+    assert set(STEP_TOPICS) <= set(SINK_TOPICS)

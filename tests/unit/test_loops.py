@@ -193,3 +193,64 @@ async def test_a_retry_of_an_inline_event_re_reads_it_from_its_own_topic() -> No
     again = decode(value, IngestRequest)
     assert suffix == "ingest" and again.attempt == 2
     assert again.correlation_id == request.correlation_id  # the same request, the same version
+
+
+async def test_the_byte_budget_runs_what_fits_keeps_order_and_acks_after_all() -> None:
+    """Three 6-byte objects in a 10-byte budget: one at a time, each key in order, and the
+    batch acknowledged once all of it is handled; a small event goes beside a big one."""
+    from workers.budget import ByteBudget
+
+    log: list[str] = []
+    running: set[str] = set()
+    most = 0
+
+    async def handle(request: IngestRequest) -> list[Emit]:
+        nonlocal most
+        name = request.placement.name
+        running.add(name)
+        most = max(most, sum(6 if n.startswith("big") else 1 for n in running))
+        log.append(f"start {name}")
+        await asyncio.sleep(0.01)
+        running.discard(name)
+        log.append(f"end {name}")
+        return []
+
+    def held(event: Event) -> int:
+        return 6 if event.placement.name.startswith("big") else 1  # type: ignore[attr-defined]
+
+    def decode(raw: bytes | None, ref: MessageRef) -> Event:
+        return inline_request(b"x", name=(raw or b"").decode())
+
+    budget = ByteBudget(10)
+    agent = stage_loop(
+        Dispatcher("encrypt", ListPublisher()), decode, handle, 8, budget=budget, held=held
+    )
+    batch = [
+        event("a", "big-a1", 0),
+        event("b", "big-b1", 1),
+        event("a", "big-a2", 2),
+        event("c", "small-c1", 3),
+    ]
+    await agent(TakeEvents([batch], log))
+    assert most <= 10 and budget.held == 0
+    assert log.index("end big-a1") < log.index("start big-a2")
+    assert log.index("end big-a1") < log.index("start big-b1")  # no room for two
+    # First come, first served: c1 waits behind b1, then runs beside it.
+    assert log.index("start big-b1") < log.index("start small-c1") < log.index("end big-b1")
+    assert log[-1] == "ack big-a1,big-b1,big-a2,small-c1"
+
+
+def test_an_event_holds_its_objects_bytes_up_to_one_part_per_store() -> None:
+    from schemas.events import ObjectAccepted
+    from workers.app import HELD_MAX, held_bytes
+    from workers.dispatch import stamp
+
+    request = inline_request(b"x" * 100)
+    accepted = stamp(ObjectAccepted, request, "a", version=1, source=request.source,
+                     placement=request.placement, plaintext_size=100)  # fmt: skip
+    assert held_bytes(accepted, chunk_size=10) == 110
+    huge = accepted.model_copy(update={"plaintext_size": 10 * HELD_MAX})
+    assert held_bytes(huge, chunk_size=10) == HELD_MAX + 10
+    unknown = accepted.model_copy(update={"plaintext_size": None})
+    assert held_bytes(unknown, chunk_size=10) == HELD_MAX + 10
+    assert held_bytes(request, chunk_size=10) == 10  # bookkeeping: a chunk

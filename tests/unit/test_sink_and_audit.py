@@ -1,11 +1,23 @@
 """Pure parts of the sink: which fields each event owns, and the audit hash chain."""
 
+import itertools
 from datetime import UTC, datetime
 
-from schemas.events import ObjectAccepted, ObjectAccessed, ReplicaTiered, ReplicaVerified
+from schemas.events import (
+    Event,
+    ObjectAccepted,
+    ObjectAccessed,
+    ObjectEncrypted,
+    ReplicaTiered,
+    ReplicaVerified,
+    ReplicaWritten,
+)
 from tests.unit.agents.conftest import inline_request
 from workers.agents.sink import (
     READS_KEPT,
+    Head,
+    HeadCache,
+    batch_writes,
     latest_tier,
     object_update,
     object_writes,
@@ -174,3 +186,79 @@ def test_a_replica_read_back_again_moves_its_read_back_time_forward() -> None:
     assert update is not None
     assert update["$max"] == {"replicas.s3.read_back_at": at}  # the scheduled scrub's order
     assert "replicas.s3.verified_at" in update["$min"]  # the first verification stays
+
+
+def applied(doc: dict[str, object] | None, update: dict[str, dict[str, object]]) -> dict:  # type: ignore[type-arg]
+    """MongoDB's ``$set``, ``$min``, ``$max`` and ``$setOnInsert`` on flat (dotted) names."""
+    out = dict(doc or {})
+    for name, value in update.get("$set", {}).items():
+        out[name] = value
+    for name, value in update.get("$min", {}).items():
+        out[name] = min(out[name], value) if name in out else value  # type: ignore[type-var]
+    for name, value in update.get("$max", {}).items():
+        out[name] = max(out[name], value) if name in out else value  # type: ignore[type-var]
+    if doc is None:
+        out.update(update.get("$setOnInsert", {}))
+    return out
+
+
+def version_events() -> list[Event]:
+    """One version's events: accepted, encrypted, written, verified thrice, tiered."""
+    request = inline_request(b"x")
+    at = [datetime(2026, 12, 2, h, tzinfo=UTC) for h in range(4)]
+    common = {"version": 1, "placement": request.placement, "target": "s3", "key": "k"}
+    digests = {"ciphertext_sha256": "1" * 64, "ciphertext_size": 9}
+    accepted = stamp(ObjectAccepted, request, "a", version=1, source=request.source,
+                     placement=request.placement)  # fmt: skip
+    encrypted = stamp(ObjectEncrypted, request, "e", version=1, placement=request.placement,
+                      primary="s3", key="k", key_id="local:k:v1", algorithm="aes256gcm-chunked",
+                      plaintext_size=1, plaintext_sha256="0" * 64, **digests)  # fmt: skip
+    written = stamp(ReplicaWritten, request, "w", plaintext_sha256="0" * 64, key_id="local:k:v1",
+                    **common, **digests)  # fmt: skip
+    verified = [
+        stamp(ReplicaVerified, request, f"v{n}", verified_at=at[n], mode=mode, **common, **digests)
+        for n, mode in ((2, "store-digest"), (3, "read-back"), (1, "read-back"))
+    ]
+    tiered = stamp(ReplicaTiered, request, "t", version=1, target="s3", key="k", tier="hot",
+                   reason="initial")  # fmt: skip
+    return [accepted, encrypted, written, *verified, tiered]
+
+
+def test_a_batch_makes_one_upsert_per_version_ending_where_its_events_one_by_one_do() -> None:
+    """Merged: first-occurrence times the earliest, ``read_back_at`` the latest, ``$set`` the
+    later event's value, whatever order the batch holds the events in."""
+    events = version_events()
+    for order in itertools.permutations(events[2:]):  # accepted and encrypted: any place
+        batch = [events[1], *order[:2], events[0], *order[2:]]
+        one_by_one = None
+        for event in batch:
+            update = update_document(event)
+            assert update is not None
+            one_by_one = applied(one_by_one, update)
+        upsert, tier = batch_writes(batch)
+        assert upsert._filter == {"_id": f"{events[0].object_id}:v1"} and upsert._upsert
+        assert applied(None, upsert._doc) == one_by_one
+        assert tier._doc == latest_tier(events[-1])._doc  # filtered: after the upsert
+    merged_doc = applied(None, batch_writes(events)[0]._doc)
+    assert merged_doc["replicas.s3.read_back_at"] == datetime(2026, 12, 2, 3, tzinfo=UTC)
+    assert merged_doc["replicas.s3.verified_at"] == datetime(2026, 12, 2, 1, tzinfo=UTC)
+
+
+def test_filtered_writes_follow_the_upserts_in_event_order() -> None:
+    request = inline_request(b"x")
+    reads = [stamp(ObjectAccessed, request, f"r{n}", version=1, target="s3", bytes_read=1)
+             for n in range(2)]  # fmt: skip
+    events = version_events()
+    writes = batch_writes([reads[0], *events, reads[1]])
+    assert [bool(w._upsert) for w in writes] == [True, False, False, False, False, False]
+    assert writes[1]._doc["$pop"] and writes[2]._doc["$push"]["read_ids"] == reads[0].event_id
+    assert writes[3]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
+    assert writes[5]._doc["$push"]["read_ids"] == reads[1].event_id
+
+
+def test_the_cache_keeps_the_most_recently_written_heads() -> None:
+    cache = HeadCache(limit=2)
+    cache.put({"a": Head("h", 1), "b": Head("h", 1)})
+    cache.put({"a": Head("h", 2)})
+    cache.put({"c": Head("h", 1)})  # b is the least recently written
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (Head("h", 2), None, Head("h", 1))

@@ -35,11 +35,12 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
 )
-from topics import ACCEPTED, ENCRYPTED, REMOVE, REMOVED, REPLICATE, REPLICATED, TIERED, VERIFIED
+from workers import metrics
 from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
 from workers.core.versions import doc_id, version_state
-from workers.dispatch import UNKNOWN_OBJECT, Emit, step_record
+from workers.dispatch import UNKNOWN_OBJECT
 from workers.keys import AuditSigner
+from workers.trail import step_of, step_record
 
 STAGE = "sink"
 SINK_INPUTS = (
@@ -150,15 +151,45 @@ def read_writes(event: ObjectAccessed) -> list[UpdateOne]:
 
 def object_writes(event: Event) -> list[UpdateOne]:
     """Every write an event makes to its version's ``objects`` document, in order."""
-    if isinstance(event, ObjectAccessed):
-        return read_writes(event) if event.version >= 1 else []
-    update = update_document(event)
-    if update is None:
-        return []
-    writes = [UpdateOne({"_id": doc_id(event.object_id, event.version)}, update, upsert=True)]
-    if isinstance(event, ReplicaTiered):
-        writes.append(latest_tier(event))
-    return writes
+    return batch_writes([event])
+
+
+def batch_writes(events: Iterable[Event]) -> list[UpdateOne]:
+    """A batch's writes to ``objects``: one upsert per version, every event's update merged
+    into it (``merged``), then the filtered writes (a tier over an older placement, a read
+    appended once) in event order. They own fields no upsert touches, so running them after
+    the upserts ends where the events' own writes, one after another, would."""
+    upserts: dict[str, Doc] = {}
+    filtered: list[UpdateOne] = []
+    for event in events:
+        if isinstance(event, ObjectAccessed):
+            filtered += read_writes(event) if event.version >= 1 else []
+            continue
+        update = update_document(event)
+        if update is None:
+            continue
+        key = doc_id(event.object_id, event.version)
+        upserts[key] = merged(upserts[key], update) if key in upserts else update
+        if isinstance(event, ReplicaTiered):
+            filtered.append(latest_tier(event))
+    writes = [UpdateOne({"_id": key}, update, upsert=True) for key, update in upserts.items()]
+    return writes + filtered
+
+
+def merged(first: Doc, then: Doc) -> Doc:
+    """One update doing what ``first`` then ``then`` do: ``$set`` keeps the later value,
+    ``$min`` the earlier time, ``$max`` the later one, ``$setOnInsert`` the first value."""
+    out: Doc = {op: dict(fields) for op, fields in first.items()}
+    for op, fields in then.items():
+        into = out.setdefault(op, {})
+        for name, value in fields.items():
+            if name not in into or op == "$set":
+                into[name] = value
+            elif op == "$min":
+                into[name] = min(into[name], value)
+            elif op == "$max":
+                into[name] = max(into[name], value)
+    return out
 
 
 # Events after which a version's state may differ.
@@ -209,6 +240,7 @@ async def insert_new(db: AsyncDatabase[Doc], name: str, docs: Sequence[Doc]) -> 
     """Insert, ignoring documents whose ``_id`` exists already (a redelivery)."""
     if not docs:
         return
+    counted(name, len(docs))
     try:
         await db[name].insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
@@ -257,24 +289,59 @@ def chain(records: Iterable[AuditRecord], heads: dict[str, Head]) -> list[Doc]:
     return docs
 
 
-async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -> int:
+class HeadCache:
+    """The chain heads this sink process wrote last, by object id (the newest ``limit``).
+
+    A cached head saves the batch its ``audit_heads`` lookup. It may be stale (another sink
+    took the object over for a while): the unique indexes then refuse the insert, the
+    ``ChainConflict`` slow path links the batch from what ``audit`` holds, and the heads it
+    finds replace the cached ones. A head is cached only once it is written.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.heads: dict[str, Head] = {}
+
+    def get(self, object_id: str) -> Head | None:
+        return self.heads.get(object_id)
+
+    def put(self, heads: dict[str, Head]) -> None:
+        for object_id, head in heads.items():
+            self.heads.pop(object_id, None)  # now the newest
+            self.heads[object_id] = head
+        while len(self.heads) > self.limit:
+            del self.heads[next(iter(self.heads))]  # the least recently written
+
+    def forget(self, object_ids: Iterable[str]) -> None:
+        for object_id in object_ids:
+            self.heads.pop(object_id, None)
+
+
+async def append_audit(
+    db: AsyncDatabase[Doc], records: Iterable[AuditRecord], cache: HeadCache | None = None
+) -> int:
     """Chain and insert the records not stored yet; return how many were new.
 
-    One ``audit_heads`` lookup per object (the only filter FerretDB's SQLite backend answers
-    from an index is ``_id``): its head names the latest records, so a redelivered record is
-    recognised without a query. A head is written after its records, so a crash in between
-    leaves it stale; the unique ``_id`` and (object_id, seq) indexes then refuse the insert
-    instead of letting a record be stored twice or the chain fork, and the batch is linked
-    again from what ``audit`` itself holds.
+    Each object's head comes from ``cache`` or else one ``audit_heads`` lookup (the only
+    filter FerretDB's SQLite backend answers from an index is ``_id``): its head names the
+    latest records, so a redelivered record is recognised without a query. A head is written
+    after its records, so a crash in between leaves it stale (a cached head is stale too
+    when another sink wrote the chain meanwhile); the unique ``_id`` and (object_id, seq)
+    indexes then refuse the insert instead of letting a record be stored twice or the chain
+    fork, and the batch is linked again from what ``audit`` itself holds.
     """
+    cache = cache if cache is not None else HeadCache(limit=0)
     unique = list({r.event_id: r for r in records}.values())
     objects = list(dict.fromkeys(r.object_id for r in unique))
-    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in objects))
-    loaded = {o: Head.of(doc) for o, doc in zip(objects, found, strict=True)}
+    loaded = {o: h for o in objects if (h := cache.get(o)) is not None}
+    unknown = [o for o in objects if o not in loaded]
+    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in unknown))
+    loaded |= {o: Head.of(doc) for o, doc in zip(unknown, found, strict=True)}
     heads = dict(loaded)
     try:
         docs = await insert_chained(db, unique, heads)
     except ChainConflict:  # once more from what is stored; a second conflict is raised
+        cache.forget(objects)
         heads = await stored_heads(db, unique)
         docs = await insert_chained(db, unique, heads)
     moved = [(o, h) for o, h in heads.items() if h != loaded[o]]
@@ -290,6 +357,7 @@ async def append_audit(db: AsyncDatabase[Doc], records: Iterable[AuditRecord]) -
             for o, h in moved
         ],
     )
+    cache.put(heads)
     return len(docs)
 
 
@@ -298,6 +366,7 @@ async def insert_chained(
 ) -> list[Doc]:
     docs = chain(records, heads)
     if docs:
+        counted("audit", len(docs))
         try:  # ordered: a failure part-way leaves a prefix of the chain, never a gap
             await db["audit"].insert_many(docs, ordered=True)
         except BulkWriteError as exc:
@@ -329,7 +398,14 @@ async def bulk_upsert(db: AsyncDatabase[Doc], name: str, updates: Sequence[Updat
     # FerretDB 1.24 held one SQLite connection per update of a command and deadlocked at 100
     # (patched in the stack's build); small commands keep other servers' latency low too.
     for start in range(0, len(updates), BULK_LIMIT):
+        counted(name, len(updates[start : start + BULK_LIMIT]))
         await db[name].bulk_write(list(updates[start : start + BULK_LIMIT]), ordered=True)
+
+
+def counted(collection: str, documents: int) -> None:
+    """Count one write command of ``documents`` (``movingdata_sink_*``)."""
+    metrics.SINK_REQUESTS.labels(collection).inc()
+    metrics.SINK_WRITES.labels(collection).inc(documents)
 
 
 def changes_state(event: Event) -> bool:
@@ -346,30 +422,6 @@ async def settle_states(db: AsyncDatabase[Doc], ids: Iterable[str]) -> None:
         if doc is not None and doc.get("state") != (state := version_state(doc))
     ]
     await bulk_upsert(db, "objects", updates)
-
-
-def step_of(event: Event) -> tuple[str, Emit] | None:
-    """Which stage produced a chain event, as what step (for its audit record)."""
-    match event:
-        case ObjectAccepted():
-            return "ingest", Emit(ACCEPTED, event)
-        case ObjectEncrypted(only_targets=(target,)):
-            return "replicate", Emit(REPLICATE[target], event, action="replica.requested")
-        case ObjectEncrypted():
-            return "encrypt", Emit(ENCRYPTED, event)
-        case ReplicaWritten(target=target, scrub=True):
-            return "scrub", Emit(REPLICATED[target], event, action="scrub.requested")
-        case ReplicaWritten(target=target):
-            return "replicate", Emit(REPLICATED[target], event)
-        case ReplicaVerified():
-            return "verify", Emit(VERIFIED, event, action=event.step)
-        case ReplicaTiered():
-            return "tier", Emit(TIERED, event)
-        case ReplicaRemoval():
-            return "delete", Emit(REMOVE, event)
-        case ReplicaRemoved():
-            return "delete", Emit(REMOVED, event)
-    return None
 
 
 async def refused(
@@ -390,9 +442,12 @@ async def refused(
     return await refused(write, items[:middle]) + await refused(write, items[middle:])
 
 
-async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
-    """Apply one batch of decoded events to MongoDB (idempotent)."""
-    await bulk_upsert(db, "objects", [w for event in events for w in object_writes(event)])
+async def write_batch(
+    db: AsyncDatabase[Doc], events: Sequence[Event], heads: HeadCache | None = None
+) -> None:
+    """Apply one batch of decoded events to MongoDB (idempotent); ``heads``: this sink
+    process's chain heads (``HeadCache``)."""
+    await bulk_upsert(db, "objects", batch_writes(events))
     await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}
@@ -408,7 +463,7 @@ async def write_batch(db: AsyncDatabase[Doc], events: Sequence[Event]) -> None:
             trail.append(event)
         elif (step := step_of(event)) is not None:
             trail.append(step_record(*step))
-    await append_audit(db, trail)
+    await append_audit(db, trail, heads)
 
 
 CHECKPOINT = "latest"

@@ -10,6 +10,7 @@ from schemas.events import AuditRecord, Event, IngestRequest
 from topics import AUDIT, INGEST, TopicSpec
 from workers.broker import kafka_options
 from workers.settings import Settings
+from workers.trail import STEP_TOPICS, step_of, step_record
 
 
 async def produce_events(settings: Settings, topic: TopicSpec, events: Iterable[Event]) -> int:
@@ -60,9 +61,14 @@ async def produce(settings: Settings, requests: Iterable[IngestRequest]) -> int:
 async def tail_audit(
     settings: Settings, *, from_beginning: bool, limit: int | None, idle_s: float | None
 ) -> AsyncIterator[AuditRecord]:
-    """Audit records as they arrive; stops after ``limit`` records or ``idle_s`` of silence."""
+    """Audit records as they arrive; stops after ``limit`` records or ``idle_s`` of silence.
+
+    A step of the chain has no record on the audit topic (the sink derives it from the chain
+    event it stores): its record is derived here the same way, from the chain's topics.
+    """
+    by_name = {spec.name(settings.topic_prefix): spec for spec in (AUDIT, *STEP_TOPICS)}
     consumer = AIOKafkaConsumer(
-        AUDIT.name(settings.topic_prefix),
+        *by_name,
         **kafka_options(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -78,7 +84,13 @@ async def tail_audit(
                 continue
             for messages in batch.values():
                 for message in messages:
-                    yield decode(message.value, AuditRecord)
+                    spec = by_name[message.topic]
+                    if spec is AUDIT:
+                        yield decode(message.value, AuditRecord)
+                    elif (step := step_of(decode(message.value, spec.value))) is not None:
+                        yield step_record(*step)
+                    else:
+                        continue
                     seen += 1
     finally:
         await consumer.stop()
