@@ -256,6 +256,10 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             # On the leader only: one share per interval for the whole group, not per worker.
             scrub = ScheduledScrub(settings)
             app.timer(settings.scrub_interval_s, on_leader=True, name="scheduled_scrub")(scrub.run)
+        if settings.reconcile_interval_s > 0:
+            reconciler = Reconciler(settings)
+            timer = app.timer(settings.reconcile_interval_s, on_leader=True, name="reconcile")
+            timer(reconciler.run)
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
         actor = f"worker:tier@{socket.gethostname()}"
@@ -311,6 +315,25 @@ class Checkpointer:
             log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
 
 
+class Reconciler:
+    """Re-drives pending versions that stopped moving (``ops.reconcile``), with the sink."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: State | None = None
+
+    async def run(self) -> None:
+        if self.state is None:  # inside the event loop that uses it
+            self.state = State(self.settings)
+        try:
+            sent = await ops.reconcile(self.settings, self.state, datetime.now(UTC))
+        except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
+            log.warning("reconcile failed", extra={"error": str(exc)[:200]})
+            return
+        if sent:
+            log.warning("stalled versions re-driven", extra={"stage": "sink", "events": sent})
+
+
 class ScheduledScrub:
     """Sends ``scrub_share`` of the replicas, read back longest ago first, to be read back
     (``ops.scrub_share``): in store-digest mode, how every replica is still read back."""
@@ -342,6 +365,11 @@ async def sweep_staging(deps: Deps) -> None:
         return
     if swept:
         log.info("staging swept", extra={"removed": swept})
+
+
+def record_ref(event: faust.EventT) -> RecordRef:
+    msg = event.message
+    return RecordRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
 
 
 def ref_of(event: faust.EventT) -> MessageRef:
@@ -507,7 +535,9 @@ async def sink_batch(
             await dispatcher.dead_letter(None, message.value, ref_of(message), str(exc))
 
     async def write(items: Sequence[tuple[Event, faust.EventT]]) -> None:
-        await retry_db(partial(sink.write_batch, db, [event for event, _ in items], heads))
+        events = [event for event, _ in items]
+        refs = [record_ref(message) for _, message in items]
+        await retry_db(partial(sink.write_batch, db, events, heads, refs))
 
     for (event, message), exc in await sink.refused(write, decoded):
         reason = f"mongodb refused: {type(exc).__name__}: {exc}"[:500]

@@ -66,6 +66,8 @@ WORKER_SETTINGS = (
     "verify_mode",
     "scrub_interval_s",
     "scrub_share",
+    "reconcile_interval_s",
+    "reconcile_after_s",
     "kafka_servers",
     "kafka_security_protocol",
     "kafka_sasl_mechanism",

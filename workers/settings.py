@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     scrub_share: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of the stored replicas each scheduled scrub reads back, least recently read back
     first, so every replica is read back over time."""
+    reconcile_interval_s: float = 300.0
+    """How often the sink's leader looks for pending versions that stopped moving (0: never)."""
+    reconcile_after_s: float = 900.0
+    """A pending version with no step for this long is re-driven: the recorded events before
+    its next steps are sent again through the retry agent (every stage is idempotent)."""
     max_attempts: int = 10
     """Attempts of one event before it is dead-lettered."""
     retry_cap_s: float = 60.0

@@ -29,6 +29,7 @@ from schemas.events import (
     ObjectAccepted,
     ObjectAccessed,
     ObjectEncrypted,
+    RecordRef,
     ReplicaRemoval,
     ReplicaRemoved,
     ReplicaTiered,
@@ -37,6 +38,7 @@ from schemas.events import (
 )
 from workers import metrics
 from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
+from workers.core.reconcile import slot
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
 from workers.keys import AuditSigner
@@ -154,20 +156,27 @@ def object_writes(event: Event) -> list[UpdateOne]:
     return batch_writes([event])
 
 
-def batch_writes(events: Iterable[Event]) -> list[UpdateOne]:
+def batch_writes(
+    events: Iterable[Event], refs: Sequence[RecordRef | None] | None = None
+) -> list[UpdateOne]:
     """A batch's writes to ``objects``: one upsert per version, every event's update merged
     into it (``merged``), then the filtered writes (a tier over an older placement, a read
     appended once) in event order. They own fields no upsert touches, so running them after
-    the upserts ends where the events' own writes, one after another, would."""
+    the upserts ends where the events' own writes, one after another, would. ``refs``: where
+    each event was read, kept for the chain events a stalled version may need again
+    (``workers.core.reconcile``)."""
     upserts: dict[str, Doc] = {}
     filtered: list[UpdateOne] = []
-    for event in events:
+    events = list(events)
+    for event, ref in zip(events, refs or [None] * len(events), strict=True):
         if isinstance(event, ObjectAccessed):
             filtered += read_writes(event) if event.version >= 1 else []
             continue
         update = update_document(event)
         if update is None:
             continue
+        if ref is not None and (name := slot(event)) is not None:
+            update["$set"][f"refs.{name}"] = ref.model_dump()
         key = doc_id(event.object_id, event.version)
         upserts[key] = merged(upserts[key], update) if key in upserts else update
         if isinstance(event, ReplicaTiered):
@@ -443,11 +452,14 @@ async def refused(
 
 
 async def write_batch(
-    db: AsyncDatabase[Doc], events: Sequence[Event], heads: HeadCache | None = None
+    db: AsyncDatabase[Doc],
+    events: Sequence[Event],
+    heads: HeadCache | None = None,
+    refs: Sequence[RecordRef | None] | None = None,
 ) -> None:
     """Apply one batch of decoded events to MongoDB (idempotent); ``heads``: this sink
-    process's chain heads (``HeadCache``)."""
-    await bulk_upsert(db, "objects", batch_writes(events))
+    process's chain heads (``HeadCache``); ``refs``: where each event was read."""
+    await bulk_upsert(db, "objects", batch_writes(events, refs))
     await settle_states(db, {doc_id(e.object_id, e.version) for e in events if changes_state(e)})
     letters = [
         {"_id": e.event_id, **e.model_dump(mode="python")}

@@ -6,8 +6,10 @@
 - ``retier``: a change the policy decided (``workers.tiering.live``), applied per backend
   (``set_tier``) only when the store does not hold the replica in that tier already (stat
   first: a redelivery, or a change applied before a crash, costs no second copy).
-- ``access``: a read of a version; the policy decides that version again at once (a read
-  burst after a long silence warms it) and the moves are applied as above.
+- ``access``: a read of a version; the policy decides that version again as at the read, and
+  the moves to a warmer tier are applied as above (a read burst after a long silence warms it
+  at once; colder moves wait for the sweep). A read older than the replicas' latest placement
+  decides nothing: that placement was decided knowing more.
 
 Every placement is a ``tiered`` event; its audit record carries the reason and, for a policy
 change, the expected cost delta. Idempotency key: (object, version, target, cause).
@@ -15,15 +17,18 @@ A deleted or shredded version has no replica left to tier.
 """
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from schemas.events import ObjectAccessed, ReplicaTiered, ReplicaVerified, TierChange
 from topics import TIERED
+from workers.core.prices import TIERS
 from workers.core.tiering import initial_tier
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.keyregistry import gone
 from workers.stores.base import Tier
-from workers.tiering.live import Tiering, changes, recorded_tier
+from workers.tiering.live import Tiering, changes, live_replicas, recorded_tier, utc
 
 STAGE = "tier"
 
@@ -81,12 +86,22 @@ async def accessed(event: ObjectAccessed, deps: Deps) -> Sequence[Emit]:
     if doc is None or await gone(deps.registry, event.object_id, event.version):
         return []
     tiering = Tiering.load(deps.settings)
-    if not tiering.policy.decide_on_read:
+    if not tiering.policy.decide_on_read or superseded(doc, event.produced_at):
         return []
-    decision = tiering.decide(doc, deps.now(), read_at=event.produced_at)
+    # as at the read, so a redelivered read decides the same; only warmer moves: a read
+    # never sends a replica colder (that waits for the sweep)
+    decision = tiering.decide(doc, event.produced_at, read_at=event.produced_at)
     if decision is None:
         return []
     emits: list[Emit] = []
     for move in changes(doc, decision, event.event_id, "", deps.now()):
-        emits.extend(await change(move, deps))
+        if TIERS.index(move.tier) < TIERS.index(move.previous):
+            emits.extend(await change(move, deps))
     return emits
+
+
+def superseded(doc: dict[str, Any], read_at: datetime) -> bool:
+    """A placement was decided after this read (a sweep, an earlier read's move): the read
+    is in the document's history for the next decisions, and decides nothing itself."""
+    placed = [utc(r["tiered_at"]) for r in live_replicas(doc).values() if r.get("tiered_at")]
+    return any(at > read_at for at in placed)

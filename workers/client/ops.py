@@ -1,18 +1,31 @@
-"""Operations on stored versions: remove, forget, scrub, and the audit records of key work
-done outside the agents."""
+"""Operations on stored versions: remove, forget, scrub, reconcile, and the audit records of
+key work done outside the agents."""
 
 import asyncio
 import math
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from schemas.events import AuditRecord, DeleteRequest, Outcome, Placement, ReplicaWritten, event_id
-from topics import AUDIT, DELETE, REPLICATED
+from pymongo import UpdateOne
+
+from schemas.events import (
+    AuditRecord,
+    DeleteRequest,
+    Outcome,
+    Placement,
+    RecordRef,
+    ReplicaWritten,
+    RetryRequest,
+    event_id,
+)
+from topics import AUDIT, DELETE, REPLICATED, RETRY
 from workers.client.identity import client_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
+from workers.core.reconcile import redrive, stalled
 from workers.core.versions import GONE, doc_id
 from workers.settings import Settings
 
@@ -183,6 +196,47 @@ async def scrub_share(settings: Settings, state: State, share: float) -> int:
         if e.target == target
     ]
     return await send_scrub(settings, events)
+
+
+async def reconcile(settings: Settings, state: State, now: datetime) -> int:
+    """Re-drive every stalled pending version (``workers.core.reconcile``): its recorded
+    events go to the retry agent, which reads them again from the broker and re-delivers them;
+    the version is marked ``redriven_at`` so it waits a whole bound again. Return how many
+    events were sent."""
+    after = timedelta(seconds=settings.reconcile_after_s)
+    run_id = uuid.uuid4().hex
+    stalled_docs = [
+        doc
+        async for doc in state.db["objects"].find({"state": "pending"})
+        if stalled(doc, now, after)
+    ]
+    requests = [
+        RetryRequest(
+            kind=RetryRequest.KIND,
+            v=RetryRequest.VERSION,
+            event_id=event_id(
+                RetryRequest.KIND, doc["object_id"], doc["version"], run_id, ref["topic"]
+            ),
+            object_id=doc["object_id"],
+            version=doc["version"],
+            correlation_id=doc.get("request_id") or run_id,
+            produced_at=now,
+            actor=f"worker:sink@{socket.gethostname()}",
+            topic=ref["topic"],
+            not_before=now,
+            reason=f"reconcile: pending with no step for {settings.reconcile_after_s:g} s",
+            record=RecordRef(**ref),
+        )
+        for doc in stalled_docs
+        for ref in redrive(doc)
+    ]
+    if requests:
+        await produce_events(settings, RETRY, requests)
+        marked = [
+            UpdateOne({"_id": d["_id"]}, {"$set": {"redriven_at": now}}) for d in stalled_docs
+        ]
+        await state.db["objects"].bulk_write(marked, ordered=False)
+    return len(requests)
 
 
 async def send_scrub(settings: Settings, events: Sequence[ReplicaWritten]) -> int:

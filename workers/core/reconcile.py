@@ -13,14 +13,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.events import Event, ObjectAccepted, ObjectEncrypted, ReplicaWritten
+
 Doc = Mapping[str, Any]
 
 
-def slot(topic_suffix: str) -> str | None:
-    """The ``refs`` key of a chain topic (dots are MongoDB paths): None for other topics."""
-    head = topic_suffix.split(".", 1)[0]
-    if head in ("accepted", "encrypted", "replicate", "replicated"):
-        return topic_suffix.replace(".", "_")
+def slot(event: Event) -> str | None:
+    """The ``refs`` key of a chain event a stalled version may need again (None: others)."""
+    match event:
+        case ObjectAccepted():
+            return "accepted"
+        case ObjectEncrypted(only_targets=()):
+            return "encrypted"
+        case ObjectEncrypted(only_targets=(target,)):
+            return f"replicate_{target}"
+        case ReplicaWritten(target=target, scrub=False):
+            return f"replicated_{target}"
     return None
 
 

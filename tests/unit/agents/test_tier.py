@@ -228,3 +228,27 @@ async def test_when_no_replica_could_be_read_an_archived_one_is_rehydrated(
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def test_a_read_never_cools_a_replica_and_a_superseded_read_decides_nothing(
+    counted: Deps, tmp_path: Path
+) -> None:
+    (tmp_path / "cold.yaml").write_text("readable_replicas: 1\ndefault: [cold]\n")
+    deps = dataclasses.replace(
+        counted,
+        settings=counted.settings.model_copy(update={"tier_policy": tmp_path / "cold.yaml"}),
+    )
+    out = await run_chain(inline_request(b"w" * 300), deps)
+    doc = doc_of(out["verified"], dict.fromkeys(("s3", "azure", "gcs"), "hot"))
+    assert isinstance(deps.catalog, MemoryCatalog)
+    deps.catalog.documents[doc["object_id"], 1] = doc
+    read = stamp(ObjectAccessed, out["verified"][0], "old-read", target="s3", bytes_read=300)
+    # the policy sends every replica to cold, but a read only ever warms
+    read = read.model_copy(update={"produced_at": T0 + timedelta(days=200)})
+    assert await tier.accessed(read, deps) == []  # type: ignore[arg-type]
+
+    for replica in doc["replicas"].values():
+        replica["tier"], replica["tiered_at"] = "cold", T0 + timedelta(days=201)
+    assert await tier.accessed(read, deps) == []  # type: ignore[arg-type]
+    stores = deps.stores.values()
+    assert all(s.set_tiers == [] for s in stores)  # type: ignore[attr-defined]

@@ -1,0 +1,79 @@
+"""Events acknowledged without being handled are re-driven: nothing stays pending for good.
+
+The verify group's offsets are moved past every replica written before its worker starts, as
+the start-up rebalance once did to a few events: without the reconciler those versions would
+stay pending forever. The sink's leader finds them quiet for ``reconcile_after_s`` and sends
+their recorded ``replicated`` events again through the retry agent.
+"""
+
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.pipeline import EXPECTED_STEPS, Pipeline, settled_trails, steps, write_objects
+from tests.waiting import wait_for
+from topics import REPLICATED
+from workers.broker import kafka_options
+from workers.client.kafka import produce
+from workers.client.puts import requests_for_path, wait_verified
+from workers.client.state import State
+
+TARGETS = ("s3", "azure", "gcs")
+NOT_VERIFY = "ingest,encrypt,replicate,tier,delete,retry,sink"
+
+
+@pytest.fixture
+def pipeline_overrides() -> dict[str, object]:
+    return {"reconcile_interval_s": 2.0, "reconcile_after_s": 5.0}
+
+
+async def skip_to_end(pipeline: Pipeline, group: str) -> int:
+    """Commit ``group``'s offsets at the end of the replicated topics; return how many
+    records it thereby skips."""
+    names = [spec.name(pipeline.settings.topic_prefix) for spec in REPLICATED.values()]
+    consumer = AIOKafkaConsumer(
+        **kafka_options(pipeline.settings), group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        count = pipeline.settings.topic_partitions  # the chain's topics are created so
+        partitions = [TopicPartition(name, p) for name in names for p in range(count)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_versions_whose_events_were_skipped_are_re_driven_and_verified(
+    pipeline: Pipeline, state: State, source_dir: Path
+) -> None:
+    write_objects(source_dir, 6, largest=8 * 1024)
+    pipeline.start_worker(NOT_VERIFY)
+    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    await produce(pipeline.settings, requests)
+    ids = [r.object_id for r in requests]
+
+    async def all_written() -> bool:
+        docs = [await state.object(i, 1) for i in ids]
+        return all(
+            ((d or {}).get("replicas") or {}).get(t, {}).get("written_at")
+            for d in docs
+            for t in TARGETS
+        )
+
+    await wait_for(all_written, timeout_s=180)
+    skipped = await skip_to_end(pipeline, f"{pipeline.settings.topic_prefix}-verify")
+    assert skipped == len(ids) * len(TARGETS)
+    pipeline.start_worker("verify")
+
+    failures = await wait_verified(state, requests, timeout_s=240)
+    assert failures == {}
+    docs = [await state.object(i, 1) for i in ids]
+    assert all(d is not None and d.get("redriven_at") for d in docs)
+    assert "stalled versions re-driven" in pipeline.worker_logs()
+    trails = await settled_trails(state, [(i, 1) for i in ids])
+    for object_id in ids:  # each step once, re-driven or not
+        assert steps(trails[object_id]) == EXPECTED_STEPS
