@@ -8,6 +8,7 @@ from schemas.events import (
     ObjectAccepted,
     ObjectAccessed,
     ObjectEncrypted,
+    RecordRef,
     ReplicaTiered,
     ReplicaVerified,
     ReplicaWritten,
@@ -21,6 +22,7 @@ from workers.agents.sink import (
     latest_tier,
     object_update,
     object_writes,
+    ref_slot,
     update_document,
 )
 from workers.core.auditchain import (
@@ -262,3 +264,24 @@ def test_the_cache_keeps_the_most_recently_written_heads() -> None:
     cache.put({"a": Head("h", 2)})
     cache.put({"c": Head("h", 1)})  # b is the least recently written
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (Head("h", 2), None, Head("h", 1))
+
+
+def test_the_sink_keeps_where_it_read_each_chain_event_a_stalled_version_needs() -> None:
+    request = inline_request(b"x")
+    accepted = stamp(
+        ObjectAccepted, request, "1", version=1, source=request.source, placement=request.placement
+    )
+    tiered = stamp(
+        ReplicaTiered, request, "2", version=1, target="s3", key="k", tier="cold", reason="r"
+    )
+    where = RecordRef(topic="p.accepted", partition=1, offset=7)
+    upsert, *_ = batch_writes(
+        [accepted, tiered], [where, RecordRef(topic="p.tiered", partition=0, offset=1)]
+    )
+    assert upsert._doc["$set"]["refs.accepted"] == {
+        "topic": "p.accepted",
+        "partition": 1,
+        "offset": 7,
+    }
+    assert ref_slot(accepted) == "accepted" and ref_slot(tiered) is None
+    assert not any(k.startswith("refs.") and k != "refs.accepted" for k in upsert._doc["$set"])

@@ -38,7 +38,6 @@ from schemas.events import (
 )
 from workers import metrics
 from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
-from workers.core.reconcile import slot
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
 from workers.keys import AuditSigner
@@ -156,6 +155,21 @@ def object_writes(event: Event) -> list[UpdateOne]:
     return batch_writes([event])
 
 
+def ref_slot(event: Event) -> str | None:
+    """The ``refs`` key of a chain event a stalled version may need again (None: others;
+    ``workers.core.reconcile.redrive`` reads them)."""
+    match event:
+        case ObjectAccepted():
+            return "accepted"
+        case ObjectEncrypted(only_targets=()):
+            return "encrypted"
+        case ObjectEncrypted(only_targets=(target,)):
+            return f"replicate_{target}"
+        case ReplicaWritten(target=target, scrub=False):
+            return f"replicated_{target}"
+    return None
+
+
 def batch_writes(
     events: Iterable[Event], refs: Sequence[RecordRef | None] | None = None
 ) -> list[UpdateOne]:
@@ -175,7 +189,7 @@ def batch_writes(
         update = update_document(event)
         if update is None:
             continue
-        if ref is not None and (name := slot(event)) is not None:
+        if ref is not None and (name := ref_slot(event)) is not None:
             update["$set"][f"refs.{name}"] = ref.model_dump()
         key = doc_id(event.object_id, event.version)
         upserts[key] = merged(upserts[key], update) if key in upserts else update

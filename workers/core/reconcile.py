@@ -13,23 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, ObjectAccepted, ObjectEncrypted, ReplicaWritten
-
 Doc = Mapping[str, Any]
-
-
-def slot(event: Event) -> str | None:
-    """The ``refs`` key of a chain event a stalled version may need again (None: others)."""
-    match event:
-        case ObjectAccepted():
-            return "accepted"
-        case ObjectEncrypted(only_targets=()):
-            return "encrypted"
-        case ObjectEncrypted(only_targets=(target,)):
-            return f"replicate_{target}"
-        case ReplicaWritten(target=target, scrub=False):
-            return f"replicated_{target}"
-    return None
 
 
 def _times(fields: Mapping[str, Any]) -> list[datetime]:

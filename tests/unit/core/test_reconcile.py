@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from workers.core.reconcile import last_progress, redrive, slot, stalled
+from workers.core.reconcile import last_progress, redrive, stalled
 
 T0 = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -19,16 +19,6 @@ REFS = {
     "replicated_s3": ref("replicated.s3", 3),
     "replicated_azure": ref("replicated.azure", 4),
 }
-
-
-def test_chain_topics_have_slots_and_others_none() -> None:
-    assert [slot(t) for t in ("accepted", "replicate.gcs", "replicated.s3", "encrypted")] == [
-        "accepted",
-        "replicate_gcs",
-        "replicated_s3",
-        "encrypted",
-    ]
-    assert slot("audit") is None and slot("verified") is None and slot("deadletter") is None
 
 
 def test_only_pending_versions_quiet_for_the_bound_are_stalled() -> None:
