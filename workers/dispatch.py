@@ -44,11 +44,13 @@ UNKNOWN_OBJECT = "unknown"
 @dataclass(frozen=True, slots=True)
 class Emit:
     """An event a handler wants produced, keyed by its object id; ``action`` names the step in
-    the audit trail (default: the event's kind)."""
+    the audit trail (default: the event's kind), ``stage`` the stage it names (default: the
+    handler's; encrypt's one pass completes replicate's step for the targets it wrote)."""
 
     topic: TopicSpec
     event: Event
     action: str | None = None
+    stage: str | None = None  # the chain step it completes, if not the handler's own stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ class Dispatcher:
                 log.exception("handler bug", extra=self._ctx(event, ref))
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
-            outputs = [Emit(o.topic, self.signed(o.event), o.action) for o in outputs]
+            outputs = [Emit(o.topic, self.signed(o.event), o.action, o.stage) for o in outputs]
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - began)
             metrics.EVENTS.labels(self.stage, "ok").inc()
             metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in outputs))
@@ -223,7 +225,7 @@ class Dispatcher:
                     for m in (
                         (out,)
                         if out.topic is AUDIT
-                        else (out, Emit(AUDIT, step_record(self.stage, out)))
+                        else (out, Emit(AUDIT, step_record(out.stage or self.stage, out)))
                     )
                 )
             )
