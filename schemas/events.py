@@ -227,7 +227,8 @@ class ObjectAccepted(Event):
 
 
 class ObjectEncrypted(Event):
-    """Ciphertext is in the primary store; digests of both sides (topic ``encrypted``)."""
+    """Ciphertext is in the primary store (and every one of ``written_targets``); digests of
+    both sides (topic ``encrypted``)."""
 
     KIND = "object.encrypted"
     placement: Placement
@@ -243,6 +244,10 @@ class ObjectEncrypted(Event):
     # What the primary store checked or computed from the bytes it received ("<alg>:<value>",
     # workers.core.digests), equal to ours; None: it confirmed nothing (verify reads back).
     store_digest: str | None = Field(default=None, max_length=200)
+    # Targets encrypt wrote in its one pass (each announced on its ``replicated`` topic by
+    # encrypt itself): replicate copies only the others. Empty: replicate copies every target
+    # but the primary (events from before the one pass).
+    written_targets: tuple[Target, ...] = ()
 
 
 class ReplicaWritten(Event):

@@ -108,8 +108,9 @@ def with_audit(stage: str, outputs: Sequence[Emit]) -> list[Emit]:
     sent = []
     for out in outputs:
         sent.append(out)
-        if out.topic is not AUDIT and not derived_by_sink(stage, out):
-            sent.append(Emit(AUDIT, step_record(stage, out)))
+        step = out.stage or stage
+        if out.topic is not AUDIT and not derived_by_sink(step, out):
+            sent.append(Emit(AUDIT, step_record(step, out)))
     return sent
 
 
@@ -186,7 +187,7 @@ class Dispatcher:
                 log.exception("handler bug", extra=self._ctx(event, ref))
                 await self.dead_letter(event, raw, ref, f"internal error: {type(exc).__name__}")
                 return
-            outputs = [Emit(o.topic, self.signed(o.event), o.action) for o in outputs]
+            outputs = [Emit(o.topic, self.signed(o.event), o.action, o.stage) for o in outputs]
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - began)
             metrics.EVENTS.labels(self.stage, "ok").inc()
             metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in outputs))

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     chunk; one larger than the budget runs alone."""
     producer_linger_s: float = Field(default=0.005, ge=0.0)
     """How long a worker's producer waits to batch messages of events handled at once."""
+    fanout_depth: int = Field(default=8, ge=1)
+    """Chunks encrypt queues per target ahead of its upload (`CHUNK_SIZE` each): encryption
+    overlaps the uploads, and every target uploads at its own pace."""
+    fanout_stall_s: float = Field(default=5.0, gt=0)
+    """How long in all (per object) a target may hold the other targets back before encrypt
+    detaches it and hands it to replicate, which copies it from a written replica."""
     verify_mode: Literal["store-digest", "read-back"] = "store-digest"
     """How verify counts a replica: `store-digest`, when the store's own digest of the bytes it
     received equals ours (stores that cannot confirm one are read back); `read-back`, by

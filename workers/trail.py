@@ -49,11 +49,13 @@ STEP_TOPICS = (
 @dataclass(frozen=True, slots=True)
 class Emit:
     """An event a handler wants produced, keyed by its object id; ``action`` names the step in
-    the audit trail (default: the event's kind)."""
+    the audit trail (default: the event's kind), ``stage`` the stage it names (default: the
+    handler's; encrypt's one pass completes replicate's step for the targets it wrote)."""
 
     topic: TopicSpec
     event: Event
     action: str | None = None
+    stage: str | None = None  # the chain step it completes, if not the handler's own stage
 
 
 def step_record(stage: str, out: Emit) -> AuditRecord:

@@ -1,25 +1,33 @@
-"""encrypt: ``accepted`` -> ``encrypted``.
+"""encrypt: ``accepted`` -> ``encrypted`` (and ``replicated.<target>`` for what it wrote).
 
-Reads the source as a stream, encrypts it with the version's data key (envelope encryption:
-the key is wrapped by the KEK and kept in the key registry; the ciphertext header names it)
-and writes the ciphertext to the primary target, recording plaintext and ciphertext SHA-256 in
-the same pass. When the request carried the plaintext's size and SHA-256, what was read must
-match them, or the write is abandoned before it completes ("source changed since put").
+Reads the source as a stream, once, encrypts it with the version's data key (envelope
+encryption: the key is wrapped by the KEK and kept in the key registry; the ciphertext header
+names it) and streams the ciphertext to every target at once (``workers.stores.fanout.tee``,
+a bounded queue per target), recording plaintext and ciphertext SHA-256 in the same pass. A
+target that fails or holds the others back is detached: replicate copies it later from a
+replica this pass wrote. When the request carried the plaintext's size and SHA-256, what was
+read must match them, or every write is abandoned before it completes ("source changed since
+put").
 Idempotency key: the object version. Its one data key is registered (insert if absent) before
 the first byte is written; a second encrypt of the version uses that key, writes a key of its
-own under the version's prefix, and keeps it only if it records its write first. Once a write
-is recorded, a redelivery re-announces it without reading the source again. A tombstoned
-version (deleted, shredded) is never encrypted again.
+own under the version's prefix in every target, and keeps it only if it records its write
+first (else it deletes it everywhere). What is recorded names the targets that confirmed the
+whole ciphertext, with their digests; once it is recorded, a redelivery re-announces it (the
+same events) without reading the source again, so no target is ever written with a second
+ciphertext: a target left out is copied, never re-encrypted. A tombstoned version (deleted,
+shredded) is never encrypted again.
 """
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from schemas.events import ObjectAccepted, ObjectEncrypted, Source
-from topics import ENCRYPTED
+from topics import ENCRYPTED, REPLICATED
+from workers.agents.replicate import replica_written
 from workers.core.digests import MultiDigest
 from workers.core.envelope import (
     FERNET_MAX_BYTES,
@@ -32,9 +40,10 @@ from workers.core.envelope import (
 )
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
-from workers.errors import Permanent, Retryable
+from workers.errors import Fatal, MovingDataError, Permanent, Retryable
 from workers.keyregistry import WRAP_MAX_AGE_S, DataKeyRecord, key_ref, tombstoned
-from workers.stores import open_store
+from workers.stores import WriteResult, open_store
+from workers.stores.fanout import StalledTarget, Writer, tee
 
 STAGE = "encrypt"
 log = logging.getLogger("movingdata.encrypt")
@@ -117,27 +126,64 @@ async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
     record = await deps.registry.get(event.object_id, event.version)
     written = record.written if record is not None else None
     if not tombstoned(record) and written is None:
-        written = await encrypt_to_primary(event, deps, record)
+        written = await encrypt_to_targets(event, deps, record)
     if written is None or tombstoned(record):
         log.info("version is tombstoned: not encrypted", extra=ids(event))
         return []
     if event.source.staged is not None:  # the ciphertext is recorded: the upload has served
         await deps.staging.delete(event.source.staged)
-    encrypted = stamp(ObjectEncrypted, event, event.event_id, placement=event.placement, **written)
-    return [Emit(ENCRYPTED, encrypted)]
+    return announce(event, written)
+
+
+def announce(event: ObjectAccepted, written: dict[str, Any]) -> list[Emit]:
+    """The events of a recorded write: ``encrypted``, and ``replicated`` for each target the
+    one pass wrote, with the digest it confirmed (replicate copies the others). The same
+    events, ids included, each time a redelivery re-announces the write."""
+    fields = {k: v for k, v in written.items() if k != "replicas"}
+    replicas: dict[str, str | None] = written.get("replicas", {})
+    done = tuple(t for t in event.placement.targets if t in replicas)
+    encrypted = stamp(
+        ObjectEncrypted,
+        event,
+        event.event_id,
+        placement=event.placement,
+        written_targets=done,
+        **fields,
+    )
+    assert isinstance(encrypted, ObjectEncrypted)
+    return [
+        Emit(ENCRYPTED, encrypted),
+        *(
+            # Replicate's step, done in this pass: the sink names it the same way.
+            Emit(REPLICATED[t], replica_written(encrypted, t, replicas[t]), stage="replicate")
+            for t in done
+        ),
+    ]
 
 
 def ids(event: ObjectAccepted) -> dict[str, object]:
     return {"stage": STAGE, "object_id": event.object_id, "version": event.version}
 
 
-async def encrypt_to_primary(
+def detachable(error: BaseException) -> bool:
+    """A target's write failed in a way replicate can take over: it is down, slow, refused
+    this request or lost its bucket. Bad config or credentials (``Fatal``) and bugs are not."""
+    return isinstance(error, StalledTarget) or (
+        isinstance(error, MovingDataError) and not isinstance(error, Fatal)
+    )
+
+
+async def encrypt_to_targets(
     event: ObjectAccepted, deps: Deps, record: DataKeyRecord | None
 ) -> dict[str, Any] | None:
-    """Stream source -> encryptor -> primary store; return what the registry records as
-    written (None: the version was tombstoned)."""
+    """Stream source -> encryptor -> every target at once (``tee``); return what the registry
+    records as written (None: the version was tombstoned).
+
+    What is recorded names the targets that confirmed the whole ciphertext ("replicas", each
+    with its store digest); the first of them in placement order is the primary. A target
+    detached on the way is left to replicate. Nothing is recorded unless one target took it.
+    """
     placement = event.placement
-    primary = placement.targets[0]
     keyed = await data_key_for(event, deps, record)
     if keyed is None:
         return None
@@ -146,9 +192,9 @@ async def encrypt_to_primary(
     key = prefix + deps.rng(6).hex()  # this attempt's own key: never overwrites another's
     aad = associated_data(event.object_id, event.version)
     ref = key_ref(event.object_id, event.version)  # the header names the key, never carries it
-    plain = MultiDigest()  # the ciphertext's SHA-256 is computed by the store write
+    plain, cipher = MultiDigest(), MultiDigest()
 
-    async def ciphertext() -> AsyncIterator[bytes]:
+    async def encrypted() -> AsyncIterator[bytes]:
         if placement.mode == "fernet":
             body = b"".join([chunk async for chunk in read_source(event.source, deps)])
             if len(body) > FERNET_MAX_BYTES:
@@ -173,15 +219,49 @@ async def encrypt_to_primary(
             check_read(event, plain, final=False)
             if out := encryptor.update(chunk):
                 yield out
-        # Before the last bytes go out: a store commits nothing of a write that fails here.
+        # Before the last bytes go out: no store commits a write whose stream fails here.
         check_read(event, plain, final=True)
         yield encryptor.finalize()
 
-    store = deps.store(primary)
+    async def ciphertext() -> AsyncIterator[bytes]:
+        async for chunk in encrypted():
+            cipher.update(chunk)  # once, for every target: the SHA-256 recorded
+            yield chunk
+
     assert record.kek_key_id is not None
-    result = await store.write(
-        key, ciphertext(), metadata={"object_id": event.object_id, "key_id": record.kek_key_id}
+    metadata = {"object_id": event.object_id, "key_id": record.kek_key_id}
+
+    def writer(target: str) -> Writer[WriteResult]:
+        return partial(deps.store(target).write, key, metadata=metadata)
+
+    teed = await tee(
+        ciphertext(),
+        {t: writer(t) for t in placement.targets},
+        depth=deps.settings.fanout_depth,
+        stall_s=deps.settings.fanout_stall_s,
     )
+    # A target counts only if it took exactly the bytes the digests are computed from.
+    good = {
+        t: r
+        for t, r in teed.results.items()
+        if (r.size, r.sha256) == (cipher.size, cipher.sha256_hex)
+    }
+    if failed := [e for e in teed.detached.values() if not detachable(e)]:
+        await remove(deps, key, placement.targets)
+        raise failed[0]
+    for target in placement.targets:
+        if target not in good:
+            reason = teed.detached.get(target)
+            log.info(
+                "target detached: replicate copies it",
+                extra={**ids(event), "target": target, "reason": str(reason)[:200]},
+            )
+    written_to = [t for t in placement.targets if t in good]
+    if not written_to:
+        await remove(deps, key, placement.targets)
+        errors = [e for e in teed.detached.values() if isinstance(e, MovingDataError)]
+        raise errors[0] if errors else Retryable("no target took the ciphertext")
+    primary = written_to[0]
     written = {
         "primary": primary,
         "key": key,
@@ -189,12 +269,19 @@ async def encrypt_to_primary(
         "algorithm": "fernet" if placement.mode == "fernet" else "aes256gcm-chunked",
         "plaintext_size": plain.size,
         "plaintext_sha256": plain.sha256_hex,
-        "ciphertext_size": result.size,
-        "ciphertext_sha256": result.sha256,
-        # Bound to ciphertext_sha256: computed from the same bytes sent, in the same pass.
-        "store_digest": result.store_digest,
+        "ciphertext_size": cipher.size,
+        "ciphertext_sha256": cipher.sha256_hex,
+        # Each bound to ciphertext_sha256: computed from the same bytes sent, in the same pass.
+        "store_digest": good[primary].store_digest,
+        "replicas": {t: good[t].store_digest for t in written_to},
     }
     stored = await deps.registry.record_written(event.object_id, event.version, written)
     if stored.written != written or tombstoned(stored):
-        await store.delete(key)  # another encrypt's write counts, or the version is gone
+        # Another encrypt's write counts, or the version is gone: nothing of ours stays.
+        await remove(deps, key, placement.targets)
     return None if tombstoned(stored) else stored.written
+
+
+async def remove(deps: Deps, key: str, targets: Sequence[str]) -> None:
+    """Delete this attempt's key from every target (a detached write may have landed too)."""
+    await asyncio.gather(*(deps.store(t).delete(key) for t in targets))

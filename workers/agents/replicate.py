@@ -1,9 +1,11 @@
 """replicate: ``encrypted`` -> ``replicate.<target>`` -> ``replicated.<target>``.
 
-``fan_out`` splits an encrypted object into one event per target, each on its target's own
-topic; ``handle`` copies the ciphertext to that target as a stream, from the primary store
-(or, if the primary lost it, from another replica; verify checks what arrived either way).
-The primary itself is reported as written too, so verify checks every replica the same way.
+``fan_out`` splits an encrypted object into one event per target encrypt did not write in its
+one pass (a target detached as down or slow; every target, for events from before the one
+pass), each on its target's own topic; ``handle`` copies the ciphertext to that target as a
+stream, from the primary store (or, if the primary lost it, from another replica; verify
+checks what arrived either way). In events from before the one pass, the primary itself is
+reported as written too, so verify checks every replica the same way.
 A store that is down or slow only holds back its own topic: the others keep their pace, and
 its retries name only it.
 Idempotency key: the store key, identical in every target; a replica already present with the
@@ -13,7 +15,7 @@ the copy and again after it, so a copy racing a delete removes what it wrote.
 
 from collections.abc import Sequence
 
-from schemas.events import ObjectEncrypted, ReplicaWritten, event_id
+from schemas.events import Event, ObjectEncrypted, ReplicaWritten, event_id
 from topics import REPLICATE, REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
@@ -29,6 +31,8 @@ def per_target(event: ObjectEncrypted) -> list[ObjectEncrypted]:
     if event.only_targets and len(event.only_targets) == 1:
         return [event]  # already one target's event (a retry): keep its id
     targets = event.only_targets or event.placement.targets
+    # Encrypt announced the targets it wrote in its one pass; the detached ones remain.
+    targets = tuple(t for t in targets if t not in event.written_targets)
     return [
         event.model_copy(
             update={
@@ -84,7 +88,13 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
         if await gone(deps.registry, event.object_id, event.version):
             await store.delete(event.key)
             return []
-    written = stamp(
+    return [Emit(REPLICATED[target], replica_written(event, target, confirmed))]
+
+
+def replica_written(event: ObjectEncrypted, target: str, confirmed: str | None) -> Event:
+    """``ReplicaWritten`` of ``target`` (one id per target, whoever wrote it: replicate, or
+    encrypt in its one pass); ``confirmed``: the digest the target confirmed, if any."""
+    return stamp(
         ReplicaWritten,
         event,
         target,
@@ -97,4 +107,3 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
         key_id=event.key_id,
         store_digest=confirmed,
     )
-    return [Emit(REPLICATED[target], written)]

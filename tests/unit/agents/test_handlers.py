@@ -30,11 +30,11 @@ async def run_chain(request: IngestRequest, deps: Deps) -> dict[str, list]:
     """Drive one request through every stage, as the agents would."""
     (accepted,) = await ingest.handle(request, deps)
     assert isinstance(accepted.event, ObjectAccepted)
-    (encrypted,) = await encrypt.handle(accepted.event, deps)
+    encrypted, *replicated = await encrypt.handle(accepted.event, deps)
     assert isinstance(encrypted.event, ObjectEncrypted)
     written, verified, tiered = [], [], []
-    for one in replicate.per_target(encrypted.event):
-        (w,) = await replicate.handle(one, deps)
+    copies = [await replicate.handle(one, deps) for one in replicate.per_target(encrypted.event)]
+    for (w,) in [[r] for r in replicated] + copies:
         written.append(w.event)
         (v,) = await verify.handle(w.event, deps)
         verified.append(v.event)
@@ -122,12 +122,9 @@ async def test_ingest_rejects_missing_file_and_unknown_target(deps: Deps, tmp_pa
 
 async def written_events(deps: Deps, data: bytes) -> list[ReplicaWritten]:
     (accepted,) = await ingest.handle(inline_request(data), deps)
-    (encrypted,) = await encrypt.handle(accepted.event, deps)
-    events = []
-    for one in replicate.per_target(encrypted.event):
-        (w,) = await replicate.handle(one, deps)
-        events.append(w.event)
-    return events
+    encrypted, *replicated = await encrypt.handle(accepted.event, deps)
+    assert replicate.per_target(encrypted.event) == []  # the one pass wrote every target
+    return [w.event for w in replicated]
 
 
 async def test_verify_repairs_an_overwritten_replica(deps: Deps) -> None:
@@ -173,8 +170,9 @@ async def test_verify_without_any_good_copy_retries_later(deps: Deps) -> None:
 
 async def test_fan_out_puts_each_target_on_its_own_topic(deps: Deps) -> None:
     (accepted,) = await ingest.handle(inline_request(b"q" * 100), deps)
-    (encrypted,) = await encrypt.handle(accepted.event, deps)
-    outs = await replicate.fan_out(encrypted.event, deps)
+    encrypted, *_ = await encrypt.handle(accepted.event, deps)
+    before_one_pass = encrypted.event.model_copy(update={"written_targets": ()})
+    outs = await replicate.fan_out(before_one_pass, deps)
     assert [o.topic.suffix for o in outs] == ["replicate.s3", "replicate.azure", "replicate.gcs"]
     assert [o.event.only_targets for o in outs] == [("s3",), ("azure",), ("gcs",)]
     assert len({o.event.event_id for o in outs}) == 3

@@ -120,7 +120,7 @@ async def test_a_staged_upload_is_encrypted_then_deleted(deps: Deps) -> None:
     await deps.staging.write("_staging/abc", body())
     request = inline_request(data).model_copy(update={"source": Source(staged="_staging/abc")})
     (accepted,) = await put(deps, request)
-    (encrypted,) = await encrypt.handle(accepted, deps)
+    encrypted, *_ = await encrypt.handle(accepted, deps)
     assert encrypted.event.plaintext_size == len(data)
     assert [i async for i in deps.staging.list("_staging/")] == []
 
