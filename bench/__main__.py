@@ -2,7 +2,7 @@
 rclone 1.60 and 1.76, against the stores' and crypto limits, then the latency benchmark, in one
 run on the local stack.
 
-    .venv/bin/python -m bench [--workloads a,b,c,d] [--rounds N] [--replicas 1,2]
+    .venv/bin/python -m bench [--workloads a,b,c,d] [--rounds N|a=1,d=1] [--replicas 1,2]
                               [--keep-gcs] [--no-latency]
 
 Each workload runs ROUNDS[workload] rounds (d: one; a 2 GiB object takes minutes per tool);
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import latency, limits, pipeline, rclone
-from bench.compare import faster, median_of, ratio, run_orders
+from bench.compare import faster, median_of, parse_rounds, ratio, run_orders
 from bench.report import print_rows, write_json
 from bench.workloads import WORKLOADS
 from workers.settings import Settings, load_settings
@@ -180,7 +180,7 @@ def restart_gcs_service(base: Settings) -> None:
 async def run(
     base: Settings,
     workloads: list[str],
-    rounds: int | None,
+    rounds: dict[str, int],
     replicas: list[int],
     restart_gcs: bool,
     with_latency: bool,
@@ -191,9 +191,7 @@ async def run(
     for name in workloads:
         # (c) and (d) sample the same thing: one 256 MiB object per store.
         same = results["c"]["limits"] if name == "d" and "c" in results else None
-        results[name] = await run_workload(
-            base, name, entries, rounds or ROUNDS[name], restart_gcs, same
-        )
+        results[name] = await run_workload(base, name, entries, rounds[name], restart_gcs, same)
     if with_latency:
         began = time.monotonic()
         results["latency"] = await latency.run(base)
@@ -204,7 +202,9 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--rounds", type=int, help=f"rounds of every workload (default {ROUNDS})")
+    parser.add_argument(
+        "--rounds", default="", help=f"N for every workload, or e.g. a=1,d=1 (default {ROUNDS})"
+    )
     parser.add_argument("--replicas", default="1", help="worker processes per stage, e.g. 1,2")
     parser.add_argument("--keep-gcs", action="store_true", help="never restart fake-gcs-server")
     parser.add_argument("--no-latency", action="store_true")
@@ -214,7 +214,7 @@ def main() -> None:
         run(
             load_settings(),
             args.workloads.split(","),
-            args.rounds,
+            parse_rounds(args.rounds, ROUNDS) if args.rounds else ROUNDS,
             [int(n) for n in args.replicas.split(",")],
             not args.keep_gcs,
             not args.no_latency,

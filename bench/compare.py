@@ -61,3 +61,16 @@ def ratio(result: dict[str, Any], peer: dict[str, Any]) -> float:
     """``result``'s MB/s over ``peer``'s, two decimals (0 if the peer moved nothing)."""
     mine, theirs = float(result["MB_per_s"]), float(peer["MB_per_s"])
     return round(mine / theirs, 2) if theirs else 0.0
+
+
+def parse_rounds(text: str, defaults: dict[str, int]) -> dict[str, int]:
+    """``--rounds``: ``N`` for every workload, or ``a=3,d=1`` over the defaults."""
+    if text.isdigit():
+        return dict.fromkeys(defaults, int(text))
+    rounds = dict(defaults)
+    for part in text.split(","):
+        name, _, count = part.partition("=")
+        if name not in defaults or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--rounds: {part!r} is not WORKLOAD=N for one of {sorted(defaults)}")
+        rounds[name] = int(count)
+    return rounds

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.compare import faster, median_of, ratio, run_orders
+from bench.compare import faster, median_of, parse_rounds, ratio, run_orders
 
 
 def test_rounds_alternate_the_order_of_tools() -> None:
@@ -68,3 +68,12 @@ def test_ratio_is_against_the_faster_peer() -> None:
 
 def test_ratio_to_a_peer_that_moved_nothing_is_zero() -> None:
     assert ratio({"MB_per_s": 5.0}, {"MB_per_s": 0.0}) == 0.0
+
+
+def test_rounds_for_every_workload_or_some() -> None:
+    defaults = {"a": 3, "b": 3, "c": 3, "d": 1}
+    assert parse_rounds("1", defaults) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert parse_rounds("a=1,c=2", defaults) == {"a": 1, "b": 3, "c": 2, "d": 1}
+    for bad in ("e=1", "a=0", "a", "a=x"):
+        with pytest.raises(ValueError):
+            parse_rounds(bad, defaults)
