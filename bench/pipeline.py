@@ -1,11 +1,12 @@
 """MovingData on one workload: time from the first ingest request to the last replica verified
 in all three stores, with N worker processes per stage.
 
-    .venv/bin/python -m bench.pipeline --workload c --replicas 1 [--profile]
+    .venv/bin/python -m bench.pipeline --workload c --replicas 1 [--mode read-back] [--profile]
 
 Each run has its own topics, buckets and database, removed afterwards. Reports objects/s, MB/s,
 per-object latency percentiles (request -> last replica verified), the median time each
-stage adds per object, and every worker's idle and peak RSS (sampled every 100 ms).
+stage adds per object, CPU seconds per stage and per service, and every worker's idle and peak
+RSS (sampled every 100 ms). ``--mode`` is the workers' verification mode (``verify_mode``).
 ``--profile`` attaches py-spy to every worker and prints the hottest functions.
 """
 
@@ -19,7 +20,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient, CoordinationType
@@ -54,6 +55,8 @@ from workers.client.state import Doc, State
 from workers.demo import start_worker, stop_worker
 from workers.deps import prepare
 from workers.settings import Settings, load_settings
+
+VerifyMode = Literal["store-digest", "read-back"]  # workers.settings.Settings.verify_mode
 
 # The chain's timestamps, in order: the time each stage adds is the gap to the previous one.
 STEPS = ("accepted", "encrypted", "written", "verified", "tiered")
@@ -173,14 +176,18 @@ def hottest(raw: list[Path], top: int = 12) -> list[tuple[str, float]]:
 
 
 async def run(
-    base: Settings, workload: str, replicas: int, profile: bool = False
+    base: Settings,
+    workload: str,
+    replicas: int,
+    profile: bool = False,
+    mode: VerifyMode = "store-digest",
 ) -> dict[str, Any]:
     spec = WORKLOADS[workload]
     folder = materialise(spec, base.home / "bench" / "workloads")
-    name = f"md{workload}{replicas}{uuid.uuid4().hex[:6]}"
+    name = f"md{workload}{replicas}{mode[0]}{uuid.uuid4().hex[:6]}"
     logs = base.home / "bench" / "logs" / name
     logs.mkdir(parents=True)
-    settings = isolated(base, name, folder)
+    settings = isolated(base, name, folder, verify_mode=mode)
     await prepare(settings)
     workers = Processes(
         {
@@ -234,11 +241,13 @@ async def run(
         "tool": "movingdata",
         "workload": workload,
         "replicas": replicas,
+        "mode": mode,
         **throughput(len(requests), total, seconds),
         "latency_s": percentiles([o["latency"] for o in per_object]),
         "stage_p50_s": {s: percentiles([o[s] for o in per_object if s in o])["p50"] for s in STEPS},
         "memory": workers.memory(),
         "cpu_s": cpu,
+        "cpu_total_s": round(sum(cpu.values()), 1),
         "failures": len(failures),
         "bucket": name,
     }
@@ -251,14 +260,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="b")
     parser.add_argument("--replicas", type=int, default=1, help="worker processes per stage")
+    parser.add_argument("--mode", choices=get_args(VerifyMode), default="store-digest")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(load_settings(), args.workload, args.replicas, args.profile))
+    result = asyncio.run(
+        run(load_settings(), args.workload, args.replicas, args.profile, args.mode)
+    )
     print_rows([{k: v for k, v in result.items() if k not in ("memory", "profile", "cpu_s")}])
     print(json.dumps({"memory": result["memory"], "cpu_s": result["cpu_s"]}))
     for frame, share in result.get("profile", []):
         print(f"{share:5.1f}%  {frame}")
-    write_json(f"pipeline-{args.workload}x{args.replicas}", result)
+    write_json(f"pipeline-{args.workload}x{args.replicas}-{args.mode}", result)
 
 
 if __name__ == "__main__":
