@@ -52,7 +52,6 @@ WORKER_SETTINGS = (
     "source_roots",
     "source_buckets",
     "kek_name",
-    "verify_mode",
     "broker_session_timeout_s",
     "max_attempts",
     "retry_cap_s",
