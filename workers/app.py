@@ -252,14 +252,14 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
     if "sink" in stages:
         checkpointer = Checkpointer(settings)
         app.timer(settings.audit_checkpoint_s)(checkpointer.run)
+        # Once per interval for the whole group, not per worker: on its leader only.
+        sink_leads = partial(leads, app, SINK_TOPICS[0].name(settings.topic_prefix))
         if settings.scrub_interval_s > 0:
-            # On the leader only: one share per interval for the whole group, not per worker.
             scrub = ScheduledScrub(settings)
-            app.timer(settings.scrub_interval_s, on_leader=True, name="scheduled_scrub")(scrub.run)
+            app.timer(settings.scrub_interval_s)(when(sink_leads, scrub.run))
         if settings.reconcile_interval_s > 0:
             reconciler = Reconciler(settings)
-            timer = app.timer(settings.reconcile_interval_s, on_leader=True, name="reconcile")
-            timer(reconciler.run)
+            app.timer(settings.reconcile_interval_s)(when(sink_leads, reconciler.run))
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
         actor = f"worker:tier@{socket.gethostname()}"
@@ -270,7 +270,8 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
             except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries
                 log.warning("tier sweep failed", extra={"error": str(exc)[:200]})
 
-        app.timer(settings.tier_sweep_s, on_leader=True, name="tier_sweep")(tier_sweep)
+        tier_leads = partial(leads, app, CHAIN["tier"][0][0].name(settings.topic_prefix))
+        app.timer(settings.tier_sweep_s)(when(tier_leads, tier_sweep))
 
     async def endpoints() -> None:
         await metrics.serve(
@@ -282,6 +283,25 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
 
     app.task(endpoints)
     return app
+
+
+def leads(app: faust.App, topic: str) -> bool:
+    """This worker is its group's leader: it holds partition 0 of the group's first topic.
+    (Faust's own leader needs a topic of its own, which ``topic_disable_leader`` turns off:
+    its ``on_leader`` timers would never run.)"""
+    return TopicPartition(topic, 0) in app.consumer.assignment()
+
+
+def when(
+    condition: Callable[[], bool], job: Callable[[], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """``job``, run only while ``condition`` holds (checked at each call)."""
+
+    async def run() -> None:
+        if condition():
+            await job()
+
+    return run
 
 
 def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
