@@ -60,6 +60,14 @@ async def test_scrub_repairs_corrupted_and_deleted_replicas(
             assert hashlib.sha256(stored).hexdigest() == doc["ciphertext_sha256"]
     finally:
         await deps.close()
-    trails = await audit_trails(state)
-    assert sum(r["action"] == "scrub.requested" for t in trails.values() for r in t) == 600
+
+    async def requests_recorded() -> int:
+        trails = await audit_trails(state)
+        return sum(r["action"] == "scrub.requested" for t in trails.values() for r in t)
+
+    async def every_request_recorded() -> bool:  # the sink records them as it reads them
+        return await requests_recorded() >= 600
+
+    await wait_for(every_request_recorded, timeout_s=120)
+    assert await requests_recorded() == 600
     await assert_exactly_once(pipeline, state, files, tmp_path)

@@ -190,7 +190,13 @@ def batch_writes(
         if update is None:
             continue
         if ref is not None and (name := ref_slot(event)) is not None:
-            update["$set"][f"refs.{name}"] = ref.model_dump()
+            # the first copy read: a replay re-announcing an event adds copies further on (an
+            # event is always on the same topic and partition, keyed by its object)
+            update["$set"] |= {
+                f"refs.{name}.topic": ref.topic,
+                f"refs.{name}.partition": ref.partition,
+            }
+            update["$min"][f"refs.{name}.offset"] = ref.offset
         key = doc_id(event.object_id, event.version)
         upserts[key] = merged(upserts[key], update) if key in upserts else update
         if isinstance(event, ReplicaTiered):
