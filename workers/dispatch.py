@@ -190,7 +190,8 @@ class Dispatcher:
             outputs = [Emit(o.topic, self.signed(o.event), o.action, o.stage) for o in outputs]
             metrics.STAGE_SECONDS.labels(self.stage).observe(time.monotonic() - began)
             metrics.EVENTS.labels(self.stage, "ok").inc()
-            metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in outputs))
+            own = [o for o in outputs if o.stage is None]  # not steps of another stage
+            metrics.BYTES.labels(self.stage).inc(sum(metrics.bytes_of(o.event) for o in own))
             # All at once: one round trip to the broker, not one per message.
             await self.emit(*with_audit(self.stage, outputs))
             return

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import Pipeline
+from tests.pipeline import EXPECTED_STEPS, Pipeline
 from tests.waiting import wait_for
 from workers.agents.sink import CHECKPOINT
 from workers.client.identity import client_actor
@@ -72,6 +72,7 @@ async def test_audit_verify_catches_a_cut_end_a_deleted_chain_and_a_rewritten_ch
     put = pipeline.cli("put", *(str(tmp_path / f"f{n}.txt") for n in range(4)), "--wait")
     assert put.returncode == 0, put.stdout + put.stderr
     db = state.db
+    steps = sum(EXPECTED_STEPS.values())  # each object's chain steps at least
 
     async def checkpointed() -> bool:
         # Every chain complete (tier follows verify) and the latest checkpoint holds them all.
@@ -80,7 +81,7 @@ async def test_audit_verify_catches_a_cut_end_a_deleted_chain_and_a_rewritten_ch
         counts = {o: await db["audit"].count_documents({"object_id": o}) for o in heads}
         return (
             len(heads) == 4
-            and all(seq == counts[o] and seq >= 14 for o, seq in heads.items())
+            and all(seq == counts[o] and seq >= steps for o, seq in heads.items())
             and checkpoint is not None
             and {h["object_id"]: h["seq"] for h in checkpoint["heads"]} == heads
         )

@@ -64,9 +64,9 @@ async def records(pipeline: Pipeline, names: list[str]) -> list[tuple[str, bytes
 async def test_inline_plaintext_is_kept_only_on_its_own_topics(
     pipeline: Pipeline, worker_all, state: State
 ) -> None:
-    GCS["down"] = True  # GCS is the primary: encrypt retries, then gives up
+    GCS["down"] = True  # its only store refuses: encrypt retries (re-reading it), gives up
     retried = put_request(
-        Placement(name="retried.txt", targets=("gcs", "s3", "azure")),
+        Placement(name="retried.txt", targets=("gcs",)),
         Source(inline_b64=base64.b64encode(RETRIED * 50).decode()),
         content(RETRIED * 50),
     )

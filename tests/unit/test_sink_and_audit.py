@@ -59,6 +59,7 @@ def test_a_tier_is_recorded_only_over_an_older_placement() -> None:
     at = tiered.produced_at
     assert write._filter == {
         "_id": f"{request.object_id}:v1",
+        "replicas.s3.tier_events": {"$ne": tiered.event_id},  # a replay's copy: not again
         "$or": [
             {"replicas.s3.tiered_at": {"$exists": False}},
             {"replicas.s3.tiered_at": {"$lt": at}},
@@ -69,7 +70,8 @@ def test_a_tier_is_recorded_only_over_an_older_placement() -> None:
             "replicas.s3.tier": "cold",
             "replicas.s3.tiered_at": at,
             "replicas.s3.tier_reason": "r",
-        }
+        },
+        "$push": {"replicas.s3.tier_events": tiered.event_id},
     }
     assert [w._doc for w in object_writes(tiered)][1:] == [write._doc]
 

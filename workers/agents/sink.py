@@ -126,7 +126,8 @@ def object_update(event: Event) -> Doc | None:
 
 
 def latest_tier(event: ReplicaTiered) -> UpdateOne:
-    """Record the replica's tier unless a newer placement is recorded already."""
+    """Record the replica's tier unless this placement was recorded before (a replay emits it
+    again, with a new time) or a newer one is recorded already."""
     at, prefix = event.produced_at, f"replicas.{event.target}"
     newer = [{f"{prefix}.tiered_at": {"$exists": False}}, {f"{prefix}.tiered_at": {"$lt": at}}]
     update = {
@@ -134,8 +135,12 @@ def latest_tier(event: ReplicaTiered) -> UpdateOne:
         f"{prefix}.tiered_at": at,
         f"{prefix}.tier_reason": event.reason,
     }
-    selected = {"_id": doc_id(event.object_id, event.version), "$or": newer}
-    return UpdateOne(selected, {"$set": update})
+    selected = {
+        "_id": doc_id(event.object_id, event.version),
+        f"{prefix}.tier_events": {"$ne": event.event_id},
+        "$or": newer,
+    }
+    return UpdateOne(selected, {"$set": update, "$push": {f"{prefix}.tier_events": event.event_id}})
 
 
 def read_writes(event: ObjectAccessed) -> list[UpdateOne]:

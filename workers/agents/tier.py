@@ -33,23 +33,26 @@ from workers.tiering.live import Tiering, changes, live_replicas, recorded_tier,
 STAGE = "tier"
 
 
-async def place(deps: Deps, target: str, key: str, tier: str) -> None:
-    """Put the replica in ``tier`` unless the store holds it there already."""
+async def place(deps: Deps, target: str, key: str, tier: str) -> bool:
+    """Put the replica in ``tier`` unless the store holds it there already; True if moved."""
     store = deps.store(target)
-    if (await store.stat(key)).tier != Tier(tier):
-        await store.set_tier(key, Tier(tier))
+    if (await store.stat(key)).tier == Tier(tier):
+        return False
+    await store.set_tier(key, Tier(tier))
+    return True
 
 
 async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
     if await gone(deps.registry, event.object_id, event.version):
         return []
+    doc = await deps.catalog.document(event.object_id, event.version)
+    replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
     if event.scrub:
-        if event.repaired_from is None:
-            return []
-        doc = await deps.catalog.document(event.object_id, event.version)
-        replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
         tier, reason = recorded_tier(replica), "restored after a scrub repaired the replica"
-        await place(deps, event.target, event.key, tier)
+        if event.repaired_from is None or not await place(deps, event.target, event.key, tier):
+            return []
+    elif replica.get("tiered_at"):  # placed already (a replay): a later change may stand
+        return []
     else:
         tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)
         if tier != Tier.HOT:
