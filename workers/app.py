@@ -255,11 +255,19 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         # Once per interval for the whole group, not per worker: on its leader only.
         sink_leads = partial(leads, app, SINK_TOPICS[0].name(settings.topic_prefix))
         if settings.scrub_interval_s > 0:
-            scrub = ScheduledScrub(settings)
-            app.timer(settings.scrub_interval_s)(when(sink_leads, scrub.run))
+
+            async def scrub(s: Settings, state: State) -> int:
+                return await ops.scrub_share(s, state, s.scrub_share)
+
+            job = StateJob(settings, scrub, "scheduled scrub", "scheduled scrub sent")
+            app.timer(settings.scrub_interval_s)(when(sink_leads, job.run))
         if settings.reconcile_interval_s > 0:
-            reconciler = Reconciler(settings)
-            app.timer(settings.reconcile_interval_s)(when(sink_leads, reconciler.run))
+
+            async def reconcile(s: Settings, state: State) -> int:
+                return await ops.reconcile(s, state, datetime.now(UTC))
+
+            job = StateJob(settings, reconcile, "reconcile", "stalled versions re-driven")
+            app.timer(settings.reconcile_interval_s)(when(sink_leads, job.run))
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
         actor = f"worker:tier@{socket.gethostname()}"
@@ -335,43 +343,32 @@ class Checkpointer:
             log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
 
 
-class Reconciler:
-    """Re-drives pending versions that stopped moving (``ops.reconcile``), with the sink."""
+class StateJob:
+    """A once-per-group job over MongoDB's state, with the sink: the scheduled scrub (a share
+    of the replicas read back, longest ago first: in store-digest mode, how every replica is
+    still read back) and the reconcile (pending versions that stopped moving, re-driven).
+    Its client opens inside the event loop that runs it; a failure waits for the next round."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(
+        self,
+        settings: Settings,
+        job: Callable[[Settings, State], Awaitable[int]],
+        name: str,
+        done: str,
+    ) -> None:
+        self.settings, self.job, self.name, self.done = settings, job, name, done
         self.state: State | None = None
 
     async def run(self) -> None:
-        if self.state is None:  # inside the event loop that uses it
+        if self.state is None:
             self.state = State(self.settings)
         try:
-            sent = await ops.reconcile(self.settings, self.state, datetime.now(UTC))
+            sent = await self.job(self.settings, self.state)
         except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
-            log.warning("reconcile failed", extra={"error": str(exc)[:200]})
+            log.warning(f"{self.name} failed", extra={"error": str(exc)[:200]})
             return
         if sent:
-            log.warning("stalled versions re-driven", extra={"stage": "sink", "events": sent})
-
-
-class ScheduledScrub:
-    """Sends ``scrub_share`` of the replicas, read back longest ago first, to be read back
-    (``ops.scrub_share``): in store-digest mode, how every replica is still read back."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.state: State | None = None
-
-    async def run(self) -> None:
-        if self.state is None:  # inside the event loop that uses it
-            self.state = State(self.settings)
-        try:
-            sent = await ops.scrub_share(self.settings, self.state, self.settings.scrub_share)
-        except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
-            log.warning("scheduled scrub failed", extra={"error": str(exc)[:200]})
-            return
-        if sent:
-            log.info("scheduled scrub sent", extra={"stage": "sink", "replicas": sent})
+            log.info(self.done, extra={"stage": "sink", "events": sent})
 
 
 async def sweep_staging(deps: Deps) -> None:
