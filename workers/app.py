@@ -384,11 +384,6 @@ async def sweep_staging(deps: Deps) -> None:
         log.info("staging swept", extra={"removed": swept})
 
 
-def record_ref(event: faust.EventT) -> RecordRef:
-    msg = event.message
-    return RecordRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-
-
 def ref_of(event: faust.EventT) -> MessageRef:
     msg = event.message
     return MessageRef(msg.topic, msg.partition, msg.offset, msg.key, msg.timestamp)
@@ -553,7 +548,7 @@ async def sink_batch(
 
     async def write(items: Sequence[tuple[Event, faust.EventT]]) -> None:
         events = [event for event, _ in items]
-        refs = [record_ref(message) for _, message in items]
+        refs = [ref_of(message).record() for _, message in items]
         await retry_db(partial(sink.write_batch, db, events, heads, refs))
 
     for (event, message), exc in await sink.refused(write, decoded):

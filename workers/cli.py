@@ -307,6 +307,17 @@ def resolved(ref: str, tenant: str) -> tuple[str, list[dict[str, Any]]]:
     return run(go())
 
 
+def picked(ref: str, version: int | None, tenant: str) -> dict[str, Any]:
+    """The version of an object asked for, else its newest verified one (a clear error)."""
+    from workers.client.state import Unknown, pick_version
+
+    _, docs = resolved(ref, tenant)
+    try:
+        return pick_version(docs, version, ref)
+    except Unknown as exc:
+        fail(str(exc))
+
+
 @app.command()
 def ls(
     prefix: str = typer.Argument("", help="Only names starting with this."),
@@ -365,15 +376,14 @@ def ls(
 
 
 def listed(doc: dict[str, Any]) -> dict[str, Any]:
-    replicas = doc.get("replicas") or {}
+    from workers.core.versions import live_replicas
+
     return {
         "name": doc.get("name"),
         "version": doc["version"],
         "state": doc.get("state", "pending"),
         "size": doc.get("size"),
-        "replicas": sorted(
-            t for t, r in replicas.items() if r.get("verified_at") and not r.get("removed_at")
-        ),
+        "replicas": list(live_replicas(doc)),
         "object_id": doc["object_id"],
         "tenant": doc.get("tenant"),
     }
@@ -448,16 +458,11 @@ def restore(
     """Decrypt a verified replica into a file (mode 600), checking the plaintext SHA-256; a
     replica that fails its checks is skipped for the next one."""
     from workers.client.restore import Rehydrating, RestoreFailed, record_restore, restore_best
-    from workers.client.state import Unknown, pick_version
     from workers.deps import build_deps
 
     s = settings()
     tiering = load_tiering(s)
-    _, docs = resolved(ref, tenant)
-    try:
-        doc = pick_version(docs, version, ref)
-    except Unknown as exc:
-        fail(str(exc))
+    doc = picked(ref, version, tenant)
     if doc.get("state") != "verified":
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
 
@@ -981,17 +986,12 @@ def tier_explain(
     now: str | None = typer.Option(None, help=NOW_HELP),
 ) -> None:
     """Why each replica of a version sits where it is, with the costs of every tier."""
-    from workers.client.state import Unknown, pick_version
     from workers.core.tiering import explain
     from workers.tiering.live import stats_of
 
     s = settings()
     tiering = load_tiering(s)
-    _, docs = resolved(ref, tenant)
-    try:
-        doc = pick_version(docs, version, ref)
-    except Unknown as exc:
-        fail(str(exc))
+    doc = picked(ref, version, tenant)
     stats = stats_of(doc)
     if stats is None:
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing is tiered")

@@ -55,6 +55,10 @@ class MessageRef:
     timestamp: float | None = None
     value: bytes | None = None  # only when a record is re-read (the retry of an inline event)
 
+    def record(self) -> RecordRef:
+        """The coordinates alone, as events carry them."""
+        return RecordRef(topic=self.topic, partition=self.partition, offset=self.offset)
+
 
 Message = tuple[TopicSpec, str, bytes]  # topic, key (object id), value
 
@@ -233,7 +237,7 @@ class Dispatcher:
         again = event.model_copy(update={"attempt": event.attempt + 1})
         if carries_inline(event):  # the retry agent re-reads it from its own topic
             carried: dict[str, object] = {
-                "record": RecordRef(topic=ref.topic, partition=ref.partition, offset=ref.offset),
+                "record": ref.record(),
                 "record_attempt": again.attempt,
             }
         else:

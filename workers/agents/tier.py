@@ -24,11 +24,12 @@ from schemas.events import ObjectAccessed, ReplicaTiered, ReplicaVerified, TierC
 from topics import TIERED
 from workers.core.prices import TIERS
 from workers.core.tiering import initial_tier
+from workers.core.versions import live_replicas, utc
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.keyregistry import gone
 from workers.stores.base import Tier
-from workers.tiering.live import Tiering, changes, live_replicas, recorded_tier, utc
+from workers.tiering.live import Tiering, changes, recorded_tier
 
 STAGE = "tier"
 
@@ -43,13 +44,15 @@ async def place(deps: Deps, target: str, key: str, tier: str) -> bool:
 
 
 async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
+    if event.scrub and event.repaired_from is None:
+        return []  # a scrub's read-back moves nothing
     if await gone(deps.registry, event.object_id, event.version):
         return []
     doc = await deps.catalog.document(event.object_id, event.version)
     replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
     if event.scrub:
         tier, reason = recorded_tier(replica), "restored after a scrub repaired the replica"
-        if event.repaired_from is None or not await place(deps, event.target, event.key, tier):
+        if not await place(deps, event.target, event.key, tier):
             return []
     elif replica.get("tiered_at"):  # placed already (a replay): a later change may stand
         return []
@@ -67,6 +70,11 @@ async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
 async def change(event: TierChange, deps: Deps) -> Sequence[Emit]:
     if await gone(deps.registry, event.object_id, event.version):
         return []
+    return [await apply(event, deps)]
+
+
+async def apply(event: TierChange, deps: Deps) -> Emit:
+    """Place the replica as the change says and record the placement."""
     await place(deps, event.target, event.key, event.tier)
     tiered = stamp(
         ReplicaTiered,
@@ -81,7 +89,7 @@ async def change(event: TierChange, deps: Deps) -> Sequence[Emit]:
         cost_before=event.cost_before,
         cost_after=event.cost_after,
     )
-    return [Emit(TIERED, tiered)]
+    return Emit(TIERED, tiered)
 
 
 async def accessed(event: ObjectAccessed, deps: Deps) -> Sequence[Emit]:
@@ -96,11 +104,8 @@ async def accessed(event: ObjectAccessed, deps: Deps) -> Sequence[Emit]:
     decision = tiering.decide(doc, event.produced_at, read_at=event.produced_at)
     if decision is None:
         return []
-    emits: list[Emit] = []
-    for move in changes(doc, decision, event.event_id, "", deps.now()):
-        if TIERS.index(move.tier) < TIERS.index(move.previous):
-            emits.extend(await change(move, deps))
-    return emits
+    moves = changes(doc, decision, event.event_id, "", deps.now())
+    return [await apply(m, deps) for m in moves if TIERS.index(m.tier) < TIERS.index(m.previous)]
 
 
 def superseded(doc: dict[str, Any], read_at: datetime) -> bool:

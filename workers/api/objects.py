@@ -27,7 +27,7 @@ from workers.client.restore import (
     record_restore,
 )
 from workers.client.state import Unknown, pick_version
-from workers.core.versions import GONE, STATES, Content
+from workers.core.versions import GONE, STATES, Content, live_replicas
 from workers.errors import MovingDataError
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"])
@@ -248,11 +248,7 @@ async def list_objects(
             version=d["version"],
             state=d.get("state", "pending"),
             size=d.get("size"),
-            replicas=sorted(
-                t
-                for t, r in (d.get("replicas") or {}).items()
-                if r.get("verified_at") and not r.get("removed_at")
-            ),
+            replicas=list(live_replicas(d)),
         )
         for d in page.rows
     ]

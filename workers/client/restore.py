@@ -23,6 +23,7 @@ from workers.client.identity import client_actor
 from workers.client.kafka import produce_all
 from workers.client.ops import client_record
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
+from workers.core.versions import live_replicas
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.keyregistry import DataKeys
 from workers.settings import Settings
@@ -71,8 +72,7 @@ def archived(doc: dict[str, Any], target: str, tiering: Tiering) -> bool:
 def replica_order(doc: dict[str, Any], wanted: str | None, tiering: Tiering) -> list[str]:
     """The replicas to try: the one asked for, else every verified one, those readable
     without rehydration first, then the primary first."""
-    replicas = (doc.get("replicas") or {}).items()
-    verified = sorted(t for t, r in replicas if r.get("verified_at") and not r.get("removed_at"))
+    verified = list(live_replicas(doc))
     if wanted is not None:
         if wanted not in verified:
             raise NotFound(f"no verified replica of {doc['_id']} in {wanted}")

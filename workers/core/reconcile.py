@@ -10,19 +10,17 @@ start-up rebalance was seen to do that).
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from workers.core.versions import utc
 
 Doc = Mapping[str, Any]
 
 
 def _times(fields: Mapping[str, Any]) -> list[datetime]:
     """The ``*_at`` times of a document level, in UTC (MongoDB gives naive UTC back)."""
-    return [
-        v if v.tzinfo else v.replace(tzinfo=UTC)
-        for k, v in fields.items()
-        if k.endswith("_at") and isinstance(v, datetime)
-    ]
+    return [utc(v) for k, v in fields.items() if k.endswith("_at") and isinstance(v, datetime)]
 
 
 def last_progress(doc: Doc) -> datetime | None:

@@ -12,6 +12,7 @@ the sink saw the events that built the document:
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 STATES = ("pending", "verified", "failed", "deleted", "shredded")
@@ -39,6 +40,21 @@ class VersionView:
 def doc_id(object_id: str, version: int) -> str:
     """The ``_id`` of one object version's document in ``objects``."""
     return f"{object_id}:v{version}"
+
+
+def live_replicas(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The version's verified replicas not removed, by target (sorted)."""
+    replicas = doc.get("replicas") or {}
+    return {
+        t: r
+        for t, r in sorted(replicas.items())
+        if r.get("verified_at") and not r.get("removed_at")
+    }
+
+
+def utc(moment: datetime) -> datetime:
+    """A stored time in UTC (MongoDB gives naive UTC datetimes back)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def verified_everywhere(doc: Mapping[str, Any] | None) -> bool:

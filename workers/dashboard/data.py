@@ -13,6 +13,7 @@ from pymongo import MongoClient
 from topics import ALL
 from workers.api.tokens import Principal, digest
 from workers.broker import kafka_options
+from workers.core.versions import live_replicas
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -29,11 +30,10 @@ def by_store_and_tier(docs: Iterable[Doc]) -> list[dict[str, Any]]:
     counts: Counter[tuple[str, str]] = Counter()
     sizes: Counter[tuple[str, str]] = Counter()
     for doc in docs:
-        for store, replica in (doc.get("replicas") or {}).items():
-            if replica.get("verified_at") and not replica.get("removed_at"):
-                key = (store, replica.get("tier") or "hot")
-                counts[key] += 1
-                sizes[key] += doc.get("ciphertext_size") or 0
+        for store, replica in live_replicas(doc).items():
+            key = (store, replica.get("tier") or "hot")
+            counts[key] += 1
+            sizes[key] += doc.get("ciphertext_size") or 0
     return [
         {"store": s, "tier": t, "replicas": counts[s, t], "bytes": sizes[s, t]}
         for s, t in sorted(counts)

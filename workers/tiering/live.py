@@ -25,6 +25,7 @@ from workers.client.kafka import produce_all
 from workers.core.policy import ObjectStats, Policy, Replica
 from workers.core.prices import ProviderPrices
 from workers.core.tiering import TierDecision, decide
+from workers.core.versions import live_replicas, utc
 from workers.settings import Settings
 from workers.tiering.policy import load_policy
 from workers.tiering.prices import PRICES_DIR, load_prices
@@ -66,21 +67,6 @@ class Tiering:
 @cache
 def _load(policy: Path, prices: Path) -> Tiering:
     return Tiering(load_policy(policy), load_prices(prices))
-
-
-def utc(moment: datetime) -> datetime:
-    """MongoDB gives naive UTC datetimes back."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def live_replicas(doc: Doc) -> dict[str, Doc]:
-    """The verified replicas not removed, by target."""
-    replicas = doc.get("replicas") or {}
-    return {
-        t: r
-        for t, r in sorted(replicas.items())
-        if r.get("verified_at") and not r.get("removed_at")
-    }
 
 
 def recorded_tier(replica: Doc) -> str:
