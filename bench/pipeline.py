@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
     DescribeGroupsRequest_v1,
@@ -85,7 +86,11 @@ async def wait_groups_ready(settings: Settings, replicas: int, timeout_s: float 
         deadline = time.monotonic() + timeout_s
         states: list[Any] = []
         while time.monotonic() < deadline:
-            node = await client.coordinator_lookup(CoordinationType.GROUP, groups[0])
+            try:
+                node = await client.coordinator_lookup(CoordinationType.GROUP, groups[0])
+            except GroupCoordinatorNotAvailableError:  # a new broker: its offsets topic is not up
+                await asyncio.sleep(0.2)
+                continue
             states = (await client.send(node, DescribeGroups(groups))).groups
             if all(g[2] == "Stable" and len(g[5]) == replicas for g in states):
                 return

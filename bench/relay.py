@@ -16,6 +16,17 @@ def flip_bytes(body: bytes) -> bytes:
     return bytes(b ^ 0x5A for b in body)
 
 
+def damage(body: bytes, content_type: str) -> bytes:
+    """``body`` with every byte of its content flipped: of a multipart body, the last part's
+    content only (its framing and first parts, e.g. GCS's JSON resource, stay intact)."""
+    if not content_type.startswith("multipart/"):
+        return flip_bytes(body)
+    boundary = content_type.partition("boundary=")[2].strip('"').encode()
+    start = body.rindex(b"\r\n\r\n", 0, body.rindex(b"--" + boundary)) + 4
+    end = body.rindex(b"\r\n--" + boundary)
+    return body[:start] + flip_bytes(body[start:end]) + body[end:]
+
+
 @asynccontextmanager
 async def relay(
     upstream: str,
@@ -41,7 +52,7 @@ async def relay(
         if unavailable(request):
             return web.Response(status=503, text="unavailable (relay)")
         if body and corrupt_upload(request):
-            body = flip_bytes(body)
+            body = damage(body, request.headers.get("Content-Type", ""))
         if upload_rate_bps:
             await asyncio.sleep(len(body) / upload_rate_bps)
         async with session.request(

@@ -75,9 +75,10 @@ log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
 # batches fill at once; a lone event waits at most this long.
 BATCH_WINDOW_S = 0.02
-# What an event may hold in memory beyond a chunk: its object's bytes, at most one upload part
-# per store (GCS 32 MiB, S3 8 MiB, Azure 4 MiB: 44 MiB, rounded up).
-HELD_MAX = 64 * 1024**2
+# What an event may hold in memory beyond a chunk: its object's bytes, at most two upload
+# parts per store (the one cut and the one sending; S3 and GCS 8 MiB, Azure 4 MiB: 40 MiB) and
+# encrypt's fan-out queue (4 chunks by default).
+HELD_MAX = 48 * 1024**2
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 Decoder = Callable[[bytes | None, MessageRef], Event]

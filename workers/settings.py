@@ -65,18 +65,22 @@ class Settings(BaseSettings):
     stage_batch: int = 8
     """Events one stage agent takes at once (different objects run at once, within
     `stage_bytes`)."""
-    stage_bytes: int = Field(default=256 * 1024**2, gt=0)
+    stage_bytes: int = Field(default=128 * 1024**2, gt=0)
     """Bytes the events a worker handles at once (every stage of it) may hold in memory: an
-    event counts its object's size up to one upload part per store (64 MiB in all) plus a
-    chunk; one larger than the budget runs alone."""
+    event counts its object's size up to two upload parts per store and the fan-out queue
+    (48 MiB in all) plus a chunk; one larger than the budget runs alone."""
     producer_linger_s: float = Field(default=0.005, ge=0.0)
     """How long a worker's producer waits to batch messages of events handled at once."""
-    fanout_depth: int = Field(default=8, ge=1)
+    fanout_depth: int = Field(default=4, ge=1)
     """Chunks encrypt queues per target ahead of its upload (`CHUNK_SIZE` each): encryption
     overlaps the uploads, and every target uploads at its own pace."""
     fanout_stall_s: float = Field(default=5.0, gt=0)
-    """How long in all (per object) a target may hold the other targets back before encrypt
-    detaches it and hands it to replicate, which copies it from a written replica."""
+    """How long in all (per object) a target may hold the other targets back, beyond the time
+    the object's bytes take at `FANOUT_MIN_RATE`, before encrypt detaches it and hands it to
+    replicate, which copies it from a written replica."""
+    fanout_min_rate: float = Field(default=4e6, gt=0)
+    """Bytes per second a target may be held to without counting as slow (a store slower than
+    the others but faster than this is waited for)."""
     verify_mode: Literal["store-digest", "read-back"] = "store-digest"
     """How verify counts a replica: `store-digest`, when the store's own digest of the bytes it
     received equals ours (stores that cannot confirm one are read back); `read-back`, by

@@ -4,9 +4,10 @@ Found on the local stack, and asserted here so a change of image shows:
 - SeaweedFS checks ``x-amz-checksum-sha256`` on PutObject and UploadPart (a wrong one: 400
   BadDigest), checks the part checksums named in CompleteMultipartUpload, and returns the
   ChecksumSHA256 (composite ``-N`` for multipart) on writes and on HeadObject with ChecksumMode.
-- Azurite checks a block's Content-MD5 on Put Block (a wrong one: 400 InvalidOperation,
-  "Provided contentMD5 doesn't match."; Azure itself says Md5Mismatch) and lists the committed
-  blocks; it returns no Content-MD5 for a staged block.
+- Azurite checks the Content-MD5 of a Put Blob and of a Put Block (a wrong one: 400
+  InvalidOperation, "Provided contentMD5 doesn't match."; Azure itself says Md5Mismatch), keeps
+  a Put Blob's MD5 as the blob's Content-MD5 and lists the committed blocks of a block list (and
+  keeps no Content-MD5 for one).
 - fake-gcs-server does NOT check a hash the client sends (a wrong ``md5Hash`` in the resource or
   ``X-Goog-Hash`` is accepted), but it computes ``md5Hash`` and ``crc32c`` itself from the bytes
   it received: a mismatch is reported, not refused, and our write checks the report.
@@ -38,6 +39,7 @@ from workers.agents import verify
 from workers.catalog import MemoryCatalog
 from workers.core.digests import (
     AZURE_BLOCKS,
+    AZURE_MD5,
     GCS_MD5,
     S3_SHA256,
     block_list_digest,
@@ -78,8 +80,11 @@ def expected_digest(backend: str, data: bytes, key_blocks: list[tuple[str, int]]
         return store_digest(
             S3_SHA256, s3_checksum_sha256([hashlib.sha256(p).digest() for p in parts])
         )
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     if backend == "gcs":
-        return store_digest(GCS_MD5, base64.b64encode(hashlib.md5(data).digest()).decode())
+        return store_digest(GCS_MD5, md5)
+    if len(data) <= part:  # one Put Blob
+        return store_digest(AZURE_MD5, md5)
     return store_digest(AZURE_BLOCKS, block_list_digest(key_blocks))
 
 
@@ -102,9 +107,8 @@ async def test_the_store_reports_the_digest_of_what_it_received(
             blob = service.get_container_client(store.container).get_blob_client("obj")  # type: ignore[attr-defined]
             committed, _ = await blob.get_block_list("committed")
         blocks = [(b.id, b.size) for b in committed]
-        assert [size for _, size in blocks] == [
-            len(data[i : i + part]) for i in range(0, len(data), part)
-        ]
+        sizes = [len(data[i : i + part]) for i in range(0, len(data), part)] if parts > 1 else []
+        assert [size for _, size in blocks] == sizes  # one request: no block list
     assert result.store_digest == expected_digest(real, data, blocks)
     if real == "s3" and parts > 1:
         assert result.store_digest.endswith(f"-{parts}")  # composite: a checksum of checksums
@@ -133,13 +137,20 @@ async def test_seaweedfs_refuses_a_wrong_sha256(settings: Settings, unique: str)
             await drop_container("s3", unique, settings)
 
 
-async def test_azurite_refuses_a_block_with_a_wrong_md5(settings: Settings, unique: str) -> None:
+async def test_azurite_refuses_a_blob_or_block_with_a_wrong_md5(
+    settings: Settings, unique: str
+) -> None:
     data = os.urandom(1000)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
     async with BlobServiceClient.from_connection_string(settings.azure_connection_string) as svc:
         container = svc.get_container_client(unique)
         await container.create_container()
         try:
             blob = container.get_blob_client("obj")
+            with pytest.raises(HttpResponseError) as refused:
+                await blob.upload_blob(data, headers={"Content-MD5": wrong})
+            assert refused.value.status_code == 400
+            assert "contentMD5" in str(refused.value)
             with pytest.raises(HttpResponseError) as refused:
                 await blob.stage_block(
                     "b-000000",
@@ -188,10 +199,12 @@ def is_upload(backend: str) -> Callable[[web.Request], bool]:
     """The requests that carry object bytes, per store."""
 
     def upload(request: web.Request) -> bool:
+        if backend == "gcs" and request.query.get("uploadType") == "multipart":
+            return True  # a one-request upload (the relay damages its media part only)
         if request.method != "PUT":
             return False
         if backend == "azure":
-            return request.query.get("comp") == "block"
+            return request.query.get("comp") in (None, "block")  # Put Blob, Put Block
         return True  # S3 PutObject/UploadPart, GCS resumable chunks
 
     return upload
@@ -220,7 +233,9 @@ async def test_an_upload_damaged_in_transit_is_never_confirmed(
         async with relay(upstream, corrupt_upload=is_upload(real)) as url:
             damaged = make_store(real, unique, via(real, settings, url))
             try:
-                with pytest.raises(Retryable):
+                # Refused for its digest: S3 BadDigest, Azure's MD5 check, GCS's MD5 report.
+                refusal = "BadDigest|InvalidOperation|stored MD5 differs"
+                with pytest.raises(Retryable, match=refusal):
                     await damaged.write("obj", chunked(data))
             finally:
                 await damaged.close()

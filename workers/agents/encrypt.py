@@ -239,6 +239,7 @@ async def encrypt_to_targets(
         {t: writer(t) for t in placement.targets},
         depth=deps.settings.fanout_depth,
         stall_s=deps.settings.fanout_stall_s,
+        min_rate=deps.settings.fanout_min_rate,
     )
     # A target counts only if it took exactly the bytes the digests are computed from.
     good = {

@@ -60,6 +60,7 @@ class MultiDigest:
 # it through events and the registry.
 S3_SHA256 = "s3-sha256"  # S3 ChecksumSHA256: of the object, or composite of its parts ("-N")
 AZURE_BLOCKS = "azure-blocks"  # the committed block list (each block's MD5 checked on Put Block)
+AZURE_MD5 = "azure-md5"  # Content-MD5 of a blob put in one Put Blob (checked by the service)
 GCS_MD5 = "gcs-md5"  # GCS md5Hash of the final object
 
 

@@ -6,11 +6,14 @@ backend shares (S3 parts, Azure blocks, GCS resumable chunks).
 """
 
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from workers.errors import NotFound, Permanent
 from workers.settings import Settings
 from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, WriteResult
+
+T = TypeVar("T")
 
 __all__ = [
     "ObjectInfo",
@@ -60,19 +63,35 @@ async def fixed_blocks(
     """Re-cut a byte stream into ``size``-byte blocks, flagging the last one.
 
     The last block may be shorter, and is empty only for an empty stream, so callers always get
-    at least one block. Besides the block handed out, at most ``size`` bytes plus one incoming
-    chunk are buffered.
+    at least one block. Each block is copied once, from the chunks it is cut from (kept as
+    they came until then, so chunks shared with other readers are not copied for each): at
+    most ``size`` bytes of chunks plus the block handed out are held.
     """
-    buf = bytearray()
+    pending: list[memoryview] = []
+    held = 0
     async for chunk in chunks:
-        buf += chunk
-        start = 0
-        # Strictly more than a block left: another byte follows, so this block is not the last.
-        while len(buf) - start > size:
-            yield bytes(buf[start : start + size]), False
-            start += size
-        del buf[:start]  # once per chunk, so a huge chunk is not shifted once per block
-    yield bytes(buf), True
+        view = memoryview(chunk)
+        # Strictly more than a block: another byte follows, so this block is not the last.
+        while held + len(view) > size:
+            cut = size - held
+            pending.append(view[:cut])
+            view = view[cut:]
+            yield b"".join(pending), False
+            pending, held = [], 0
+        if view:
+            pending.append(view)
+            held += len(view)
+    yield b"".join(pending), True
+
+
+async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``first``, then ``rest``: a block peeked at and put back. The caller drops its own
+    reference to ``first`` once this holds it; this one is dropped once it is handed out."""
+    held = [first]
+    del first
+    yield held.pop()
+    async for item in rest:
+        yield item
 
 
 async def holds(store: ObjectStore, key: str, size: int) -> bool:

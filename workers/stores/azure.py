@@ -4,13 +4,17 @@ Requests are signed as ``settings.azure_credential`` says: the account key (Azur
 one by default), a SAS token, or azure-identity's ``DefaultAzureCredential`` (Bearer tokens,
 which the SDK sends over https only).
 
-Writes stage fixed-size blocks, each with a transactional MD5 the service checks, then commit
-them in one call with metadata and tier: a failed write leaves no visible blob (Azure drops
-uncommitted blocks after a week). The store digest verify trusts is the committed block list:
-every block in it was accepted only after the service checked its MD5 against the one computed
-here from the bytes sent, so a blob committed with exactly our blocks holds exactly our bytes.
+A blob of at most ``part_size`` bytes goes up in one Put Blob with the MD5 of the bytes sent,
+which the service checks (a mismatch is refused) and keeps as the blob's Content-MD5: that MD5
+is the store digest verify trusts. A larger one is staged in fixed-size blocks, each with a
+transactional MD5 the service checks, then committed in one call with metadata and tier: a
+failed write leaves no visible blob (Azure drops uncommitted blocks after a week). Its store
+digest is the committed block list: every block in it was accepted only after the service
+checked its MD5 against ours, so a blob committed with exactly our blocks holds our bytes.
+(Azure keeps no MD5 of a committed block list, so a blob's Content-MD5 tells the two apart.)
 """
 
+import base64
 import hashlib
 import io
 import uuid
@@ -33,10 +37,10 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob import StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
-from workers.core.digests import AZURE_BLOCKS, block_list_digest, store_digest
+from workers.core.digests import AZURE_BLOCKS, AZURE_MD5, block_list_digest, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
-from workers.stores import fixed_blocks
+from workers.stores import fixed_blocks, prepend
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 MiB = 1024 * 1024
@@ -194,8 +198,31 @@ class AzureBlobStore:
         metadata: Mapping[str, str] | None = None,
         tier: Tier | None = None,
     ) -> WriteResult:
-        """Stage ``part_size`` blocks, then commit the block list with metadata and tier."""
+        """One Put Blob up to ``part_size``, else ``part_size`` blocks then one commit of the
+        block list with metadata and tier."""
         blob = self._client().get_blob_client(key)
+        options = {
+            "metadata": dict(metadata or {}),
+            "standard_blob_tier": _BLOB_TIER[tier or Tier.HOT],
+        }
+        blocks_in = fixed_blocks(chunks, self.part_size)
+        first, last = await anext(blocks_in)
+        if last:
+            md5 = base64.b64encode(hashlib.md5(first, usedforsecurity=False).digest()).decode()
+            with _boundary(f"put {key}"):
+                # validate_content: the SDK sends our MD5, the service refuses other bytes.
+                put = await blob.upload_blob(
+                    io.BytesIO(first),
+                    length=len(first),
+                    overwrite=True,
+                    validate_content=True,
+                    **options,
+                )
+            stored = put.get("content_md5")  # the MD5 the service keeps for the blob
+            if stored is not None and base64.b64encode(stored).decode() != md5:
+                raise Retryable(f"azure put {key}: stored MD5 differs from the bytes sent")
+            confirmed = None if stored is None else store_digest(AZURE_MD5, md5)
+            return WriteResult(key, len(first), hashlib.sha256(first).hexdigest(), confirmed)
         sha, size = hashlib.sha256(), 0
         block_ids: list[str] = []
         blocks: list[tuple[str, int]] = []
@@ -203,9 +230,9 @@ class AzureBlobStore:
         # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
         # (the SDK base64-encodes them).
         prefix = uuid.uuid4().hex
-        async for block, _last in fixed_blocks(chunks, self.part_size):
-            if not block:  # only an empty object yields an empty block: commit no blocks
-                break
+        every_block = prepend((first, last), blocks_in)
+        del first  # held until staged, not for the whole upload
+        async for block, _last in every_block:
             block_id = f"{prefix}-{len(block_ids):06d}"
             with _boundary(f"stage block {len(block_ids)} of {key}"):
                 # A BytesIO body: aiohttp warns about (and may stall the loop on) raw bytes > 1 MiB.
@@ -217,19 +244,19 @@ class AzureBlobStore:
             sha.update(block)
             size += len(block)
         with _boundary(f"commit {key}"):
-            await blob.commit_block_list(
-                block_ids,
-                metadata=dict(metadata or {}),
-                standard_blob_tier=_BLOB_TIER[tier or Tier.HOT],
-            )
+            await blob.commit_block_list(block_ids, **options)
         # validate_content: the service refused any block whose MD5 was not ours.
         confirmed = store_digest(AZURE_BLOCKS, block_list_digest(blocks))
         return WriteResult(key, size, sha.hexdigest(), confirmed)
 
     async def stored_digest(self, key: str) -> str | None:
-        """The committed block list (ids and sizes) of ``key``, as a digest."""
+        """The blob's Content-MD5 (a Put Blob), else its committed block list (ids, sizes)."""
+        blob = self._client().get_blob_client(key)
         with _boundary(f"stat {key}"):
-            blob = self._client().get_blob_client(key)
+            md5 = (await blob.get_blob_properties()).content_settings.content_md5
+        if md5:
+            return store_digest(AZURE_MD5, base64.b64encode(md5).decode())
+        with _boundary(f"stat {key}"):
             committed, _ = await blob.get_block_list("committed")
         return store_digest(AZURE_BLOCKS, block_list_digest([(b.id, b.size) for b in committed]))
 

@@ -5,11 +5,14 @@ queue, so encryption runs ahead of the uploads by at most ``depth`` chunks per t
 target uploads at its own pace. A target that holds the others back is detached:
 
 - its writer failed (the error is kept: the caller decides what it means), or
-- it was slower than the rest for longer than ``stall_s`` in all. The tee waits for the first
-  target to take a chunk (or to finish, at the end) for free, which is ordinary backpressure when
-  the source is faster than every store; from then on, every moment a target is still not ready
-  counts against its budget. So one slow target delays the others by at most ``stall_s`` per
-  stream, then its write is cancelled (a store commits nothing of a cancelled write).
+- it held the others back for longer than its allowance. The tee waits for the first target to
+  take a chunk (or to finish, at the end) for free, which is ordinary backpressure when the
+  source is faster than every store; from then on, every moment a target is still not ready
+  counts against it. The allowance is ``stall_s`` plus the time the bytes streamed so far take
+  at ``min_rate`` bytes per second: a store that takes part-sized bursts, or is merely slower
+  than the fastest, is waited for, and one slower than ``min_rate`` (or stuck) delays the
+  others by at most ``stall_s`` beyond that, then its write is cancelled (a store commits
+  nothing of a cancelled write).
 
 If the source itself fails, every writer is cancelled and the source's error is raised: no
 target completes a write of a stream that did not end.
@@ -59,26 +62,33 @@ async def tee(
     *,
     depth: int,
     stall_s: float,
+    min_rate: float = float("inf"),
 ) -> Teed[T]:
     """Write ``source`` through every writer at once; see the module docstring."""
     if depth < 1:
         raise ValueError("depth must be at least 1")
+    if min_rate <= 0:
+        raise ValueError("min_rate must be positive")
     lanes: list[_Lane] = []
     for name, write in writers.items():
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
         lanes.append(_Lane(name, queue, asyncio.ensure_future(write(_drain(queue)))))
     out: Teed[T] = Teed()
     chunks = aiter(source)
+    streamed = 0
     try:
         async for chunk in chunks:
             if not chunk:
                 continue
-            await _step(lanes, out, partial(_put, item=chunk), stall_s)
+            streamed += len(chunk)
+            allowed = stall_s + streamed / min_rate
+            await _step(lanes, out, partial(_put, item=chunk), allowed)
             if not lanes:
                 break  # every target detached: reading on would write nowhere
         else:
-            await _step(lanes, out, partial(_put, item=_END), stall_s)
-            await _step(lanes, out, _finished, stall_s)
+            allowed = stall_s + streamed / min_rate
+            await _step(lanes, out, partial(_put, item=_END), allowed)
+            await _step(lanes, out, _finished, allowed)
     except BaseException:
         await _cancel(lanes)
         raise
@@ -113,10 +123,10 @@ async def _step(
     lanes: list[_Lane],
     out: Teed[T],
     action: Callable[[_Lane], Awaitable[None]],
-    stall_s: float,
+    allowed_s: float,
 ) -> None:
-    """Run ``action`` on every lane; detach a lane whose writer failed, or that was not done
-    for longer than its budget once another lane was."""
+    """Run ``action`` on every lane; detach a lane whose writer failed, or that has held the
+    others back (not done while another lane was) for longer than ``allowed_s`` in all."""
     steps = {lane: asyncio.ensure_future(action(lane)) for lane in lanes}
 
     def succeeded(lane: _Lane) -> bool:
@@ -130,14 +140,14 @@ async def _step(
         loop = asyncio.get_running_loop()
         while pending:
             waiting = [lane for lane, s in steps.items() if s in pending]
-            budget = max(0.0, min(stall_s - lane.stalled_s for lane in waiting))
+            budget = max(0.0, min(allowed_s - lane.stalled_s for lane in waiting))
             began = loop.time()
             _, pending = await asyncio.wait(
                 pending, timeout=budget, return_when=asyncio.FIRST_COMPLETED
             )
             for lane in waiting:
                 lane.stalled_s += loop.time() - began
-                if steps[lane] in pending and lane.stalled_s >= stall_s:
+                if steps[lane] in pending and lane.stalled_s >= allowed_s:
                     pending.discard(steps[lane])
                     steps[lane].cancel()
                     await _detach(lane, lanes, out, StalledTarget(f"{lane.name}: too slow"))

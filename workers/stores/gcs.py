@@ -27,13 +27,13 @@ from gcloud.aio.storage import Storage
 from workers.core.digests import GCS_MD5, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
-from workers.stores import fixed_blocks
+from workers.stores import fixed_blocks, prepend
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 KiB, MiB = 1024, 1024 * 1024
 # One chunk is buffered per upload, so this bounds a worker's memory; GCS recommends multiples
-# of 8 MiB, and fewer, larger chunks mean fewer round trips.
-DEFAULT_PART_SIZE = 32 * MiB
+# of 8 MiB (larger chunks mean fewer round trips, and more memory per upload in flight).
+DEFAULT_PART_SIZE = 8 * MiB
 CHUNK_QUANTUM = 256 * KiB  # every resumable chunk but the last is a multiple of this
 _READ_CHUNK = 1 * MiB
 # No overall deadline (a big transfer takes minutes): only connecting and each read are bounded.
@@ -213,13 +213,62 @@ class GCSStore:
         metadata: Mapping[str, str] | None = None,
         tier: Tier | None = None,
     ) -> WriteResult:
-        """A resumable upload in ``part_size`` chunks; the session is cancelled on failure."""
-        http = self._http()
+        """One multipart request up to ``part_size``, else a resumable upload in ``part_size``
+        chunks (its session cancelled on failure); either way GCS's MD5 of what it stored must
+        be ours."""
         resource = {
             "name": key,
             "metadata": dict(metadata or {}),
             "storageClass": _STORAGE_CLASS[tier or Tier.HOT],
         }
+        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+
+        async def hashed() -> AsyncIterator[tuple[bytes, bool]]:
+            async for block, last in fixed_blocks(chunks, self.part_size):
+                sha.update(block)
+                md5.update(block)
+                yield block, last
+
+        blocks = hashed()
+        first, last = await anext(blocks)
+        if last:
+            size, stored = len(first), await self._put(key, resource, first)
+        else:
+            every_block = prepend((first, last), blocks)
+            del first  # held until sent, not for the whole upload
+            size, stored = await self._resumable(key, resource, every_block)
+        sent_md5 = base64.b64encode(md5.digest()).decode()
+        stored_md5 = stored.get("md5Hash")  # GCS omits it only for composites
+        if stored_md5 is not None and stored_md5 != sent_md5:
+            with suppress(Exception):  # not what we sent: leave nothing that looks written
+                await self.delete(key)
+            raise Retryable(f"gcs upload {key}: stored MD5 differs from the bytes sent")
+        confirmed = None if stored_md5 is None else store_digest(GCS_MD5, sent_md5)
+        return WriteResult(key, size, sha.hexdigest(), confirmed)
+
+    async def _put(self, key: str, resource: dict[str, Any], data: bytes) -> dict[str, Any]:
+        """A multipart upload (the resource and the bytes in one request): the object's
+        resource as stored."""
+        url = f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
+        with aiohttp.MultipartWriter("related") as body:
+            body.append_json(resource)
+            body.append(data, {"Content-Type": "application/octet-stream"})
+        with _boundary(f"upload {key}"):
+            auth = await self._auth()
+            params = {"uploadType": "multipart"}
+            async with self._http().post(url, params=params, data=body, headers=auth) as r:
+                r.raise_for_status()
+                return await r.json(content_type=None)  # type: ignore[no-any-return]
+
+    async def _resumable(
+        self,
+        key: str,
+        resource: dict[str, Any],
+        blocks: AsyncIterator[tuple[bytes, bool]],
+    ) -> tuple[int, dict[str, Any]]:
+        """A resumable upload of ``blocks``: the size sent and the object's resource as
+        stored."""
+        http = self._http()
         start_url = f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
         with _boundary(f"start upload {key}"):
             params = {"uploadType": "resumable"}
@@ -228,18 +277,17 @@ class GCSStore:
             async with http.post(start_url, params=params, json=resource, headers=auth) as r:
                 r.raise_for_status()
                 session_url = r.headers["Location"]  # a capability: kept out of messages
-        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+
         size = 0
         stored: dict[str, Any] = {}
         try:
-            async for block, last in fixed_blocks(chunks, self.part_size):
-                first, size = size, size + len(block)
-                sha.update(block)
-                md5.update(block)
-                # "bytes a-b/*" while streaming, the total on the last chunk, "*/0" when empty.
-                span = f"{first}-{size - 1}" if block else "*"
-                headers = {"Content-Range": f"bytes {span}/{size if last else '*'}"}
-                with _boundary(f"upload {key} at {first}"):
+            async for block, last in blocks:
+                first_byte, size = size, size + len(block)
+                # "bytes a-b/*" while streaming, the total on the last chunk.
+                headers = {
+                    "Content-Range": f"bytes {first_byte}-{size - 1}/{size if last else '*'}"
+                }
+                with _boundary(f"upload {key} at {first_byte}"):
                     # A BytesIO body: aiohttp warns about raw bytes bodies over 1 MiB.
                     async with http.put(
                         session_url, data=io.BytesIO(block), headers=headers, allow_redirects=False
@@ -251,20 +299,15 @@ class GCSStore:
                             r.raise_for_status()
                             raise Permanent(f"gcs upload {key}: HTTP {r.status}, expected 308")
                         elif r.headers.get("Range") != f"bytes=0-{size - 1}":
-                            raise Retryable(f"gcs upload {key}: chunk at {first} not persisted")
+                            raise Retryable(
+                                f"gcs upload {key}: chunk at {first_byte} not persisted"
+                            )
         except BaseException:
             with suppress(Exception):  # cancel the resumable session rather than let it linger
                 async with http.delete(session_url):
                     pass
             raise
-        sent_md5 = base64.b64encode(md5.digest()).decode()
-        stored_md5 = stored.get("md5Hash")  # GCS omits it only for composites
-        if stored_md5 is not None and stored_md5 != sent_md5:
-            with suppress(Exception):  # not what we sent: leave nothing that looks written
-                await self.delete(key)
-            raise Retryable(f"gcs upload {key}: stored MD5 differs from the bytes sent")
-        confirmed = None if stored_md5 is None else store_digest(GCS_MD5, sent_md5)
-        return WriteResult(key, size, sha.hexdigest(), confirmed)
+        return size, stored
 
     async def stored_digest(self, key: str) -> str | None:
         """The object's ``md5Hash`` (none for composite objects)."""

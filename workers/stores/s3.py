@@ -264,6 +264,7 @@ class S3Store:
         try:
             parts = [await self._upload_part(s3, upload, 1, first)]
             size = len(first)
+            del first  # not held while the rest is uploaded
             async for block, _last in blocks:
                 sha.update(block)
                 size += len(block)

@@ -104,6 +104,34 @@ async def test_writers_all_slower_than_the_source_are_backpressure_not_detached(
     assert len(teed.results["a"]) == len(teed.results["b"]) == 400
 
 
+async def slower(stream: AsyncIterator[bytes]) -> bytes:
+    """A store taking 10 ms per 1,000-byte chunk: 100 kB/s, slower than a fast one."""
+    out = b""
+    async for chunk in stream:
+        await asyncio.sleep(0.01)
+        out += chunk
+    return out
+
+
+async def test_a_writer_slower_than_the_rest_but_above_the_floor_rate_is_waited_for() -> None:
+    # It holds the fast one back ~0.3 s in all, six times stall_s, but 100 kB/s is ten times
+    # the 10 kB/s floor: the allowance grows by 0.1 s per chunk, it stalls 0.01 s per chunk.
+    teed = await tee(
+        chunks(30, 1000), {"fast": collect, "slower": slower}, depth=1, stall_s=0.05, min_rate=1e4
+    )
+    assert teed.detached == {}
+    assert len(teed.results["slower"]) == 30_000
+
+
+async def test_a_writer_slower_than_the_floor_rate_is_detached() -> None:
+    # 100 kB/s against a 1 MB/s floor: the allowance grows by 1 ms per chunk, it stalls 10 ms.
+    teed = await tee(
+        chunks(30, 1000), {"fast": collect, "slower": slower}, depth=1, stall_s=0.05, min_rate=1e6
+    )
+    assert set(teed.results) == {"fast"}
+    assert isinstance(teed.detached["slower"], StalledTarget)
+
+
 async def test_a_failing_writer_is_detached_with_its_error() -> None:
     async def fails(stream: AsyncIterator[bytes]) -> bytes:
         async for _ in stream:
