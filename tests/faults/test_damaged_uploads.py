@@ -34,7 +34,10 @@ class EveryThirdUpload:
         self.damaged = 0
 
     def __call__(self, request: web.Request) -> bool:
-        upload = request.method == "PUT" and request.query.get("comp") in (None, "block")
+        # S3 PutObject/UploadPart, Azure Put Blob/Put Block, GCS chunks and one-request uploads
+        upload = (request.method == "PUT" and request.query.get("comp") in (None, "block")) or (
+            request.method == "POST" and request.query.get("uploadType") == "multipart"
+        )
         if not upload or request.content_length in (None, 0):
             return False
         self.uploads += 1
