@@ -88,7 +88,8 @@ def held_bytes(event: Event, chunk_size: int) -> int:
     """What handling ``event`` may hold in memory, for the worker's byte budget."""
     match event:
         case ObjectAccepted(plaintext_size=size):  # unknown (a path or a URL): the most
-            held = HELD_MAX if size is None else size
+            # Encrypt cuts a block of the object for each store it writes at once.
+            held = HELD_MAX if size is None else size * len(event.placement.targets)
         case ObjectEncrypted():
             held = event.ciphertext_size
         case ReplicaWritten():

@@ -240,7 +240,7 @@ async def test_the_byte_budget_runs_what_fits_keeps_order_and_acks_after_all() -
     assert log[-1] == "ack big-a1,big-b1,big-a2,small-c1"
 
 
-def test_an_event_holds_its_objects_bytes_up_to_one_part_per_store() -> None:
+def test_an_event_holds_its_objects_bytes_for_each_store_up_to_two_parts_per_store() -> None:
     from schemas.events import ObjectAccepted
     from workers.app import HELD_MAX, held_bytes
     from workers.dispatch import stamp
@@ -248,7 +248,9 @@ def test_an_event_holds_its_objects_bytes_up_to_one_part_per_store() -> None:
     request = inline_request(b"x" * 100)
     accepted = stamp(ObjectAccepted, request, "a", version=1, source=request.source,
                      placement=request.placement, plaintext_size=100)  # fmt: skip
-    assert held_bytes(accepted, chunk_size=10) == 110
+    targets = len(request.placement.targets)
+    assert targets > 1
+    assert held_bytes(accepted, chunk_size=10) == 100 * targets + 10  # a copy for each store
     huge = accepted.model_copy(update={"plaintext_size": 10 * HELD_MAX})
     assert held_bytes(huge, chunk_size=10) == HELD_MAX + 10
     unknown = accepted.model_copy(update={"plaintext_size": None})
