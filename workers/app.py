@@ -76,9 +76,9 @@ log = logging.getLogger("movingdata.app")
 # batches fill at once; a lone event waits at most this long.
 BATCH_WINDOW_S = 0.02
 # What an event may hold in memory beyond a chunk: its object's bytes, at most two upload
-# parts per store (the one cut and the one sending; S3 and GCS 8 MiB, Azure 4 MiB: 40 MiB) and
-# encrypt's fan-out queue (4 chunks by default).
-HELD_MAX = 48 * 1024**2
+# parts per store (the one cut and the one sending; S3 8 MiB, Azure 4 MiB, GCS 16 MiB: 56 MiB)
+# and encrypt's fan-out queue (4 chunks by default), rounded up.
+HELD_MAX = 64 * 1024**2
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 Decoder = Callable[[bytes | None, MessageRef], Event]

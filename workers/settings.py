@@ -65,10 +65,10 @@ class Settings(BaseSettings):
     stage_batch: int = 8
     """Events one stage agent takes at once (different objects run at once, within
     `stage_bytes`)."""
-    stage_bytes: int = Field(default=128 * 1024**2, gt=0)
+    stage_bytes: int = Field(default=96 * 1024**2, gt=0)
     """Bytes the events a worker handles at once (every stage of it) may hold in memory: an
     event counts its object's size (encrypt: once per store) up to two upload parts per store
-    and the fan-out queue (48 MiB in all), plus a chunk; one larger than the budget runs
+    and the fan-out queue (64 MiB in all), plus a chunk; one larger than the budget runs
     alone."""
     producer_linger_s: float = Field(default=0.005, ge=0.0)
     """How long a worker's producer waits to batch messages of events handled at once."""
