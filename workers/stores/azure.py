@@ -210,12 +210,13 @@ class AzureBlobStore:
         if last:
             md5 = base64.b64encode(hashlib.md5(first, usedforsecurity=False).digest()).decode()
             with _boundary(f"put {key}"):
-                # validate_content: the SDK sends our MD5, the service refuses other bytes.
+                # Our MD5 as Content-MD5: the service refuses other bytes (the SDK's
+                # validate_content would hash the body a second time).
                 put = await blob.upload_blob(
                     io.BytesIO(first),
                     length=len(first),
                     overwrite=True,
-                    validate_content=True,
+                    headers={"Content-MD5": md5},
                     **options,
                 )
             stored = put.get("content_md5")  # the MD5 the service keeps for the blob

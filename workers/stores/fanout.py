@@ -75,7 +75,7 @@ async def tee(
         lanes.append(_Lane(name, queue, asyncio.ensure_future(write(_drain(queue)))))
     out: Teed[T] = Teed()
     chunks = aiter(source)
-    streamed = 0
+    streamed, allowed = 0, stall_s
     try:
         async for chunk in chunks:
             if not chunk:
@@ -86,7 +86,6 @@ async def tee(
             if not lanes:
                 break  # every target detached: reading on would write nowhere
         else:
-            allowed = stall_s + streamed / min_rate
             await _step(lanes, out, partial(_put, item=_END), allowed)
             await _step(lanes, out, _finished, allowed)
     except BaseException:

@@ -154,6 +154,10 @@ class GCSStore:
     def _http(self) -> aiohttp.ClientSession:
         return self._gcs().session.session
 
+    @property
+    def _upload_url(self) -> str:
+        return f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
+
     def _object_url(self, key: str) -> str:
         return f"{self._endpoint}/storage/v1/b/{self.bucket}/o/{quote(key, safe='')}"
 
@@ -250,14 +254,15 @@ class GCSStore:
     async def _put(self, key: str, resource: dict[str, Any], data: bytes) -> dict[str, Any]:
         """A multipart upload (the resource and the bytes in one request): the object's
         resource as stored."""
-        url = f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
         with aiohttp.MultipartWriter("related") as body:
             body.append_json(resource)
             body.append(data, {"Content-Type": "application/octet-stream"})
         with _boundary(f"upload {key}"):
             auth = await self._auth()
             params = {"uploadType": "multipart"}
-            async with self._http().post(url, params=params, data=body, headers=auth) as r:
+            async with self._http().post(
+                self._upload_url, params=params, data=body, headers=auth
+            ) as r:
                 r.raise_for_status()
                 return await r.json(content_type=None)  # type: ignore[no-any-return]
 
@@ -270,12 +275,11 @@ class GCSStore:
         """A resumable upload of ``blocks``: the size sent and the object's resource as
         stored."""
         http = self._http()
-        start_url = f"{self._endpoint}/upload/storage/v1/b/{self.bucket}/o"
         with _boundary(f"start upload {key}"):
             params = {"uploadType": "resumable"}
             # Only this call is signed: the session URL it returns is the upload's capability.
             auth = await self._auth()
-            async with http.post(start_url, params=params, json=resource, headers=auth) as r:
+            async with http.post(self._upload_url, params=params, json=resource, headers=auth) as r:
                 r.raise_for_status()
                 session_url = r.headers["Location"]  # a capability: kept out of messages
 
