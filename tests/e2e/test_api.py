@@ -19,6 +19,7 @@ from tests.pipeline import Pipeline
 from tests.stores import raw_keys
 from tests.waiting import wait_for
 from workers.client.state import State
+from workers.deps import build_deps, version_prefix
 from workers.settings import load_settings
 
 MiB = 1024 * 1024
@@ -209,6 +210,20 @@ async def test_bad_input_is_a_problem_and_leaves_nothing_behind(
         assert await raw_keys(target, settings.bucket, "default/", settings) != []  # small.txt
     names = [d["name"] async for d in state.db["objects"].find({})]
     assert names == ["small.txt"]
+    # The delete stage writes the tombstone, then removes the replicas, and the catalog says
+    # "verified" until the sink has recorded it: a read in between is told it was deleted.
+    deps = build_deps(settings)
+    try:
+        await deps.registry.tombstone(object_id, 1, "deleted")
+        for target in ("s3", "azure", "gcs"):
+            store = deps.store(target)
+            async for info in store.list(version_prefix("default", object_id, 1)):
+                await store.delete(info.key)
+    finally:
+        await deps.close()
+    async with httpx.AsyncClient(base_url=api, timeout=60) as http:
+        gone = await http.get(f"/v1/objects/{object_id}/content", headers=writer)
+    assert is_problem(gone, 409) and "is deleted" in gone.json()["detail"], gone.text
 
 
 async def test_readiness_names_a_store_that_stopped_and_metrics_move(

@@ -48,17 +48,19 @@ async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
         return []  # a scrub's read-back moves nothing
     if await gone(deps.registry, event.object_id, event.version):
         return []
-    doc = await deps.catalog.document(event.object_id, event.version)
-    replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
-    if event.scrub:
-        tier, reason = recorded_tier(replica), "restored after a scrub repaired the replica"
-        if not await place(deps, event.target, event.key, tier):
+    tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)
+    # A first placement in hot moves nothing, so it needs no look at the catalog: the sink
+    # records each placement once, and a replay's copy changes nothing.
+    if event.scrub or tier != Tier.HOT:
+        doc = await deps.catalog.document(event.object_id, event.version)
+        replica = ((doc or {}).get("replicas") or {}).get(event.target) or {}
+        if event.scrub:
+            tier, reason = recorded_tier(replica), "restored after a scrub repaired the replica"
+            if not await place(deps, event.target, event.key, tier):
+                return []
+        elif replica.get("tiered_at"):  # placed already (a replay): a later change may stand
             return []
-    elif replica.get("tiered_at"):  # placed already (a replay): a later change may stand
-        return []
-    else:
-        tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)
-        if tier != Tier.HOT:
+        else:
             await deps.store(event.target).set_tier(event.key, Tier(tier))
     parts = (event.target, event.event_id) if event.scrub else (event.target,)
     tiered = stamp(

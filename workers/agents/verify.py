@@ -9,7 +9,9 @@ back to ``read-back``: read the replica back and recompute its SHA-256; it count
 matches the digest encrypt recorded. A missing or mismatching replica is repaired from another
 copy that hashes correctly (each candidate tried once), then read back again.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
-version is neither verified nor repaired (checked before, and after a repair wrote).
+version is never repaired (checked before, and after a repair wrote). Its tombstone is not
+looked up for a replica found intact: one read before its removal is reported verified, and
+changes nothing (the tombstone decides the version's state, ``removed_at`` its replicas').
 """
 
 import hashlib
@@ -67,14 +69,14 @@ async def repair(event: ReplicaWritten, deps: Deps) -> str:
 
 
 async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
-    if await gone(deps.registry, event.object_id, event.version):
-        return []
     store = deps.store(event.target)
     repaired_from = None
     mode: VerifyMode = "read-back"
     if deps.settings.verify_mode == "store-digest" and await store_confirms(event, store):
         mode = "store-digest"
     elif await replica_sha256(store, event.key) != event.ciphertext_sha256:
+        if await gone(deps.registry, event.object_id, event.version):
+            return []  # removed, or being removed
         metrics.VERIFY_FAILURES.labels(event.target).inc()
         repaired_from = await repair(event, deps)
         metrics.REPAIRS.labels(event.target).inc()

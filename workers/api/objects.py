@@ -28,7 +28,7 @@ from workers.client.restore import (
 )
 from workers.client.state import Unknown, pick_version
 from workers.core.versions import GONE, STATES, Content, live_replicas
-from workers.errors import MovingDataError
+from workers.errors import MovingDataError, NotFound
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"])
 StateName = Literal["pending", "verified", "failed", "deleted", "shredded"]
@@ -334,6 +334,8 @@ async def get_content(
         await record_restore(svc.settings, doc, None, exc.failed, exc)
         retry = str(int(exc.hours * 3600))
         raise Problem(503, str(exc), headers={"Retry-After": retry}) from None
+    except NotFound as exc:  # deleted while being read
+        raise Problem(409, str(exc)) from None
     except MovingDataError as exc:
         raise Problem(503, str(exc)) from None
     start, end = span or (0, size)

@@ -25,7 +25,7 @@ from workers.client.ops import client_record
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
 from workers.core.versions import live_replicas
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
-from workers.keyregistry import DataKeys
+from workers.keyregistry import DataKeys, KeyRegistry, tombstoned
 from workers.settings import Settings
 from workers.stores.base import ObjectStore, Tier
 from workers.tiering.live import Tiering, recorded_tier
@@ -85,11 +85,17 @@ def replica_order(doc: dict[str, Any], wanted: str | None, tiering: Tiering) -> 
 async def rehydrate_or_fail(
     doc: dict[str, Any],
     stores: Mapping[str, ObjectStore],
+    registry: KeyRegistry,
     tiering: Tiering,
     failed: Mapping[str, str],
 ) -> NoReturn:
-    """Every replica tried failed: start the rehydration of the first archived one (raise
-    ``Rehydrating``), else raise ``RestoreFailed``."""
+    """Every replica tried failed: ``NotFound`` if the version was deleted meanwhile (its
+    tombstone is written before any replica is removed), else start the rehydration of the
+    first archived one (raise ``Rehydrating``), else raise ``RestoreFailed``."""
+    record = await registry.get(doc["object_id"], doc["version"])
+    if tombstoned(record):
+        assert record is not None
+        raise NotFound(f"v{doc['version']} of {doc['_id']} is {record.tombstone}: nothing to read")
     for target in failed:
         if archived(doc, target, tiering):
             moved_to = await stores[target].rehydrate(doc["replicas"][target]["key"])
@@ -189,7 +195,7 @@ async def restore_best(
             raise
         except (Permanent, Retryable) as exc:  # this replica's fault, or its store's
             failed[target] = str(exc)
-    await rehydrate_or_fail(doc, stores, tiering, failed)
+    await rehydrate_or_fail(doc, stores, keys.registry, tiering, failed)
 
 
 async def record_restore(
@@ -283,4 +289,4 @@ async def open_plaintext(
                 yield chunk
 
         return target, rest(), failed
-    await rehydrate_or_fail(doc, stores, tiering, failed)
+    await rehydrate_or_fail(doc, stores, keys.registry, tiering, failed)

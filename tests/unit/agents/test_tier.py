@@ -17,6 +17,8 @@ from workers.catalog import MemoryCatalog
 from workers.client.restore import Rehydrating, RestoreFailed, rehydrate_or_fail, replica_order
 from workers.deps import Deps
 from workers.dispatch import stamp
+from workers.errors import NotFound
+from workers.keyregistry import MemoryKeyRegistry
 from workers.settings import Settings
 from workers.stores.base import Tier
 from workers.stores.memory import MemoryStore
@@ -219,11 +221,32 @@ async def test_when_no_replica_could_be_read_an_archived_one_is_rehydrated(
         await store.ensure_container()
     await stores["azure"].write("k-azure", _chunks(b"c"))
 
+    registry = MemoryKeyRegistry()
     with pytest.raises(RestoreFailed):  # only a readable replica failed: nothing to rehydrate
-        await rehydrate_or_fail(doc, stores, tiering, {"s3": "damaged"})
+        await rehydrate_or_fail(doc, stores, registry, tiering, {"s3": "damaged"})
     with pytest.raises(Rehydrating, match="azure replica started; retry in about 15 hours"):
-        await rehydrate_or_fail(doc, stores, tiering, {"s3": "damaged", "azure": "archived"})
+        await rehydrate_or_fail(
+            doc, stores, registry, tiering, {"s3": "damaged", "azure": "archived"}
+        )
     assert stores["azure"].rehydrated == ["k-azure"]
+
+
+async def test_a_version_deleted_while_it_was_read_is_not_found_rather_than_failed(
+    tmp_path: Path, unique: str
+) -> None:
+    """The tombstone is written before any replica is removed: a read that found the replicas
+    gone says the version was deleted, not that the stores lost it."""
+    tiering = Tiering.load(Settings(home=tmp_path))
+    stores = {"s3": CountingStore(f"{unique}-d-s3")}
+    doc = doc_of(
+        [ReplicaVerified.model_construct(target="s3", key="k-s3", object_id="0" * 24)],
+        {"s3": "archive"},
+    )
+    registry = MemoryKeyRegistry()
+    await registry.tombstone(doc["object_id"], doc["version"], "deleted")
+    with pytest.raises(NotFound, match="is deleted: nothing to read"):
+        await rehydrate_or_fail(doc, stores, registry, tiering, {"s3": "NoSuchKey"})
+    assert stores["s3"].rehydrated == []
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
