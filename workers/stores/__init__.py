@@ -2,10 +2,13 @@
 
 ``open_store`` turns a target URL into a store; backends are imported lazily so that using one
 does not import every cloud SDK. ``fixed_blocks`` is the re-cutting step every uploading
-backend shares (S3 parts, Azure blocks, GCS resumable chunks).
+backend shares (S3 parts, Azure blocks, GCS resumable chunks), and ``overlapped`` the way each
+sends them: the next block is cut while the one before is being sent.
 """
 
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -14,6 +17,7 @@ from workers.settings import Settings
 from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, WriteResult
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = [
     "ObjectInfo",
@@ -24,6 +28,7 @@ __all__ = [
     "fixed_blocks",
     "holds",
     "open_store",
+    "overlapped",
 ]
 
 
@@ -92,6 +97,35 @@ async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield held.pop()
     async for item in rest:
         yield item
+
+
+async def overlapped(
+    blocks: AsyncIterable[tuple[bytes, bool]], send: Callable[[int, bytes, bool], Awaitable[R]]
+) -> list[R]:
+    """``send(index, block, last)`` for every block in order, one at a time, each sent while
+    the next is cut: the upload of a part overlaps the encryption of the next rather than
+    holding the stream (and, through the fan-out, every other store) until it is done.
+
+    At most one send is in flight and one block waits for it (two blocks held). A failed send
+    is raised once the next block is cut or the stream ends; whatever fails, a send still in
+    flight is cancelled before this returns.
+    """
+    results: list[R] = []
+    sending: asyncio.Future[R] | None = None
+    try:
+        async for block, last in blocks:
+            if sending is not None:
+                results.append(await sending)
+            sending = asyncio.ensure_future(send(len(results), block, last))
+            del block  # held by the send, and dropped when it is done
+        if sending is not None:
+            results.append(await sending)
+    finally:
+        if sending is not None and not sending.done():
+            sending.cancel()
+            with suppress(asyncio.CancelledError):
+                await sending
+    return results
 
 
 async def holds(store: ObjectStore, key: str, size: int) -> bool:

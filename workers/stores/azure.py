@@ -40,7 +40,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRet
 from workers.core.digests import AZURE_BLOCKS, AZURE_MD5, block_list_digest, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
-from workers.stores import fixed_blocks, prepend
+from workers.stores import fixed_blocks, overlapped, prepend
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 MiB = 1024 * 1024
@@ -225,27 +225,28 @@ class AzureBlobStore:
             confirmed = None if stored is None else store_digest(AZURE_MD5, md5)
             return WriteResult(key, len(first), hashlib.sha256(first).hexdigest(), confirmed)
         sha, size = hashlib.sha256(), 0
-        block_ids: list[str] = []
-        blocks: list[tuple[str, int]] = []
         # A per-write prefix keeps concurrent or retried writes of one key from mixing their
         # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
         # (the SDK base64-encodes them).
         prefix = uuid.uuid4().hex
-        every_block = prepend((first, last), blocks_in)
-        del first  # held until staged, not for the whole upload
-        async for block, _last in every_block:
-            block_id = f"{prefix}-{len(block_ids):06d}"
-            with _boundary(f"stage block {len(block_ids)} of {key}"):
+
+        async def stage(index: int, block: bytes, _last: bool) -> tuple[str, int]:
+            nonlocal size
+            sha.update(block)  # stages run one at a time, in order
+            size += len(block)
+            block_id = f"{prefix}-{index:06d}"
+            with _boundary(f"stage block {index} of {key}"):
                 # A BytesIO body: aiohttp warns about (and may stall the loop on) raw bytes > 1 MiB.
                 await blob.stage_block(
                     block_id, io.BytesIO(block), length=len(block), validate_content=True
                 )
-            block_ids.append(block_id)
-            blocks.append((block_id, len(block)))
-            sha.update(block)
-            size += len(block)
+            return block_id, len(block)
+
+        every_block = prepend((first, False), blocks_in)
+        del first  # held until staged, not for the whole upload
+        blocks = await overlapped(every_block, stage)
         with _boundary(f"commit {key}"):
-            await blob.commit_block_list(block_ids, **options)
+            await blob.commit_block_list([block_id for block_id, _ in blocks], **options)
         # validate_content: the service refused any block whose MD5 was not ours.
         confirmed = store_digest(AZURE_BLOCKS, block_list_digest(blocks))
         return WriteResult(key, size, sha.hexdigest(), confirmed)

@@ -27,7 +27,7 @@ from gcloud.aio.storage import Storage
 from workers.core.digests import GCS_MD5, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
-from workers.stores import fixed_blocks, prepend
+from workers.stores import fixed_blocks, overlapped, prepend
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 KiB, MiB = 1024, 1024 * 1024
@@ -284,29 +284,29 @@ class GCSStore:
                 session_url = r.headers["Location"]  # a capability: kept out of messages
 
         size = 0
-        stored: dict[str, Any] = {}
+
+        async def send(_index: int, block: bytes, last: bool) -> dict[str, Any]:
+            nonlocal size
+            first_byte, size = size, size + len(block)  # chunks are sent one at a time, in order
+            # "bytes a-b/*" while streaming, the total on the last chunk.
+            headers = {"Content-Range": f"bytes {first_byte}-{size - 1}/{size if last else '*'}"}
+            with _boundary(f"upload {key} at {first_byte}"):
+                # A BytesIO body: aiohttp warns about raw bytes bodies over 1 MiB.
+                async with http.put(
+                    session_url, data=io.BytesIO(block), headers=headers, allow_redirects=False
+                ) as r:
+                    if last:
+                        r.raise_for_status()
+                        return await r.json(content_type=None)  # type: ignore[no-any-return]
+                    if r.status != 308:
+                        r.raise_for_status()
+                        raise Permanent(f"gcs upload {key}: HTTP {r.status}, expected 308")
+                    if r.headers.get("Range") != f"bytes=0-{size - 1}":
+                        raise Retryable(f"gcs upload {key}: chunk at {first_byte} not persisted")
+                    return {}
+
         try:
-            async for block, last in blocks:
-                first_byte, size = size, size + len(block)
-                # "bytes a-b/*" while streaming, the total on the last chunk.
-                headers = {
-                    "Content-Range": f"bytes {first_byte}-{size - 1}/{size if last else '*'}"
-                }
-                with _boundary(f"upload {key} at {first_byte}"):
-                    # A BytesIO body: aiohttp warns about raw bytes bodies over 1 MiB.
-                    async with http.put(
-                        session_url, data=io.BytesIO(block), headers=headers, allow_redirects=False
-                    ) as r:
-                        if last:
-                            r.raise_for_status()
-                            stored = await r.json(content_type=None)
-                        elif r.status != 308:
-                            r.raise_for_status()
-                            raise Permanent(f"gcs upload {key}: HTTP {r.status}, expected 308")
-                        elif r.headers.get("Range") != f"bytes=0-{size - 1}":
-                            raise Retryable(
-                                f"gcs upload {key}: chunk at {first_byte} not persisted"
-                            )
+            *_, stored = await overlapped(blocks, send)
         except BaseException:
             with suppress(Exception):  # cancel the resumable session rather than let it linger
                 async with http.delete(session_url):

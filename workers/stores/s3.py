@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from workers.core.digests import S3_SHA256, s3_checksum_sha256, store_digest
 from workers.errors import AccessDenied, Fatal, MovingDataError, NotFound, Permanent, Retryable
 from workers.settings import Settings
-from workers.stores import fixed_blocks
+from workers.stores import fixed_blocks, overlapped, prepend
 from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 MiB = 1024 * 1024
@@ -250,8 +250,8 @@ class S3Store:
         }
         blocks = fixed_blocks(chunks, self.part_size)
         first, last = await anext(blocks)
-        sha = hashlib.sha256(first)
         if last:
+            sha = hashlib.sha256(first)
             checksum = _b64(sha.digest())
             with _boundary(f"put {key}"):
                 put = await s3.put_object(Body=first, ChecksumSHA256=checksum, **target)
@@ -261,14 +261,18 @@ class S3Store:
         with _boundary(f"start multipart upload {key}"):
             created = await s3.create_multipart_upload(ChecksumAlgorithm="SHA256", **target)
         upload = {"Bucket": self.bucket, "Key": key, "UploadId": created["UploadId"]}
+        sha, size = hashlib.sha256(), 0
+
+        async def send(index: int, block: bytes, _last: bool) -> dict[str, Any]:
+            nonlocal size
+            sha.update(block)  # sends run one at a time, in order
+            size += len(block)
+            return await self._upload_part(s3, upload, index + 1, block)
+
+        every_block = prepend((first, False), blocks)
+        del first  # held until sent, not for the whole upload
         try:
-            parts = [await self._upload_part(s3, upload, 1, first)]
-            size = len(first)
-            del first  # not held while the rest is uploaded
-            async for block, _last in blocks:
-                sha.update(block)
-                size += len(block)
-                parts.append(await self._upload_part(s3, upload, len(parts) + 1, block))
+            parts = await overlapped(every_block, send)
             with _boundary(f"complete multipart upload {key}"):
                 done = await s3.complete_multipart_upload(
                     MultipartUpload={"Parts": parts}, **upload
