@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -101,3 +102,11 @@ async def test_data_survives_down_and_up(settings: Settings, unique: str) -> Non
     assert {row.state for row in control.status(settings)} == {"stopped"}
     control.up(settings)
     assert await read_everywhere(settings, unique) == [payload] * 5
+
+
+def test_go_services_run_on_one_scheduler_thread(settings: Settings) -> None:
+    for name in ("seaweedfs", "gcs", "ferretdb"):
+        tracked = process.read_pid_file(control.service(settings, name).pid_file)
+        assert tracked is not None
+        environ = Path(f"/proc/{tracked.pid}/environ").read_bytes().split(b"\0")
+        assert b"GOMAXPROCS=1" in environ, name

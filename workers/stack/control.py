@@ -48,6 +48,7 @@ def _start(service: Service, timeout_s: float) -> float:
             pid_file=service.pid_file,
             log_file=service.log_file,
             cwd=service.dir,
+            env=service.env(),
         )
         alive = lambda: process.is_alive(tracked)  # noqa: E731
         if not process.wait_until(service.healthy, timeout_s=timeout_s, alive=alive):
