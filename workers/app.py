@@ -75,10 +75,10 @@ log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after the stage became free: under load
 # batches fill at once; a lone event waits at most this long.
 BATCH_WINDOW_S = 0.02
-# What an event may hold in memory beyond a chunk: its object's bytes, at most two upload
-# parts per store (the one cut and the one sending; S3 8 MiB, Azure 4 MiB, GCS 16 MiB: 56 MiB)
-# and encrypt's fan-out queue (4 chunks by default), rounded up.
-HELD_MAX = 64 * 1024**2
+# What an event may hold in memory beyond a chunk: its object's bytes, at most the upload parts
+# per store being cut and sent (S3 and Azure one cut, two sending: 3 x 8 + 3 x 4 MiB; GCS one
+# cut, one sending: 2 x 16 MiB; 68 MiB) and encrypt's fan-out queue (8 chunks by default).
+HELD_MAX = 80 * 1024**2
 STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 Decoder = Callable[[bytes | None, MessageRef], Event]

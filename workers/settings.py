@@ -67,12 +67,12 @@ class Settings(BaseSettings):
     `stage_bytes`)."""
     stage_bytes: int = Field(default=96 * 1024**2, gt=0)
     """Bytes the events a worker handles at once (every stage of it) may hold in memory: an
-    event counts its object's size (encrypt: once per store) up to two upload parts per store
-    and the fan-out queue (64 MiB in all), plus a chunk; one larger than the budget runs
-    alone."""
+    event counts its object's size (encrypt: once per store) up to the upload parts per store
+    in flight and the fan-out queue (80 MiB in all), plus a chunk; one larger than the budget
+    runs alone."""
     producer_linger_s: float = Field(default=0.005, ge=0.0)
     """How long a worker's producer waits to batch messages of events handled at once."""
-    fanout_depth: int = Field(default=4, ge=1)
+    fanout_depth: int = Field(default=8, ge=1)
     """Chunks encrypt queues per target ahead of its upload (`CHUNK_SIZE` each): encryption
     overlaps the uploads, and every target uploads at its own pace."""
     fanout_stall_s: float = Field(default=5.0, gt=0)

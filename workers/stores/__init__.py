@@ -7,6 +7,7 @@ sends them: the next block is cut while the one before is being sent.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import TypeVar
@@ -100,31 +101,36 @@ async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
 
 
 async def overlapped(
-    blocks: AsyncIterable[tuple[bytes, bool]], send: Callable[[int, bytes, bool], Awaitable[R]]
+    blocks: AsyncIterable[tuple[bytes, bool]],
+    send: Callable[[int, bytes, bool], Awaitable[R]],
+    most: int = 1,
 ) -> list[R]:
-    """``send(index, block, last)`` for every block in order, one at a time, each sent while
-    the next is cut: the upload of a part overlaps the encryption of the next rather than
-    holding the stream (and, through the fan-out, every other store) until it is done.
+    """``send(index, block, last)`` for every block in order, each sent while the next is cut:
+    the upload of a part overlaps the encryption of the next rather than holding the stream
+    (and, through the fan-out, every other store) until it is done.
 
-    At most one send is in flight and one block waits for it (two blocks held). A failed send
-    is raised once the next block is cut or the stream ends; whatever fails, a send still in
-    flight is cancelled before this returns.
+    At most ``most`` sends are in flight and one block waits for them (``most + 1`` blocks
+    held). Sends start in order, each running up to its first ``await`` before the next starts,
+    so a send may hash its block there. A failed send is raised when its turn comes (the next
+    block waits on it) or the stream ends; whatever fails, sends still in flight are cancelled
+    before this returns.
     """
     results: list[R] = []
-    sending: asyncio.Future[R] | None = None
+    sending: deque[asyncio.Future[R]] = deque()
     try:
         async for block, last in blocks:
-            if sending is not None:
-                results.append(await sending)
-            sending = asyncio.ensure_future(send(len(results), block, last))
+            if len(sending) == most:
+                results.append(await sending.popleft())
+            sending.append(asyncio.ensure_future(send(len(results) + len(sending), block, last)))
             del block  # held by the send, and dropped when it is done
-        if sending is not None:
-            results.append(await sending)
+        while sending:
+            results.append(await sending.popleft())
     finally:
-        if sending is not None and not sending.done():
-            sending.cancel()
-            with suppress(asyncio.CancelledError):
-                await sending
+        for future in sending:
+            future.cancel()
+        for future in sending:
+            with suppress(asyncio.CancelledError, Exception):
+                await future
     return results
 
 

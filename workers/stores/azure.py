@@ -45,6 +45,8 @@ from workers.stores.base import ObjectInfo, Tier, WriteResult
 
 MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 4 * MiB
+# Staged blocks are independent requests: two in flight keep a connection busy meanwhile.
+BLOCKS_IN_FLIGHT = 2
 
 _BLOB_TIER = {
     Tier.HOT: StandardBlobTier.HOT,
@@ -232,7 +234,7 @@ class AzureBlobStore:
 
         async def stage(index: int, block: bytes, _last: bool) -> tuple[str, int]:
             nonlocal size
-            sha.update(block)  # stages run one at a time, in order
+            sha.update(block)  # before the first await: stages start in order
             size += len(block)
             block_id = f"{prefix}-{index:06d}"
             with _boundary(f"stage block {index} of {key}"):
@@ -244,7 +246,7 @@ class AzureBlobStore:
 
         every_block = prepend((first, False), blocks_in)
         del first  # held until staged, not for the whole upload
-        blocks = await overlapped(every_block, stage)
+        blocks = await overlapped(every_block, stage, most=BLOCKS_IN_FLIGHT)
         with _boundary(f"commit {key}"):
             await blob.commit_block_list([block_id for block_id, _ in blocks], **options)
         # validate_content: the service refused any block whose MD5 was not ours.

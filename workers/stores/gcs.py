@@ -306,7 +306,7 @@ class GCSStore:
                     return {}
 
         try:
-            *_, stored = await overlapped(blocks, send)
+            *_, stored = await overlapped(blocks, send)  # one chunk at a time: offsets follow
         except BaseException:
             with suppress(Exception):  # cancel the resumable session rather than let it linger
                 async with http.delete(session_url):

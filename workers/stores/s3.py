@@ -28,6 +28,8 @@ from workers.stores.base import ObjectInfo, Tier, WriteResult
 MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+# Parts are independent requests: two in flight keep the connection busy while one is answered.
+PARTS_IN_FLIGHT = 2
 _READ_CHUNK = 1 * MiB
 
 _STORAGE_CLASS = {
@@ -265,14 +267,14 @@ class S3Store:
 
         async def send(index: int, block: bytes, _last: bool) -> dict[str, Any]:
             nonlocal size
-            sha.update(block)  # sends run one at a time, in order
+            sha.update(block)  # before the first await: sends start in order
             size += len(block)
             return await self._upload_part(s3, upload, index + 1, block)
 
         every_block = prepend((first, False), blocks)
         del first  # held until sent, not for the whole upload
         try:
-            parts = await overlapped(every_block, send)
+            parts = await overlapped(every_block, send, most=PARTS_IN_FLIGHT)
             with _boundary(f"complete multipart upload {key}"):
                 done = await s3.complete_multipart_upload(
                     MultipartUpload={"Parts": parts}, **upload

@@ -108,3 +108,47 @@ async def test_a_failing_stream_cancels_the_send_in_flight() -> None:
     with pytest.raises(OSError, match="went away"):
         await overlapped(source(), send)
     assert cancelled.is_set()
+
+
+async def test_overlapped_keeps_at_most_most_sends_in_flight_and_results_in_order() -> None:
+    started: list[int] = []
+    in_flight = 0
+    peak = 0
+    finish = {i: asyncio.Event() for i in range(4)}
+
+    async def send(index: int, block: bytes, last: bool) -> bytes:
+        nonlocal in_flight, peak
+        started.append(index)  # before the first await: in cut order
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if index == 1:
+            finish[0].set()  # 1 is done before 0
+        else:
+            await finish[index].wait()
+        in_flight -= 1
+        if index < 3:
+            finish[index + 1].set()
+        return block
+
+    uploaded = overlapped(blocks_of(b"a", b"b", b"c", b"d"), send, most=2)
+    assert await asyncio.wait_for(uploaded, timeout=5) == [b"a", b"b", b"c", b"d"]
+    assert started == [0, 1, 2, 3]
+    assert peak == 2
+
+
+async def test_a_failed_send_cancels_the_others_in_flight() -> None:
+    cancelled = asyncio.Event()
+
+    async def send(index: int, block: bytes, last: bool) -> None:
+        if index == 0:
+            await asyncio.sleep(0)
+            raise RuntimeError("store refused part 0")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(RuntimeError, match="part 0"):
+        await overlapped(blocks_of(b"a", b"b", b"c"), send, most=2)
+    assert cancelled.is_set()
