@@ -226,16 +226,14 @@ class AzureBlobStore:
                 raise Retryable(f"azure put {key}: stored MD5 differs from the bytes sent")
             confirmed = None if stored is None else store_digest(AZURE_MD5, md5)
             return WriteResult(key, len(first), hashlib.sha256(first).hexdigest(), confirmed)
-        sha, size = hashlib.sha256(), 0
+        sha = hashlib.sha256()
         # A per-write prefix keeps concurrent or retried writes of one key from mixing their
         # uncommitted blocks; the counter is fixed-width because Azure wants equal-length ids
         # (the SDK base64-encodes them).
         prefix = uuid.uuid4().hex
 
         async def stage(index: int, block: bytes, _last: bool) -> tuple[str, int]:
-            nonlocal size
             sha.update(block)  # before the first await: stages start in order
-            size += len(block)
             block_id = f"{prefix}-{index:06d}"
             with _boundary(f"stage block {index} of {key}"):
                 # A BytesIO body: aiohttp warns about (and may stall the loop on) raw bytes > 1 MiB.
@@ -251,6 +249,7 @@ class AzureBlobStore:
             await blob.commit_block_list([block_id for block_id, _ in blocks], **options)
         # validate_content: the service refused any block whose MD5 was not ours.
         confirmed = store_digest(AZURE_BLOCKS, block_list_digest(blocks))
+        size = sum(length for _, length in blocks)
         return WriteResult(key, size, sha.hexdigest(), confirmed)
 
     async def stored_digest(self, key: str) -> str | None:

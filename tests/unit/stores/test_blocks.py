@@ -1,5 +1,5 @@
-"""The uploading backends' shared loops: re-cutting a stream into blocks, and sending them one
-at a time while the next is cut."""
+"""The uploading backends' shared loops: re-cutting a stream into blocks, and sending them
+(at most ``most`` at a time) while the next is cut."""
 
 import asyncio
 from collections.abc import AsyncIterator
