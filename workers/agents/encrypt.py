@@ -125,20 +125,22 @@ async def data_key_for(
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
     record = await deps.registry.get(event.object_id, event.version)
     written = record.written if record is not None else None
+    now = False
     if not tombstoned(record) and written is None:
-        written = await encrypt_to_targets(event, deps, record)
+        written, now = await encrypt_to_targets(event, deps, record)
     if written is None or tombstoned(record):
         log.info("version is tombstoned: not encrypted", extra=ids(event))
         return []
     if event.source.staged is not None:  # the ciphertext is recorded: the upload has served
         await deps.staging.delete(event.source.staged)
-    return announce(event, written)
+    return announce(event, written, now=now)
 
 
-def announce(event: ObjectAccepted, written: dict[str, Any]) -> list[Emit]:
+def announce(event: ObjectAccepted, written: dict[str, Any], *, now: bool) -> list[Emit]:
     """The events of a recorded write: ``encrypted``, and ``replicated`` for each target the
     one pass wrote, with the digest it confirmed (replicate copies the others). The same
-    events, ids included, each time a redelivery re-announces the write."""
+    events, ids included, each time a redelivery re-announces the write; ``now``: this pass
+    wrote it (a re-announced digest is asked of the store again by verify)."""
     fields = {k: v for k, v in written.items() if k != "replicas"}
     replicas: dict[str, str | None] = written.get("replicas", {})
     done = tuple(t for t in event.placement.targets if t in replicas)
@@ -155,7 +157,11 @@ def announce(event: ObjectAccepted, written: dict[str, Any]) -> list[Emit]:
         Emit(ENCRYPTED, encrypted),
         *(
             # Replicate's step, done in this pass: the sink names it the same way.
-            Emit(REPLICATED[t], replica_written(encrypted, t, replicas[t]), stage="replicate")
+            Emit(
+                REPLICATED[t],
+                replica_written(encrypted, t, replicas[t], now=now),
+                stage="replicate",
+            )
             for t in done
         ),
     ]
@@ -175,9 +181,9 @@ def detachable(error: BaseException) -> bool:
 
 async def encrypt_to_targets(
     event: ObjectAccepted, deps: Deps, record: DataKeyRecord | None
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, bool]:
     """Stream source -> encryptor -> every target at once (``tee``); return what the registry
-    records as written (None: the version was tombstoned).
+    records as written (None: the version was tombstoned), and whether it is this pass's.
 
     What is recorded names the targets that confirmed the whole ciphertext ("replicas", each
     with its store digest); the first of them in placement order is the primary. A target
@@ -186,7 +192,7 @@ async def encrypt_to_targets(
     placement = event.placement
     keyed = await data_key_for(event, deps, record)
     if keyed is None:
-        return None
+        return None, False
     data_key, record = keyed
     prefix = version_prefix(placement.tenant, event.object_id, event.version)
     key = prefix + deps.rng(6).hex()  # this attempt's own key: never overwrites another's
@@ -280,7 +286,9 @@ async def encrypt_to_targets(
     if stored.written != written or tombstoned(stored):
         # Another encrypt's write counts, or the version is gone: nothing of ours stays.
         await remove(deps, key, placement.targets)
-    return None if tombstoned(stored) else stored.written
+    if tombstoned(stored):
+        return None, False
+    return stored.written, stored.written == written
 
 
 async def remove(deps: Deps, key: str, targets: Sequence[str]) -> None:

@@ -80,20 +80,24 @@ async def handle(event: ObjectEncrypted, deps: Deps) -> Sequence[Emit]:
     if await gone(deps.registry, event.object_id, event.version):
         return []
     store = deps.store(target)
-    # The primary's write was confirmed by encrypt; a replica already there with the right
-    # size (a redelivery) confirmed nothing this time, so verify reads it back.
-    confirmed = event.store_digest if target == event.primary else None
+    # The primary's write was confirmed by encrypt, earlier (verify asks the store again); a
+    # replica already there with the right size (a redelivery) confirmed nothing this time,
+    # so verify reads it back; a copy's confirmation is this step's own.
+    confirmed, copied = (event.store_digest if target == event.primary else None), False
     if target != event.primary and not await holds(store, event.key, event.ciphertext_size):
-        confirmed = await copy(event, target, deps)
+        confirmed, copied = await copy(event, target, deps), True
         if await gone(deps.registry, event.object_id, event.version):
             await store.delete(event.key)
             return []
-    return [Emit(REPLICATED[target], replica_written(event, target, confirmed))]
+    return [Emit(REPLICATED[target], replica_written(event, target, confirmed, now=copied))]
 
 
-def replica_written(event: ObjectEncrypted, target: str, confirmed: str | None) -> Event:
+def replica_written(
+    event: ObjectEncrypted, target: str, confirmed: str | None, *, now: bool
+) -> Event:
     """``ReplicaWritten`` of ``target`` (one id per target, whoever wrote it: replicate, or
-    encrypt in its one pass); ``confirmed``: the digest the target confirmed, if any."""
+    encrypt in its one pass); ``confirmed``: the digest the target confirmed, if any; ``now``:
+    confirmed in answer to a write of the step that sends it."""
     return stamp(
         ReplicaWritten,
         event,
@@ -106,4 +110,5 @@ def replica_written(event: ObjectEncrypted, target: str, confirmed: str | None) 
         plaintext_sha256=event.plaintext_sha256,
         key_id=event.key_id,
         store_digest=confirmed,
+        written_now=now,
     )

@@ -1,17 +1,22 @@
 """verify: ``replicated`` -> ``verified``.
 
-Two modes (``settings.verify_mode``). ``store-digest``: a replica counts when the digest its
-store reports now equals the one the store confirmed at write time, which is the store's digest
-of the bytes it received and equal to ours computed from the bytes sent, themselves the
-ciphertext encrypt recorded (see ``WriteResult``). A store that cannot report one (no
-``ReportsDigest``), a write that confirmed nothing, a digest that differs, and every scrub fall
-back to ``read-back``: read the replica back and recompute its SHA-256; it counts only when it
-matches the digest encrypt recorded. A missing or mismatching replica is repaired from another
-copy that hashes correctly (each candidate tried once), then read back again.
+Two modes (``settings.verify_mode``). ``store-digest``: a replica counts on the digest its
+store confirmed when it was written, which is the store's digest of the bytes it received and
+equal to ours computed from the bytes sent, themselves the ciphertext encrypt recorded (see
+``WriteResult``). A confirmation in answer to the write of the step just before (encrypt's
+one pass, replicate's copy: ``written_now``) is taken with no request to the store, unless the
+version is tombstoned (its replicas are removed after that); one recorded earlier and
+announced again (a redelivery, a re-driven version) counts only if the store reports the same
+digest now. A store that cannot report one (no ``ReportsDigest``), a write that confirmed
+nothing, a digest that differs, and every scrub fall back to ``read-back``: read the replica
+back and recompute its SHA-256; it counts only when it matches the digest encrypt recorded. A
+missing or mismatching replica is repaired from another copy that hashes correctly (each
+candidate tried once), then read back again.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
 version is never repaired (checked before, and after a repair wrote). Its tombstone is not
-looked up for a replica found intact: one read before its removal is reported verified, and
-changes nothing (the tombstone decides the version's state, ``removed_at`` its replicas').
+looked up for a replica the store reports or returns intact: one read before its removal is
+reported verified, and changes nothing (the tombstone decides the version's state,
+``removed_at`` its replicas').
 """
 
 import hashlib
@@ -41,9 +46,14 @@ async def replica_sha256(store: ObjectStore, key: str) -> str | None:
     return digest.hexdigest()
 
 
+def confirmed(event: ReplicaWritten, store: ObjectStore) -> bool:
+    """The store confirmed a digest, and store-digest mode may count on it (not a scrub)."""
+    return not event.scrub and event.store_digest is not None and isinstance(store, ReportsDigest)
+
+
 async def store_confirms(event: ReplicaWritten, store: ObjectStore) -> bool:
     """The store's digest of the replica now is the one it confirmed when it was written."""
-    if event.scrub or event.store_digest is None or not isinstance(store, ReportsDigest):
+    if not confirmed(event, store):
         return False
     try:
         reported = await store.stored_digest(event.key)
@@ -72,7 +82,15 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
     store = deps.store(event.target)
     repaired_from = None
     mode: VerifyMode = "read-back"
-    if deps.settings.verify_mode == "store-digest" and await store_confirms(event, store):
+    by_digest = deps.settings.verify_mode == "store-digest"
+    if by_digest and event.written_now and confirmed(event, store):
+        # The store's answer to the write just before: nothing to ask it. A replica we removed
+        # since is one of a deleted or shredded version, whose tombstone is written first; one
+        # the store lost by itself is the scheduled scrub's to find.
+        if await gone(deps.registry, event.object_id, event.version):
+            return []
+        mode = "store-digest"
+    elif by_digest and await store_confirms(event, store):
         mode = "store-digest"
     elif await replica_sha256(store, event.key) != event.ciphertext_sha256:
         if await gone(deps.registry, event.object_id, event.version):

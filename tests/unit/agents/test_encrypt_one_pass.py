@@ -28,6 +28,7 @@ class Target(MemoryStore):
         super().__init__(bucket, part_size=1000)
         self.mode = mode
         self.writes = 0
+        self.asked = 0  # stored_digest requests
         self.never = asyncio.Event()
 
     async def write(
@@ -50,6 +51,7 @@ class Target(MemoryStore):
 
     async def stored_digest(self, key: str) -> str | None:
         """What this "store" computed from the bytes it holds (``ReportsDigest``)."""
+        self.asked += 1
         return f"test:{hashlib.sha256(await stored(self, key)).hexdigest()}"
 
 
@@ -112,6 +114,9 @@ async def test_a_down_or_stalled_target_is_detached_and_copied_by_replicate(
     targets["azure"].mode = "ok"  # it came back
     (copied,) = await replicate.handle(request.event, deps)  # type: ignore[arg-type]
     assert copied.event.store_digest == f"test:{enc.ciphertext_sha256}"  # type: ignore[attr-defined]
+    assert copied.event.written_now  # type: ignore[attr-defined]
+    (held,) = await replicate.handle(request.event, deps)  # type: ignore[arg-type]
+    assert not held.event.written_now  # type: ignore[attr-defined]  # a redelivery copies nothing
     assert await stored(targets["azure"], enc.key) == await stored(targets["s3"], enc.key)
 
 
@@ -160,14 +165,51 @@ async def test_a_retry_after_the_write_was_recorded_copies_and_never_re_encrypts
     targets["gcs"].mode = "ok"
     again = await encrypt.handle(event, deps)  # a redelivery: the write is recorded
     assert [o.event.event_id for o in again] == [o.event.event_id for o in first]
-    assert [o.event.model_copy(update={"produced_at": None}) for o in again] == [
-        o.event.model_copy(update={"produced_at": None}) for o in first
+    assert [written_now(o.event) for o in first] == [None, True, True]
+    assert [written_now(o.event) for o in again] == [None, False, False]  # re-announced
+    unstamped = {"produced_at": None, "written_now": False}
+    assert [o.event.model_copy(update=unstamped) for o in again] == [
+        o.event.model_copy(update=unstamped) for o in first
     ]
     assert targets["gcs"].writes == 1  # the failed attempt only: gcs is left to replicate
     prefix = version_prefix("default", event.object_id, event.version)
     assert [i async for i in targets["gcs"].list(prefix)] == []
     enc = again[0].event
     assert isinstance(enc, ObjectEncrypted) and enc.written_targets == ("s3", "azure")
+
+
+def written_now(event: object) -> bool | None:
+    return event.written_now if isinstance(event, ReplicaWritten) else None
+
+
+async def test_verify_takes_a_fresh_confirmation_and_asks_the_store_of_a_re_announced_one(
+    deps: Deps, targets: dict[str, Target]
+) -> None:
+    event = await accepted(deps, os.urandom(8_000))
+    _, *fresh = await encrypt.handle(event, deps)
+    _, *again = await encrypt.handle(event, deps)  # a redelivery re-announces the write
+    azure = next(o.event for o in fresh if o.event.target == "azure")  # type: ignore[attr-defined]
+    reannounced = next(o.event for o in again if o.event.target == "azure")  # type: ignore[attr-defined]
+    assert isinstance(azure, ReplicaWritten) and isinstance(reannounced, ReplicaWritten)
+    (verified,) = await verify.handle(azure, deps)
+    assert verified.event.mode == "store-digest"  # type: ignore[attr-defined]
+    assert targets["azure"].asked == 0  # the write's own answer: no request
+    await targets["azure"].delete(azure.key)  # lost since it was written
+    (verified,) = await verify.handle(reannounced, deps)
+    assert targets["azure"].asked == 1  # asked again, found missing: read back and repaired
+    assert verified.event.repaired_from == "s3"  # type: ignore[attr-defined]
+    assert await stored(targets["azure"], azure.key) == await stored(targets["s3"], azure.key)
+
+
+async def test_a_fresh_confirmation_of_a_deleted_version_is_not_verified(
+    deps: Deps, targets: dict[str, Target]
+) -> None:
+    event = await accepted(deps, os.urandom(3_000))
+    _, *fresh = await encrypt.handle(event, deps)
+    await deps.registry.tombstone(event.object_id, event.version, "deleted")
+    for out in fresh:
+        assert await verify.handle(out.event, deps) == []  # type: ignore[arg-type]
+    assert all(t.asked == 0 for t in targets.values())
 
 
 async def test_a_source_that_changed_commits_nothing_anywhere(
