@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     `movingdata tier sweep` runs one)."""
     chunk_size: int = 1024 * 1024
     """Bytes read and encrypted at a time."""
-    stage_batch: int = 8
+    stage_batch: int = 32
     """Events one stage agent takes at once (different objects run at once, within
     `stage_bytes`)."""
     stage_bytes: int = Field(default=96 * 1024**2, gt=0)
