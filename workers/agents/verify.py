@@ -4,14 +4,14 @@ Two modes (``settings.verify_mode``). ``store-digest``: a replica counts on the 
 store confirmed when it was written, which is the store's digest of the bytes it received and
 equal to ours computed from the bytes sent, themselves the ciphertext encrypt recorded (see
 ``WriteResult``). A confirmation in answer to the write of the step just before (encrypt's
-one pass, replicate's copy: ``written_now``) is taken with no request to the store, unless the
-version is tombstoned (its replicas are removed after that); one recorded earlier and
-announced again (a redelivery, a re-driven version) counts only if the store reports the same
-digest now. A store that cannot report one (no ``ReportsDigest``), a write that confirmed
-nothing, a digest that differs, and every scrub fall back to ``read-back``: read the replica
-back and recompute its SHA-256; it counts only when it matches the digest encrypt recorded. A
-missing or mismatching replica is repaired from another copy that hashes correctly (each
-candidate tried once), then read back again.
+one pass, replicate's copy: ``written_now``), announced under ``FRESH_S`` ago, is taken with no
+request to the store, unless the version is tombstoned (its replicas are removed after that);
+one recorded earlier and announced again (a redelivery), or older (retried, re-driven), counts
+only if the store reports the same digest now. A store that cannot report one (no
+``ReportsDigest``), a write that confirmed nothing, a digest that differs, and every scrub
+fall back to ``read-back``: read the replica back and recompute its SHA-256; it counts only
+when it matches the digest encrypt recorded. A missing or mismatching replica is repaired
+from another copy that hashes correctly (each candidate tried once), then read back again.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
 version is never repaired (checked before, and after a repair wrote). Its tombstone is not
 looked up for a replica the store reports or returns intact: one read before its removal is
@@ -21,6 +21,7 @@ reported verified, and changes nothing (the tombstone decides the version's stat
 
 import hashlib
 from collections.abc import Sequence
+from datetime import datetime
 
 from schemas.events import ReplicaVerified, ReplicaWritten, VerifyMode
 from topics import VERIFIED
@@ -33,6 +34,10 @@ from workers.keyregistry import gone
 from workers.stores.base import ObjectStore, ReportsDigest
 
 STAGE = "verify"
+# How long after it was announced a store's answer to a write counts with no request to the
+# store; later (an event retried, re-driven by the reconcile, or long in a backlog) the store
+# is asked again.
+FRESH_S = 120.0
 
 
 async def replica_sha256(store: ObjectStore, key: str) -> str | None:
@@ -44,6 +49,11 @@ async def replica_sha256(store: ObjectStore, key: str) -> str | None:
     except NotFound:
         return None
     return digest.hexdigest()
+
+
+def fresh(event: ReplicaWritten, now: datetime) -> bool:
+    """The store's digest came in its answer to the write just before, under FRESH_S ago."""
+    return event.written_now and (now - event.produced_at).total_seconds() <= FRESH_S
 
 
 def confirmed(event: ReplicaWritten, store: ObjectStore) -> bool:
@@ -83,7 +93,7 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
     repaired_from = None
     mode: VerifyMode = "read-back"
     by_digest = deps.settings.verify_mode == "store-digest"
-    if by_digest and event.written_now and confirmed(event, store):
+    if by_digest and fresh(event, deps.now()) and confirmed(event, store):
         # The store's answer to the write just before: nothing to ask it. A replica we removed
         # since is one of a deleted or shredded version, whose tombstone is written first; one
         # the store lost by itself is the scheduled scrub's to find.

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterable, Mapping
+from datetime import timedelta
 
 import pytest
 
@@ -199,6 +200,23 @@ async def test_verify_takes_a_fresh_confirmation_and_asks_the_store_of_a_re_anno
     assert targets["azure"].asked == 1  # asked again, found missing: read back and repaired
     assert verified.event.repaired_from == "s3"  # type: ignore[attr-defined]
     assert await stored(targets["azure"], azure.key) == await stored(targets["s3"], azure.key)
+
+
+async def test_a_confirmation_announced_long_ago_is_asked_of_the_store_again(
+    deps: Deps, targets: dict[str, Target]
+) -> None:
+    """A write's own answer counts for ``FRESH_S``: an event retried or re-driven later (the
+    same record, ``written_now`` still set) has the store asked again."""
+    event = await accepted(deps, os.urandom(3_000))
+    _, *fresh = await encrypt.handle(event, deps)
+    gcs = next(o.event for o in fresh if o.event.target == "gcs")  # type: ignore[attr-defined]
+    assert isinstance(gcs, ReplicaWritten) and gcs.written_now
+    later = gcs.produced_at + timedelta(seconds=verify.FRESH_S + 1)
+    deps.now = lambda: later
+    await targets["gcs"].delete(gcs.key)  # lost since it was written
+    (verified,) = await verify.handle(gcs, deps)
+    assert targets["gcs"].asked == 1
+    assert verified.event.repaired_from == "s3"  # type: ignore[attr-defined]
 
 
 async def test_a_fresh_confirmation_of_a_deleted_version_is_not_verified(
