@@ -27,13 +27,21 @@ def pipeline_overrides() -> dict[str, object]:
 
 
 async def run_with_outage(
-    pipeline: Pipeline, state: State, source_dir: Path, service: str, outage_s: float
+    pipeline: Pipeline,
+    state: State,
+    source_dir: Path,
+    service: str,
+    outage_s: float,
+    put_during: int = 0,
 ) -> tuple[dict[str, bytes], list[str]]:
-    """Put 200 objects, take ``service`` away for ``outage_s`` once some are verified."""
+    """Put 200 objects, take ``service`` away for ``outage_s`` once some are verified; the
+    last ``put_during`` of them are put only once it is away (so they meet the outage, however
+    fast the others went)."""
     files = write_objects(source_dir, 200, largest=16 * 1024)
     pipeline.start_worker("all")
     requests = requests_for_path(source_dir, TARGETS, "default", {})
-    await produce(pipeline.settings, requests)
+    before, during = requests[: len(requests) - put_during], requests[len(requests) - put_during :]
+    await produce(pipeline.settings, before)
     ids = [r.object_id for r in requests]
 
     async def some_verified() -> bool:
@@ -42,7 +50,10 @@ async def run_with_outage(
     await wait_for(some_verified, timeout_s=300)
     settings: Settings = pipeline.settings
     control.stop_service(settings, service)
-    time.sleep(outage_s)
+    away = time.monotonic()
+    if during:
+        await produce(settings, during)
+    time.sleep(max(0.0, outage_s - (time.monotonic() - away)))
     control.start_service(settings, service)
     back = time.monotonic()
     assert await wait_verified(state, requests, timeout_s=600) == {}, pipeline.worker_logs()[-3000:]
@@ -71,7 +82,7 @@ async def test_broker_outage_of_20_s(
 async def test_store_outage_of_30_s_is_retried_then_completes(
     pipeline: Pipeline, state: State, source_dir: Path, tmp_path: Path, service: str, target: str
 ) -> None:
-    files, ids = await run_with_outage(pipeline, state, source_dir, service, 30)
+    files, ids = await run_with_outage(pipeline, state, source_dir, service, 30, put_during=100)
     await assert_exactly_once(pipeline, state, files, tmp_path)
     trails = await audit_trails(state)
     retried = [r for object_id in ids for r in trails[object_id] if r["outcome"] == "retry"]
