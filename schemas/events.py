@@ -265,8 +265,9 @@ class ReplicaWritten(Event):
     # What ``target`` checked or computed from the bytes it received, equal to ours computed
     # from bytes whose SHA-256 is ``ciphertext_sha256``; None: verify reads the replica back.
     store_digest: str | None = Field(default=None, max_length=200)
-    # The store returned ``store_digest`` in its answer to the write of the step that sent
-    # this event (not a digest recorded earlier, re-announced): verify takes it as is.
+    # The step that sent this event wrote the replica, so ``store_digest`` (if any) is the
+    # store's answer to that write, not a digest recorded earlier and re-announced: verify
+    # takes it as is.
     written_now: bool = False
 
 

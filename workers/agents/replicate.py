@@ -97,7 +97,7 @@ def replica_written(
 ) -> Event:
     """``ReplicaWritten`` of ``target`` (one id per target, whoever wrote it: replicate, or
     encrypt in its one pass); ``confirmed``: the digest the target confirmed, if any; ``now``:
-    confirmed in answer to a write of the step that sends it."""
+    written by the step that sends it (``confirmed`` is then the target's answer to it)."""
     return stamp(
         ReplicaWritten,
         event,
