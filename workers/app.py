@@ -57,6 +57,7 @@ from topics import (
 )
 from workers import metrics, staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
+from workers.batches import take_batches
 from workers.broker import faust_credentials, kafka_options
 from workers.budget import ByteBudget
 from workers.client import ops
@@ -72,9 +73,10 @@ from workers.stores import open_store
 from workers.tiering.live import Tiering, sweep
 
 log = logging.getLogger("movingdata.app")
-# A batch is handled once it is full or this long after the stage became free: under load
-# batches fill at once; a lone event waits at most this long.
+# A batch is handled once it is full or this long after its first event came: under load
+# batches fill at once; a lone event waits this long (the sink's, whose writes may wait).
 BATCH_WINDOW_S = 0.02
+SINK_WINDOW_S = 0.25
 # What an event may hold in memory beyond a chunk: its object's bytes, at most the upload parts
 # per store being cut and sent (S3 and Azure one cut, two sending: 3 x 8 + 3 x 4 MiB; GCS one
 # cut, one sending: 2 x 16 MiB; 68 MiB) and encrypt's fan-out queue (8 chunks by default).
@@ -404,7 +406,7 @@ def stage_loop(
 
     Up to ``batch`` events at a time (``handle_batch``), each handled once what it may hold
     (``held``) fits the worker's ``budget``; the bytes are held while the handler runs (not
-    while it backs off, nor while its outputs are sent). Faust's ``take_events`` acknowledges
+    while it backs off, nor while its outputs are sent). ``take_batches`` acknowledges
     the whole batch when the loop body returns, and also in its ``finally`` when the body
     raises: so anything escaping the batch (``Fatal``, a bug outside the dispatcher, a
     cancellation) halts the process first, and no event is acknowledged unhandled.
@@ -422,7 +424,7 @@ def stage_loop(
         await dispatcher.run(message.value, ref_of(message), decode_one, budgeted)
 
     async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=BATCH_WINDOW_S):
+        async for events in take_batches(stream, batch, BATCH_WINDOW_S):
             try:
                 await handle_batch(events, run_one)
             except BaseException as exc:
@@ -525,7 +527,7 @@ def sink_loop(
         db = client[settings.mongo_database]
         await retry_db(partial(sink.create_indexes, db))
         heads = sink.HeadCache()
-        async for messages in stream.take_events(500, within=0.5):
+        async for messages in take_batches(stream, 500, SINK_WINDOW_S):
             try:
                 await sink_batch(db, dispatcher, messages, heads)
             except BaseException as exc:

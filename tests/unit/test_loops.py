@@ -4,6 +4,7 @@ whole batch, and no acknowledgement at all when a batch cannot finish."""
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure
@@ -34,8 +35,9 @@ class FakeEvent:
 
 
 class TakeEvents:
-    """Faust's ``take_events`` as it behaves: batches, and the acknowledgement of the whole
-    batch in a ``finally`` (so also when the loop body raises)."""
+    """A stream as ``take_batches`` hands it over (``tests/unit/test_batches.py``): batches,
+    and the acknowledgement of the whole batch in a ``finally`` (so also when the loop body
+    raises)."""
 
     def __init__(self, batches: Sequence[Sequence[FakeEvent]], log: list[str]) -> None:
         self.batches, self.log = batches, log
@@ -46,6 +48,14 @@ class TakeEvents:
                 yield list(events)
             finally:
                 self.log.append("ack " + ",".join(e.value.decode() for e in events))
+
+
+@pytest.fixture(autouse=True)
+def batches_of_fake_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    def take_batches(stream: TakeEvents, max_: int, within: float) -> AsyncIterator[list[Any]]:
+        return stream.take_events(max_, within)
+
+    monkeypatch.setattr("workers.app.take_batches", take_batches)
 
 
 class Halted(BaseException):
