@@ -74,8 +74,9 @@ from workers.tiering.live import Tiering, sweep
 
 log = logging.getLogger("movingdata.app")
 # A batch is handled once it is full or this long after its first event came: under load
-# batches fill at once; a lone event waits this long (the sink's, whose writes may wait).
+# batches fill at once; a lone event waits this long.
 BATCH_WINDOW_S = 0.02
+# The sink's window: longer, for fuller database writes (only readers of the state wait on it).
 SINK_WINDOW_S = 0.25
 # What an event may hold in memory beyond a chunk: its object's bytes, at most the upload parts
 # per store being cut and sent (S3 and Azure one cut, two sending: 3 x 8 + 3 x 4 MiB; GCS one
