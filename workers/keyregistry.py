@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from workers.coalesce import Coalesced
 from workers.errors import IntegrityError, NotFound, Permanent
 from workers.keys import KeyEncryptionKey
 from workers.mongo import translated_errors
@@ -146,6 +147,8 @@ class MongoKeyRegistry:
         self.url = url
         self.database = database
         self.client: AsyncMongoClient[dict[str, Any]] | None = None
+        # The stages ask for many versions at once (a batch's tombstone checks): one query.
+        self.reads: Coalesced[str, DataKeyRecord] = Coalesced(self.read)
 
     @property
     def collection(self) -> AsyncCollection[dict[str, Any]]:
@@ -158,9 +161,12 @@ class MongoKeyRegistry:
             await self.client.close()
 
     async def get(self, object_id: str, version: int) -> DataKeyRecord | None:
+        return await self.reads.get(key_ref(object_id, version))
+
+    async def read(self, refs: list[str]) -> dict[str, DataKeyRecord]:
         with translated_errors("key registry"):
-            doc = await self.collection.find_one({"_id": key_ref(object_id, version)})
-        return _from_doc(doc) if doc else None
+            docs = [doc async for doc in self.collection.find({"_id": {"$in": refs}})]
+        return {doc["_id"]: _from_doc(doc) for doc in docs}
 
     async def insert(self, record: DataKeyRecord) -> DataKeyRecord:
         ref = key_ref(record.object_id, record.version)

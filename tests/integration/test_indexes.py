@@ -4,6 +4,7 @@ The queries are the ones the client code really sends, captured with pymongo's c
 monitoring, then explained by the server: a plan that scans the collection fails the test.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from schemas.events import object_id_for
 from workers.agents.sink import create_indexes
 from workers.catalog import MongoCatalog, recent_versions
 from workers.client.state import State
+from workers.keyregistry import DataKeyRecord, MongoKeyRegistry
 from workers.settings import Settings
 
 
@@ -83,7 +85,15 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
     state.db = state.client[seeded.mongo_database]
     catalog = MongoCatalog(seeded.mongo_url, seeded.mongo_database)
     catalog.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
+    registry = MongoKeyRegistry(seeded.mongo_url, seeded.mongo_database)
+    registry.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
     try:
+        record = DataKeyRecord("o1", 1, None, None, datetime.now(UTC), tombstone="deleted")
+        await registry.insert(record)
+        asked = len(finds.commands)
+        found = await asyncio.gather(*(registry.get(f"o{n}", 1) for n in range(1, 9)))
+        assert [r and r.tombstone for r in found] == ["deleted", *[None] * 7]
+        assert len(finds.commands) == asked + 1  # a batch's tombstone checks: one query
         page = await state.listing(tenant="default", prefix="docs/", limit=5)
         assert [d["name"] for d in page.rows] == [f"docs/{n:02d}.txt" for n in (1, 3, 5, 7, 9)]
         await state.listing(tenant="default", prefix="docs/", after=page.after, state="failed")
@@ -107,3 +117,4 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
     finally:
         await state.close()
         await catalog.close()
+        await registry.close()
