@@ -30,7 +30,7 @@ from pymongo.errors import DuplicateKeyError
 from workers.coalesce import Coalesced
 from workers.errors import IntegrityError, NotFound, Permanent
 from workers.keys import KeyEncryptionKey
-from workers.mongo import translated_errors
+from workers.mongo import by_ids, translated_errors
 
 Tombstone = Literal["deleted", "shredded"]
 # A wrap older than this is not registered (encrypt wraps again): a rotation that waited this
@@ -165,8 +165,8 @@ class MongoKeyRegistry:
 
     async def read(self, refs: list[str]) -> dict[str, DataKeyRecord]:
         with translated_errors("key registry"):
-            docs = [doc async for doc in self.collection.find({"_id": {"$in": refs}})]
-        return {doc["_id"]: _from_doc(doc) for doc in docs}
+            docs = await by_ids(self.collection, refs)
+        return {ref: _from_doc(doc) for ref, doc in docs.items()}
 
     async def insert(self, record: DataKeyRecord) -> DataKeyRecord:
         ref = key_ref(record.object_id, record.version)

@@ -41,6 +41,7 @@ from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
 from workers.keys import AuditSigner
+from workers.mongo import by_ids
 from workers.trail import step_of, step_record
 
 STAGE = "sink"
@@ -356,21 +357,21 @@ async def append_audit(
 ) -> int:
     """Chain and insert the records not stored yet; return how many were new.
 
-    Each object's head comes from ``cache`` or else one ``audit_heads`` lookup (the only
-    filter FerretDB's SQLite backend answers from an index is ``_id``): its head names the
-    latest records, so a redelivered record is recognised without a query. A head is written
-    after its records, so a crash in between leaves it stale (a cached head is stale too
-    when another sink wrote the chain meanwhile); the unique ``_id`` and (object_id, seq)
-    indexes then refuse the insert instead of letting a record be stored twice or the chain
-    fork, and the batch is linked again from what ``audit`` itself holds.
+    Each object's head comes from ``cache`` or else from ``audit_heads`` (one query by
+    ``_id`` for all the batch's heads not cached): its head names the latest records, so a
+    redelivered record is recognised without a query. A head is written after its records,
+    so a crash in between leaves it stale (a cached head is stale too when another sink
+    wrote the chain meanwhile); the unique ``_id`` and (object_id, seq) indexes then refuse
+    the insert instead of letting a record be stored twice or the chain fork, and the batch
+    is linked again from what ``audit`` itself holds.
     """
     cache = cache if cache is not None else HeadCache(limit=0)
     unique = list({r.event_id: r for r in records}.values())
     objects = list(dict.fromkeys(r.object_id for r in unique))
     loaded = {o: h for o in objects if (h := cache.get(o)) is not None}
     unknown = [o for o in objects if o not in loaded]
-    found = await asyncio.gather(*(db["audit_heads"].find_one({"_id": o}) for o in unknown))
-    loaded |= {o: Head.of(doc) for o, doc in zip(unknown, found, strict=True)}
+    found = await by_ids(db["audit_heads"], unknown)
+    loaded |= {o: Head.of(found.get(o)) for o in unknown}
     heads = dict(loaded)
     try:
         docs = await insert_chained(db, unique, heads)
@@ -447,13 +448,12 @@ def changes_state(event: Event) -> bool:
 
 
 async def settle_states(db: AsyncDatabase[Doc], ids: Iterable[str]) -> None:
-    """Recompute ``state`` of these versions from their documents (one ``_id`` lookup each)."""
-    ids = sorted(ids)
-    docs = await asyncio.gather(*(db["objects"].find_one({"_id": i}) for i in ids))
+    """Recompute ``state`` of these versions from their documents (read in one query)."""
+    docs = await by_ids(db["objects"], sorted(ids))
     updates = [
         UpdateOne({"_id": doc["_id"]}, {"$set": {"state": state}})
-        for doc in docs
-        if doc is not None and doc.get("state") != (state := version_state(doc))
+        for doc in docs.values()
+        if doc.get("state") != (state := version_state(doc))
     ]
     await bulk_upsert(db, "objects", updates)
 

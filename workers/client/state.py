@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from schemas.events import OBJECT_ID, object_id_for, safe_key
 from workers.core.versions import STATES, doc_id
+from workers.mongo import by_ids
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -104,12 +105,7 @@ class State:
 
     async def decisions(self, request_ids: Sequence[str]) -> dict[str, Doc]:
         """What ingest decided for each of these requests (absent: not decided yet)."""
-        found: dict[str, Doc] = {}
-        for start in range(0, len(request_ids), 500):
-            ids = list(request_ids[start : start + 500])
-            async for doc in self.db["requests"].find({"_id": {"$in": ids}}):
-                found[doc["_id"]] = doc
-        return found
+        return await by_ids(self.db["requests"], request_ids)
 
     async def request_failures(self, request_ids: Sequence[str]) -> dict[str, str]:
         """The reason of a dead letter of each of these requests that has one."""
@@ -125,13 +121,7 @@ class State:
 
     async def versions(self, ids: Sequence[str]) -> dict[str, Doc]:
         """``objects`` documents by ``_id``."""
-        found: dict[str, Doc] = {}
-        for start in range(0, len(ids), 500):
-            async for doc in self.db["objects"].find(
-                {"_id": {"$in": list(ids[start : start + 500])}}
-            ):
-                found[doc["_id"]] = doc
-        return found
+        return await by_ids(self.db["objects"], ids)
 
 
 def matches(doc: Doc, state: str | None, store: str | None, tier: str | None) -> bool:
