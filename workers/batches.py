@@ -29,21 +29,26 @@ async def take_batches(
 
     async def add(value: Any) -> Any:
         # The stream is consumed in the background; it waits while a batch is being handled.
+        # An error here is logged and crashes the stream and, through its beacon, the app, as
+        # in Faust's take_events (without, the stream stopped and the loop ended unlogged).
         nonlocal consuming
-        if consuming is not None:
-            try:
-                await consuming
-            finally:
-                consuming = None
-        event = stream.current_event
-        if event is None:
-            raise RuntimeError("a stream event with no current_event")
-        events.append(event)
-        started.set()
-        if len(events) >= max_:
-            full.set()
-            consumed.clear()
-            await stream.wait(consumed)  # type: ignore[arg-type]  # an asyncio.Event is waitable
+        try:
+            if consuming is not None:
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("a stream value with no current_event")
+            events.append(event)
+            started.set()
+            if len(events) >= max_:
+                full.set()
+                consumed.clear()
+                await stream.wait(consumed)  # type: ignore[arg-type]  # an asyncio.Event is waitable
+        except Exception as exc:  # not CancelledError, a BaseException
+            await stream.crash(exc)
         return value
 
     stream.enable_acks = False  # acknowledged below, once the batch is handled

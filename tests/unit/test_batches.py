@@ -19,7 +19,7 @@ class Loop:
 
     def __init__(self, app: faust.App, max_: int, hold: asyncio.Event | None = None) -> None:
         self.channel = app.channel()
-        self.stream = self.channel.stream()
+        self.stream = self.channel.stream(beacon=app.beacon)  # under the app, as an agent's is
         self.max_, self.hold = max_, hold
         self.batches: list[tuple[float, list[int]]] = []
         self.log: list[str] = []
@@ -119,3 +119,19 @@ async def test_a_batch_is_acked_in_order_only_once_its_body_returned(
     hold.set()
     await loop.until(lambda: "ack 3" in loop.log)
     assert loop.log[4:] == ["ack 2", "ack 3"]
+
+
+async def test_an_error_taking_an_event_crashes_the_app_as_faust_take_events_does(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the error stopped the stream and the loop ended with nothing logged: an agent
+    # that consumed nothing more in a worker that looked alive.
+    loop = Loop(app, max_=2)
+    ended = asyncio.ensure_future(loop.run())
+    no_event = property(lambda _: None, lambda _, value: None)
+    monkeypatch.setattr(faust.streams.Stream, "current_event", no_event)
+    await loop.send(1)
+    async with asyncio.timeout(5):
+        await ended
+    assert loop.batches == []
+    assert isinstance(app.crash_reason, RuntimeError)
