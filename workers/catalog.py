@@ -19,8 +19,9 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from workers.coalesce import Coalesced
 from workers.core.versions import LIVE, Content, VersionView, content_of, doc_id, version_state
-from workers.mongo import translated_errors
+from workers.mongo import by_ids, translated_errors
 
 Doc = dict[str, Any]
 
@@ -134,6 +135,9 @@ class MongoCatalog:
         self.url = url
         self.database = database
         self.client: AsyncMongoClient[Doc] | None = None
+        # Ingest decides a batch's requests at once: their lookups are one query each.
+        self.requests: Coalesced[str, Doc] = Coalesced(lambda ids: self.by_ids("requests", ids))
+        self.names: Coalesced[str, Doc] = Coalesced(lambda ids: self.by_ids("names", ids))
 
     @property
     def db(self) -> AsyncDatabase[Doc]:
@@ -141,18 +145,20 @@ class MongoCatalog:
             self.client = AsyncMongoClient(self.url, serverSelectionTimeoutMS=5000)
         return self.client[self.database]
 
+    async def by_ids(self, collection: str, ids: list[str]) -> dict[str, Doc]:
+        with translated_errors("catalog"):
+            return await by_ids(self.db[collection], ids)
+
     async def close(self) -> None:
         if self.client is not None:
             await self.client.close()
 
     async def decision(self, request_id: str) -> Decision | None:
-        with translated_errors("catalog"):
-            doc = await self.db["requests"].find_one({"_id": request_id})
+        doc = await self.requests.get(request_id)
         return decision_of(doc) if doc else None
 
     async def head(self, object_id: str) -> Head | None:
-        with translated_errors("catalog"):
-            doc = await self.db["names"].find_one({"_id": object_id})
+        doc = await self.names.get(object_id)
         if doc is None:
             return None
         content = Content(doc["last_size"], doc["last_sha256"]) if doc.get("last_sha256") else None

@@ -94,6 +94,12 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         found = await asyncio.gather(*(registry.get(f"o{n}", 1) for n in range(1, 9)))
         assert [r and r.tombstone for r in found] == ["deleted", *[None] * 7]
         assert len(finds.commands) == asked + 1  # a batch's tombstone checks: one query
+        decided = await asyncio.gather(*(catalog.decision(f"r{n}") for n in range(8)))
+        assert [d and d.version for d in decided] == [1, *[None] * 7]
+        named = object_id_for("default", "other/00.txt")  # seeded with last version 1
+        heads = await asyncio.gather(*(catalog.head(o) for o in [named, *"abcdefg"]))
+        assert [h and h.last for h in heads] == [1, *[None] * 7]
+        assert len(finds.commands) == asked + 3  # ingest's lookups of a batch: one query each
         page = await state.listing(tenant="default", prefix="docs/", limit=5)
         assert [d["name"] for d in page.rows] == [f"docs/{n:02d}.txt" for n in (1, 3, 5, 7, 9)]
         await state.listing(tenant="default", prefix="docs/", after=page.after, state="failed")
