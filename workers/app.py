@@ -295,6 +295,9 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         )
 
     app.task(endpoints)
+    # Closed once the agents, timers and tasks have stopped (the exit stack's turn in Faust's
+    # stop), so no store session is left for the closing event loop to complain about.
+    app.async_exit_stack.push_async_callback(deps.close)
     return app
 
 

@@ -95,6 +95,13 @@ async def test_fifty_files_verified_everywhere_and_restored(
         await store.close()
         assert sample not in stored
 
+    # A stopped worker closes its store, KMS and database sessions: none is left for the
+    # closing event loop to log as an error.
+    pipeline.stop_workers()
+    logs = pipeline.worker_logs()
+    assert "Closing event loop" in logs
+    assert "Unclosed" not in logs, logs[-3000:]
+
 
 async def test_poison_message_is_dead_lettered_while_the_rest_flows(
     pipeline: Pipeline, worker_all: subprocess.Popen[bytes], state: State, source_dir: Path

@@ -266,7 +266,7 @@ def test_scalers_follow_each_stage_consumer_group(
     for stage in STAGES:
         env = container_env(docs, only_container(worker(docs, stage)))
         settings = environ(env)
-        app = build_app(settings, [stage], cast(Deps, None))
+        app = build_app(settings, [stage], no_deps())
         inputs = sorted({t for agent in app.agents.values() for t in agent.channel.topics})
         spec = scalers[f"movingdata-{stage}"]["spec"]
         assert spec["minReplicaCount"] >= 1
@@ -320,9 +320,19 @@ def test_worker_probes_are_the_endpoints_it_serves(docs: list[Doc], environ: Env
         assert ports == {worker_endpoint(environ(container_env(docs, container)))[1]}
 
 
+def no_deps() -> Deps:
+    """What build_app needs of Deps to build an app that is never started: no stores, and a
+    close it registers for the app's stop."""
+
+    async def close() -> None:
+        pass
+
+    return cast(Deps, types.SimpleNamespace(stores={}, close=close))
+
+
 def worker_endpoint(settings: Settings) -> tuple[str, int]:
     """Where a worker built with these settings serves /healthz, /readyz and /metrics."""
-    app = build_app(settings, ["ingest"], cast(Deps, types.SimpleNamespace(stores={})))
+    app = build_app(settings, ["ingest"], no_deps())
     seen: list[tuple[str, int]] = []
 
     async def serve(host: str, port: int, *_: Any) -> None:
