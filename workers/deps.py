@@ -11,7 +11,7 @@ from workers.broker import kafka_options
 from workers.catalog import Catalog, MongoCatalog
 from workers.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
 from workers.keys import KeyEncryptionKey, Role, open_kek
-from workers.metrics import MeasuredStore
+from workers.metrics import measured
 from workers.settings import Settings
 from workers.stores import open_store
 from workers.stores.base import ObjectStore
@@ -58,9 +58,9 @@ def target_url(target: str, settings: Settings) -> str:
 def build_deps(settings: Settings, role: Role = "worker") -> Deps:
     """What a process needs; ``role`` picks the OpenBao token its KEK calls use."""
     stores: dict[str, ObjectStore] = {
-        t: MeasuredStore(open_store(target_url(t, settings), settings)) for t in settings.targets
+        t: measured(open_store(target_url(t, settings), settings)) for t in settings.targets
     }
-    staging = stores.get(settings.staging_target) or MeasuredStore(
+    staging = stores.get(settings.staging_target) or measured(
         open_store(target_url(settings.staging_target, settings), settings)
     )
     url, database = settings.mongo_url, settings.mongo_database

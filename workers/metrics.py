@@ -8,7 +8,7 @@ every store and the KMS (``workers.health``), ``/metrics`` is the text expositio
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -111,12 +111,6 @@ class MeasuredStore:
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         return self._stream("read", self.inner.read(key, start, end))
 
-    async def stored_digest(self, key: str) -> str | None:
-        """The inner store's digest; ``None`` (read it back) when it cannot report one."""
-        if not isinstance(self.inner, ReportsDigest):
-            return None
-        return await self._call("stored_digest", self.inner.stored_digest(key))  # type: ignore[no-any-return]
-
     async def write(
         self,
         key: str,
@@ -142,6 +136,23 @@ class MeasuredStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class MeasuredDigestStore(MeasuredStore):
+    """A ``MeasuredStore`` of a store that reports its own digest (``ReportsDigest``)."""
+
+    async def stored_digest(self, key: str) -> str | None:
+        inner = cast(ReportsDigest, self.inner)  # measured() checked it
+        return await self._call("stored_digest", inner.stored_digest(key))  # type: ignore[no-any-return]
+
+
+def measured(inner: ObjectStore) -> MeasuredStore:
+    """``inner`` with its requests timed and failures counted, claiming an optional
+    capability (``ReportsDigest``) only when ``inner`` has it: verify trusts a store's digest
+    only where the store computes one."""
+    if isinstance(inner, ReportsDigest):
+        return MeasuredDigestStore(inner)
+    return MeasuredStore(inner)
 
 
 async def serve(
