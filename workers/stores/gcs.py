@@ -220,7 +220,12 @@ class GCSStore:
     ) -> WriteResult:
         """One multipart request up to ``part_size``, else a resumable upload in ``part_size``
         chunks (its session cancelled on failure); either way GCS's MD5 of what it stored must
-        be ours."""
+        be ours, else ``Retryable``.
+
+        A write whose MD5 differs deletes nothing: the key is shared (a repair overwrites a
+        replica in place, two deliveries of one step may write it at once), so what it holds
+        by then may be another writer's good object. Bytes left that are not ours never count:
+        no replica is recorded for a failed write, and verify finds their MD5 differs."""
         resource = {
             "name": key,
             "metadata": dict(metadata or {}),
@@ -245,8 +250,6 @@ class GCSStore:
         sent_md5 = base64.b64encode(md5.digest()).decode()
         stored_md5 = stored.get("md5Hash")  # GCS omits it only for composites
         if stored_md5 is not None and stored_md5 != sent_md5:
-            with suppress(Exception):  # not what we sent: leave nothing that looks written
-                await self.delete(key)
             raise Retryable(f"gcs upload {key}: stored MD5 differs from the bytes sent")
         confirmed = None if stored_md5 is None else store_digest(GCS_MD5, sent_md5)
         return WriteResult(key, size, sha.hexdigest(), confirmed)
