@@ -92,19 +92,41 @@ def decode(raw: bytes | None, *expected: type[E]) -> E:
 
 
 def redacted(raw: bytes | None) -> bytes:
-    """``raw`` with an inline payload replaced by its size and SHA-256: what a dead letter,
-    the database or a log may keep of a message (plaintext stays on its own topic)."""
+    """What a dead letter, the database or a log may keep of a message: ``raw`` with every
+    inline payload in it (an ``inline_b64`` at any depth, of any type) replaced by its size
+    and SHA-256 (``inline_redacted``). Re-encoded, so a key given twice keeps one value; bytes
+    that are not JSON are kept as their size and SHA-256 alone, since nothing shows they hold
+    no plaintext (the record's coordinates find them on their own topic)."""
+    if not raw:
+        return b""
     try:
-        doc = orjson.loads(raw or b"")
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw or b""
-    source = doc.get("source") if isinstance(doc, dict) else None
-    if not isinstance(source, dict) or not isinstance(source.get("inline_b64"), str):
-        return raw or b""
-    try:
-        data = base64.b64decode(source["inline_b64"])
-    except (binascii.Error, ValueError):
-        data = source["inline_b64"].encode()
-    source.pop("inline_b64")
-    source["inline_redacted"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return orjson.dumps(doc)
+        return orjson.dumps({"unparsed": summary(raw)})
+    return orjson.dumps(without_inline(doc))
+
+
+def summary(data: bytes) -> dict[str, object]:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def without_inline(value: object) -> object:
+    """``value`` (decoded JSON) with each ``inline_b64`` replaced by ``inline_redacted``."""
+    if isinstance(value, list):
+        return [without_inline(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kept = {k: without_inline(v) for k, v in value.items() if k != "inline_b64"}
+    if "inline_b64" in value:
+        kept["inline_redacted"] = summary(inline_bytes(value["inline_b64"]))
+    return kept
+
+
+def inline_bytes(value: object) -> bytes:
+    """The bytes an inline payload stands for: decoded base64, else its JSON text."""
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value)
+        except (binascii.Error, ValueError):
+            return value.encode()
+    return orjson.dumps(value)

@@ -6,7 +6,7 @@ from typing import cast
 import orjson
 import pytest
 
-from schemas.codec import decode, encode
+from schemas.codec import decode, encode, redacted
 from schemas.events import (
     AuditRecord,
     DeadLetter,
@@ -79,7 +79,7 @@ async def test_bad_input_is_dead_lettered_with_reason(raw: bytes, reason: str) -
     letter = decode(letter_raw, DeadLetter)
     assert reason in letter.reason
     assert (letter.topic, letter.partition, letter.offset) == (REF.topic, 2, 41)
-    assert base64.b64decode(letter.payload_b64) == raw
+    assert base64.b64decode(letter.payload_b64) == redacted(raw)
     assert pub.sends == [["deadletter", "audit"]]  # together: no letter without its record
 
 
@@ -138,6 +138,37 @@ async def test_an_inline_payload_never_reaches_the_retry_or_dead_letter_topic() 
     assert kept["source"]["inline_redacted"]["size"] == len(secret)
     for _, _, value in pub.sent:
         assert secret not in value and base64.b64encode(secret) not in value
+
+
+SECRET = b"PLAINTEXT-of-a-malformed-request"
+SECRET_B64 = base64.b64encode(SECRET)
+HEAD = b'{"kind":"ingest.request","v":1,'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        HEAD + b'"source":{"inline_b64":"' + SECRET_B64 + b'"}',  # cut short: not JSON
+        HEAD + b'"source":{"inline_b64":"' + SECRET_B64 + b'"},"source":{"path":"/p"}}',
+        HEAD + b'"source":{"inline_b64":["' + SECRET_B64 + b'"]}}',  # not a string
+        HEAD + b'"source":[{"inline_b64":"' + SECRET_B64 + b'"}]}',  # not an object
+    ],
+    ids=["not-json", "source-twice", "inline-not-a-string", "source-not-an-object"],
+)
+async def test_a_malformed_inline_request_leaves_no_plaintext_in_its_dead_letter(
+    raw: bytes,
+) -> None:
+    pub = ListPublisher()
+
+    async def handle(event: Event) -> list[Emit]:
+        raise AssertionError("never called")
+
+    await dispatcher(pub).run(raw, REF, ingest_decode, handle)
+    (letter_raw,) = pub.on("deadletter")
+    kept = base64.b64decode(decode(letter_raw, DeadLetter).payload_b64)
+    assert kept and SECRET not in kept and SECRET_B64 not in kept
+    for _, _, value in pub.sent:
+        assert SECRET not in value and SECRET_B64 not in value
 
 
 async def test_transient_error_past_max_attempts_is_dead_lettered() -> None:
