@@ -8,11 +8,21 @@ deletes every key under the version's prefix in one target (a store that is down
 on its own; the others proceed).
 Idempotency key: the version (tombstones only ever go up: deleted -> shredded) and, for each
 removal, (version, target); removing what is gone already is harmless.
+Scope: a request naming a key outside the version's own prefix, or a removal whose prefix is
+not its version's, is refused whole (``Permanent``: dead-lettered, nothing deleted), so no
+event can delete another version's or object's replicas, or staged uploads.
 """
 
 from collections.abc import Sequence
 
-from schemas.events import AuditRecord, DeleteRequest, Outcome, ReplicaRemoval, ReplicaRemoved
+from schemas.events import (
+    AuditRecord,
+    DeleteRequest,
+    Outcome,
+    ReplicaRemoval,
+    ReplicaRemoved,
+    safe_key,
+)
 from topics import AUDIT, REMOVE, REMOVED
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
@@ -26,6 +36,8 @@ async def tombstone(event: DeleteRequest, deps: Deps) -> Sequence[Emit]:
     unknown = set(event.targets) - set(deps.stores)
     if unknown:
         raise Permanent(f"targets not configured here: {sorted(unknown)}")
+    prefix = version_prefix(event.tenant, event.object_id, event.version)
+    check_keys(event.keys, prefix)
     mark = TOMBSTONES[event.mode]
     await deps.registry.tombstone(event.object_id, event.version, mark)  # type: ignore[arg-type]
     record = stamp(
@@ -38,7 +50,6 @@ async def tombstone(event: DeleteRequest, deps: Deps) -> Sequence[Emit]:
         outcome=Outcome.OK,
         detail={"data_key": "destroyed", "reason": event.reason},
     )
-    prefix = version_prefix(event.tenant, event.object_id, event.version)
     removals = [
         stamp(
             ReplicaRemoval,
@@ -56,6 +67,9 @@ async def tombstone(event: DeleteRequest, deps: Deps) -> Sequence[Emit]:
 
 
 async def remove(event: ReplicaRemoval, deps: Deps) -> Sequence[Emit]:
+    if not own_prefix(event.prefix, event.object_id, event.version):
+        raise Permanent("removal prefix is not the version's own")
+    check_keys(event.keys, event.prefix)
     store = deps.store(event.target)
     keys = {*event.keys, *[info.key async for info in store.list(event.prefix)]}
     for key in sorted(keys):
@@ -69,3 +83,23 @@ async def remove(event: ReplicaRemoval, deps: Deps) -> Sequence[Emit]:
         keys_removed=len(keys),
     )
     return [Emit(REMOVED, removed)]
+
+
+def own_prefix(prefix: str, object_id: str, version: int) -> bool:
+    """``prefix`` is where ``object_id`` version ``version`` lives, under some tenant."""
+    tenant = prefix.partition("/")[0]
+    return bool(tenant) and prefix == version_prefix(tenant, object_id, version)
+
+
+def check_keys(keys: Sequence[str], prefix: str) -> None:
+    """Raise ``Permanent`` unless every key is a safe key under ``prefix``."""
+    if any(not under(key, prefix) for key in keys):
+        raise Permanent("keys outside the version's own prefix")
+
+
+def under(key: str, prefix: str) -> bool:
+    """``key`` is below ``prefix`` and names no '.' or '..' segment or other unsafe text."""
+    try:
+        return safe_key(key) == key and key.startswith(prefix)
+    except ValueError:
+        return False
