@@ -112,6 +112,8 @@ class Source(BaseModel):
             r"^(s3|azure|gs)://[a-z0-9][a-z0-9.-]+/.+", self.url
         ):
             raise ValueError("source url must be s3://, azure:// or gs:// with bucket and key")
+        if self.url is not None:
+            safe_key(self.url.split("://", 1)[1].split("/", 1)[1])  # a key like a name
         if self.inline_b64 is not None:
             if len(self.inline_b64) > (INLINE_MAX_BYTES * 4) // 3 + 4:
                 raise ValueError(f"inline payload over {INLINE_MAX_BYTES} bytes")

@@ -380,11 +380,13 @@ class StateJob:
 
 
 async def sweep_staging(deps: Deps) -> None:
-    """Remove staged uploads older than the TTL (a request never sent, or refused)."""
+    """Remove staged uploads older than the TTL that nothing needs (``staging.sweep``)."""
     settings = deps.settings
     older_than = staging.cutoff(deps.now(), settings.staging_ttl_s)
     try:
-        swept = await staging.sweep(deps.staging, settings.staging_prefix, older_than)
+        swept = await staging.sweep(
+            deps.staging, settings.staging_prefix, older_than, deps.catalog, deps.registry
+        )
     except MovingDataError as exc:  # the next round tries again
         log.warning("staging sweep failed", extra={"error": str(exc)})
         return

@@ -81,6 +81,9 @@ class Catalog(Protocol):
     async def record(self, decision: Decision) -> Decision:
         """Store the decision unless the request has one; return the stored one."""
 
+    async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
+        """Those of the requests a stage dead-lettered (the sink's ``deadletters``)."""
+
     async def close(self) -> None: ...
 
 
@@ -209,6 +212,15 @@ class MongoCatalog:
                 return decision_of(stored)
         return decision
 
+    async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with translated_errors("catalog"):
+            for start in range(0, len(request_ids), 500):
+                query = {"correlation_id": {"$in": list(request_ids[start : start + 500])}}
+                cursor = self.db["deadletters"].find(query, {"correlation_id": 1})
+                found |= {doc["correlation_id"] async for doc in cursor}
+        return found
+
 
 def decision_of(doc: Doc) -> Decision:
     return Decision(
@@ -229,6 +241,7 @@ class MemoryCatalog:
         self.heads: dict[str, Head] = {}
         self.stored: dict[tuple[str, int], StoredVersion] = {}
         self.documents: dict[tuple[str, int], Doc] = {}
+        self.letters: set[str] = set()  # request ids the sink holds a dead letter of
 
     async def decision(self, request_id: str) -> Decision | None:
         return self.requests.get(request_id)
@@ -251,6 +264,9 @@ class MemoryCatalog:
 
     async def record(self, decision: Decision) -> Decision:
         return self.requests.setdefault(decision.request_id, decision)
+
+    async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
+        return self.letters.intersection(request_ids)
 
     async def close(self) -> None:
         """Nothing to release."""

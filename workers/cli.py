@@ -621,24 +621,30 @@ app.add_typer(staging_app, name="staging")
 def staging_sweep(
     older_than: float = typer.Option(None, help="Seconds; default the staging TTL setting."),
 ) -> None:
-    """Remove staged uploads older than the TTL (workers also do this on a timer)."""
+    """Remove staged uploads older than the TTL that nothing needs: settled requests' and
+    those no request references (workers also do this on a timer)."""
     from datetime import UTC, datetime
 
     from workers import staging
+    from workers.catalog import MongoCatalog
     from workers.deps import target_url
+    from workers.keyregistry import MongoKeyRegistry
     from workers.stores import open_store
 
     s = settings()
 
     async def go() -> int:
         store = open_store(target_url(s.staging_target, s), s)
+        catalog = MongoCatalog(s.mongo_url, s.mongo_database)
+        registry = MongoKeyRegistry(s.mongo_url, s.mongo_database)
         try:
             ttl = s.staging_ttl_s if older_than is None else older_than
-            return await staging.sweep(
-                store, s.staging_prefix, staging.cutoff(datetime.now(UTC), ttl)
-            )
+            cutoff = staging.cutoff(datetime.now(UTC), ttl)
+            return await staging.sweep(store, s.staging_prefix, cutoff, catalog, registry)
         finally:
             await store.close()
+            await catalog.close()
+            await registry.close()
 
     console.print(f"{run(go())} staged uploads removed")
 

@@ -8,6 +8,7 @@ every store and the KMS (``workers.health``), ``/metrics`` is the text expositio
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from datetime import datetime
 from typing import Any, cast
 
 from aiohttp import web
@@ -133,6 +134,9 @@ class MeasuredStore:
 
     async def rehydrate(self, key: str) -> Tier | None:
         return await self._call("rehydrate", self.inner.rehydrate(key))
+
+    async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
+        return await self._call("abort_uploads", self.inner.abort_uploads(prefix, older_than))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         await self.inner.close()

@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     source_roots: tuple[Path, ...] = ()
     """Folders `put --by-path` may read from, for workers sharing the clients' filesystem;
     none unless set. Clients elsewhere upload to the staging area."""
-    source_buckets: tuple[str, ...] = ("movingdata",)
-    """Buckets `put --url s3://...` may read from."""
+    source_buckets: tuple[str, ...] = ()
+    """Buckets `put --url s3://...` may read from (none unless set); never the bucket of
+    replicas and staged uploads, nor a key under the staging prefix."""
     staging_target: Literal["s3", "azure", "gcs"] = "s3"
     """Store of the staging area clients upload plaintext to (SSE-KMS at rest on S3)."""
     staging_prefix: str = "_staging/"

@@ -22,10 +22,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from schemas.events import ObjectAccepted, ObjectEncrypted, Source
+from schemas.events import ObjectAccepted, ObjectEncrypted
 from topics import ENCRYPTED, REPLICATED
 from workers.agents.replicate import replica_written
 from workers.core.digests import MultiDigest
@@ -42,6 +41,7 @@ from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
 from workers.errors import Fatal, MovingDataError, Permanent, Retryable
 from workers.keyregistry import WRAP_MAX_AGE_S, DataKeyRecord, key_ref, tombstoned
+from workers.sources import check_source, open_path, split_url
 from workers.stores import WriteResult, open_store
 from workers.stores.fanout import StalledTarget, Writer, tee
 
@@ -53,17 +53,15 @@ class SourceChanged(Permanent):
     """The bytes read are not the ones the client measured when it put them."""
 
 
-async def read_source(source: Source, deps: Deps) -> AsyncIterator[bytes]:
-    """The plaintext as chunks: a staged upload, a file, a store object or inline bytes."""
-    size = deps.settings.chunk_size
+async def read_source(event: ObjectAccepted, deps: Deps) -> AsyncIterator[bytes]:
+    """The plaintext as chunks: a staged upload, a file, a store object or inline bytes;
+    checked again as it is opened (``workers.sources``)."""
+    source, size, settings = event.source, deps.settings.chunk_size, deps.settings
+    check_source(source, event.placement.tenant, event.correlation_id, settings)
     if source.inline_b64 is not None:
         yield source.inline_bytes()
     elif source.path is not None:
-        try:
-            handle = await asyncio.to_thread(Path(source.path).open, "rb")
-        except OSError as exc:
-            raise Permanent(f"cannot open source: {exc.strerror}") from None
-        with handle:
+        with await asyncio.to_thread(open_path, source.path, settings.source_roots) as handle:
             while chunk := await asyncio.to_thread(handle.read, size):
                 yield chunk
     elif source.staged is not None:
@@ -71,20 +69,13 @@ async def read_source(source: Source, deps: Deps) -> AsyncIterator[bytes]:
             yield chunk
     else:
         assert source.url is not None
-        base, key = split_url(source.url)
-        store = open_store(base, deps.settings)
+        scheme, bucket, key = split_url(source.url)
+        store = open_store(f"{scheme}://{bucket}", settings)
         try:
             async for chunk in store.read(key):
                 yield chunk
         finally:
             await store.close()
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> (``s3://bucket``, ``some/key``)."""
-    scheme, rest = url.split("://", 1)
-    bucket, key = rest.split("/", 1)
-    return f"{scheme}://{bucket}", key
 
 
 def check_read(event: ObjectAccepted, plain: MultiDigest, *, final: bool) -> None:
@@ -202,7 +193,7 @@ async def encrypt_to_targets(
 
     async def encrypted() -> AsyncIterator[bytes]:
         if placement.mode == "fernet":
-            body = b"".join([chunk async for chunk in read_source(event.source, deps)])
+            body = b"".join([chunk async for chunk in read_source(event, deps)])
             if len(body) > FERNET_MAX_BYTES:
                 raise Permanent(f"fernet mode is for objects up to {FERNET_MAX_BYTES} bytes")
             plain.update(body)
@@ -220,7 +211,7 @@ async def encrypt_to_targets(
             nonce_prefix=deps.rng(7),
         )
         encryptor = StreamEncryptor(data_key, header, aad)
-        async for chunk in read_source(event.source, deps):
+        async for chunk in read_source(event, deps):
             plain.update(chunk)
             check_read(event, plain, final=False)
             if out := encryptor.update(chunk):

@@ -12,7 +12,6 @@ redelivered or replayed request is answered from the record with the same events
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
@@ -23,7 +22,6 @@ from schemas.events import (
     IngestRequest,
     ObjectAccepted,
     Outcome,
-    Source,
     event_id,
     object_id_for,
     safe_key,
@@ -31,10 +29,10 @@ from schemas.events import (
 from topics import ACCEPTED, AUDIT, DELETE
 from workers.catalog import Decision, recent_versions
 from workers.core.versions import Content, to_retire, unchanged_version
-from workers.deps import STORE_SCHEMES, Deps
+from workers.deps import Deps
 from workers.dispatch import Emit, MessageRef, stamp
 from workers.errors import Permanent
-from workers.settings import Settings
+from workers.sources import check_source
 
 STAGE = "ingest"
 REQUEST_ID = re.compile(r"^[!-~]{1,128}$")  # printable ASCII: a producer's record key
@@ -76,33 +74,12 @@ def complete(raw: bytes | None, ref: MessageRef) -> IngestRequest:
     return decode(orjson.dumps(doc), IngestRequest)
 
 
-def check_source(source: Source, settings: Settings) -> None:
-    """Raise ``Permanent`` with a clear reason unless the source may be read."""
-    if source.path is not None:
-        path = Path(source.path)
-        if not path.is_absolute():
-            raise Permanent("source path must be absolute")
-        resolved = path.resolve()
-        roots = [root.resolve() for root in settings.source_roots]
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise Permanent("source path is outside the allowed source roots")
-        if not resolved.is_file():
-            raise Permanent("source path is not a regular file")
-    if source.url is not None:
-        scheme, rest = source.url.split("://", 1)
-        bucket = rest.split("/", 1)[0]
-        if scheme not in STORE_SCHEMES.values() or bucket not in settings.source_buckets:
-            raise Permanent("source url points outside the allowed stores")
-    if source.staged is not None and not source.staged.startswith(settings.staging_prefix):
-        raise Permanent("staged source is outside the staging area")
-
-
 async def handle(event: IngestRequest, deps: Deps) -> Sequence[Emit]:
     placement = event.placement
     if event.object_id != object_id_for(placement.tenant, placement.name):
         raise Permanent("object_id does not match the tenant and name it is derived from")
     if event.source is not None:
-        check_source(event.source, deps.settings)
+        check_source(event.source, placement.tenant, event.correlation_id, deps.settings)
     unknown = set(placement.targets) - set(deps.stores)
     if unknown:
         raise Permanent(f"targets not configured here: {sorted(unknown)}")

@@ -185,7 +185,7 @@ async def put_object(
     except ValueError as exc:  # a tag that is not key=value
         raise Problem(422, str(exc)) from None
     request_id = uuid.uuid4().hex
-    key = staging.staged_key(settings.staging_prefix, request_id)
+    key = staging.staged_key(settings.staging_prefix, placement.tenant, request_id)
 
     async def body() -> AsyncIterator[bytes]:
         received = 0

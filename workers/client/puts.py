@@ -182,7 +182,7 @@ async def put_files(
                 content = await asyncio.to_thread(file_content, file.path)
                 source, how = Source(path=str(file.path.resolve())), "path"
             elif content is None:
-                key = staging.staged_key(settings.staging_prefix, request_id)
+                key = staging.staged_key(settings.staging_prefix, where.tenant, request_id)
                 staged = await staging.upload(store, key, staging.file_chunks(file.path))
                 content = Content(staged.size, staged.sha256)
                 source, how = Source(staged=key), "staged"

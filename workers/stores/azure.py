@@ -20,6 +20,7 @@ import io
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import datetime
 
 import aiohttp
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
@@ -289,6 +290,10 @@ class AzureBlobStore:
         with _boundary(f"rehydrate {key}"):
             await blob.set_standard_blob_tier(_BLOB_TIER[Tier.COLD], rehydrate_priority="Standard")
         return Tier.COLD
+
+    async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
+        """None: Azure discards uncommitted blocks a week after they were staged."""
+        return 0
 
     async def close(self) -> None:
         """Close the service client and its credential; the next call opens new ones."""

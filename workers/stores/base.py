@@ -92,6 +92,12 @@ class ObjectStore(Protocol):
         moving to, or None when it stays in its tier (a no-op where archives are read
         directly, a temporary readable copy on S3)."""
 
+    async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
+        """Abort the uploads under ``prefix`` begun before ``older_than`` and never completed
+        (a writer that died part-way); return how many. A store whose unfinished uploads
+        expire on their own (Azure's uncommitted blocks, GCS's resumable sessions: a week)
+        aborts none."""
+
     async def close(self) -> None:
         """Release connections."""
 

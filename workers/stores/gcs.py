@@ -374,6 +374,11 @@ class GCSStore:
         """Nothing to do: GCS reads ARCHIVE objects directly (at a retrieval charge)."""
         return None
 
+    async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
+        """None: GCS ends a resumable session a week after it began (a failed write cancels
+        its own)."""
+        return 0
+
     async def close(self) -> None:
         """Close the session and the token's; the next call opens new ones."""
         storage, self._storage = self._storage, None

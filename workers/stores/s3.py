@@ -11,6 +11,7 @@ import base64
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager, suppress
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -313,6 +314,25 @@ class S3Store:
                 for obj in page.get("Contents", []):
                     tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
                     yield ObjectInfo(obj["Key"], obj["Size"], tier, {}, obj.get("LastModified"))
+
+    async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
+        """AbortMultipartUpload of each upload ListMultipartUploads names under ``prefix``
+        initiated before ``older_than`` (one gone meanwhile is fine)."""
+        s3 = await self._client()
+        pages = s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        with _boundary(f"list uploads {prefix!r}"):
+            stale = [
+                {"Bucket": self.bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+                async for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Initiated"] < older_than
+            ]
+        for upload in stale:
+            with suppress(NotFound), _boundary(f"abort upload of {upload['Key']}"):
+                await s3.abort_multipart_upload(**upload)
+        return len(stale)
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Copy the object onto itself with the new StorageClass (and SSE-KMS again).

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from workers.core.versions import VersionView
 from workers.deps import Deps, version_prefix
 from workers.dispatch import MessageRef
 from workers.errors import Permanent
+from workers.staging import staged_key
 
 
 async def put(deps: Deps, request: IngestRequest) -> list:
@@ -117,18 +119,41 @@ async def test_a_staged_upload_is_encrypted_then_deleted(deps: Deps) -> None:
     async def body():
         yield data
 
-    await deps.staging.write("_staging/abc", body())
-    request = inline_request(data).model_copy(update={"source": Source(staged="_staging/abc")})
+    request = inline_request(data)
+    key = staged_key("_staging/", "default", request.correlation_id)
+    await deps.staging.write(key, body())
+    request = request.model_copy(update={"source": Source(staged=key)})
     (accepted,) = await put(deps, request)
     encrypted, *_ = await encrypt.handle(accepted, deps)
     assert encrypted.event.plaintext_size == len(data)
     assert [i async for i in deps.staging.list("_staging/")] == []
 
 
-async def test_a_staged_source_must_be_in_the_staging_area(deps: Deps) -> None:
-    request = inline_request(b"x").model_copy(update={"source": Source(staged="tenant/other")})
-    with pytest.raises(Permanent, match="outside the staging area"):
-        await put(deps, request)
+@pytest.mark.parametrize(
+    "staged",
+    [
+        "tenant/other",  # outside the staging area
+        "_staging/abc",  # no tenant: not bound to one
+        "_staging/other-tenant/{request}",  # another tenant's key for this request id
+        "_staging/default/another-request",  # this tenant's upload of another request
+    ],
+)
+async def test_a_staged_source_must_be_its_own_requests_upload(deps: Deps, staged: str) -> None:
+    request = inline_request(b"x")
+    source = Source(staged=staged.format(request=request.correlation_id))
+    with pytest.raises(Permanent, match="not this request's upload"):
+        await put(deps, request.model_copy(update={"source": source}))
+
+
+async def test_encrypt_checks_a_staged_source_again(deps: Deps) -> None:
+    """An accepted event naming another request's upload (replayed, or forged on the topic)
+    reads nothing."""
+    request = inline_request(b"mine")
+    (accepted,) = await put(deps, request)
+    theirs = staged_key("_staging/", "default", "their-request")
+    forged = accepted.model_copy(update={"source": Source(staged=theirs)})
+    with pytest.raises(Permanent, match="not this request's upload"):
+        await encrypt.handle(forged, deps)
 
 
 def test_a_minimal_request_gets_its_ids_from_the_record() -> None:
@@ -150,3 +175,21 @@ def test_a_minimal_request_gets_its_ids_from_the_record() -> None:
     assert request.produced_at.timestamp() == 1_764_590_400.0
     with pytest.raises(Permanent, match="placement: Field required"):
         ingest.complete(orjson.dumps({"kind": "ingest.request", "v": 1}), ref)
+
+
+async def test_encrypt_checks_a_path_again_when_it_opens_it(deps: Deps, tmp_path: Path) -> None:
+    """A file swapped for a link after ingest accepted it (to a file outside the roots, with
+    the same bytes) is not read."""
+    path = tmp_path / "report.txt"
+    path.write_bytes(b"mine")
+    request = inline_request(b"mine").model_copy(update={"source": Source(path=str(path))})
+    (accepted,) = await put(deps, request)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    elsewhere.write_bytes(b"mine")
+    path.unlink()
+    path.symlink_to(elsewhere)
+    try:
+        with pytest.raises(Permanent, match="symbolic link"):
+            await encrypt.handle(accepted, deps)
+    finally:
+        elsewhere.unlink()
