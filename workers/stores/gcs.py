@@ -222,10 +222,9 @@ class GCSStore:
         chunks (its session cancelled on failure); either way GCS's MD5 of what it stored must
         be ours, else ``Retryable``.
 
-        A write whose MD5 differs deletes nothing: the key is shared (a repair overwrites a
-        replica in place, two deliveries of one step may write it at once), so what it holds
-        by then may be another writer's good object. Bytes left that are not ours never count:
-        no replica is recorded for a failed write, and verify finds their MD5 differs."""
+        A write whose MD5 differs deletes only the generation it created: the key is shared
+        (a repair overwrites a replica in place, two deliveries of one step may write it at
+        once), so by then it may hold another writer's good object, which stays."""
         resource = {
             "name": key,
             "metadata": dict(metadata or {}),
@@ -250,9 +249,26 @@ class GCSStore:
         sent_md5 = base64.b64encode(md5.digest()).decode()
         stored_md5 = stored.get("md5Hash")  # GCS omits it only for composites
         if stored_md5 is not None and stored_md5 != sent_md5:
+            with suppress(Exception):  # not what we sent: leave nothing that looks written
+                await self._delete_generation(key, str(stored["generation"]))
             raise Retryable(f"gcs upload {key}: stored MD5 differs from the bytes sent")
         confirmed = None if stored_md5 is None else store_digest(GCS_MD5, sent_md5)
         return WriteResult(key, size, sha.hexdigest(), confirmed)
+
+    async def _delete_generation(self, key: str, generation: str) -> None:
+        """Delete ``key`` if it is still ``generation``. ``ifGenerationMatch`` has GCS refuse
+        the delete once another write replaced it; the generation is read first as well, as
+        fake-gcs-server ignores that condition on deletes."""
+        with _boundary(f"delete {key} generation {generation}"):
+            auth = await self._auth()
+            meta = await self._gcs().download_metadata(
+                self.bucket, key, headers=auth, timeout=_TIMEOUT
+            )
+            if str(meta.get("generation")) != generation:
+                return
+            params = {"ifGenerationMatch": generation}
+            async with self._http().delete(self._object_url(key), params=params, headers=auth):
+                pass  # 412: replaced meanwhile, which stays; anything else: verify finds it
 
     async def _put(self, key: str, resource: dict[str, Any], data: bytes) -> dict[str, Any]:
         """A multipart upload (the resource and the bytes in one request): the object's
