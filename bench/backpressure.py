@@ -16,6 +16,7 @@ import uuid
 
 from bench.relay import relay
 from bench.report import Processes, isolated, write_json
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path
 from workers.client.state import State
@@ -37,7 +38,7 @@ async def run(base: Settings, objects: int, size: int, gcs_url: str | None) -> d
     stop = asyncio.Event()
     sampler = asyncio.create_task(workers.sample_until(stop))
     state = State(settings)
-    requests = requests_for_path(folder, settings.targets, "bench", {})
+    requests = requests_for_path(folder, settings.targets, "bench", {}, actor=cli_actor())
     began = time.monotonic()
     await produce(settings, requests)
     fast_done = all_done = None

@@ -34,6 +34,7 @@ from schemas.events import DeadLetter, IngestRequest, ReplicaVerified
 from topics import DEADLETTER, INGEST, VERIFIED, delete_topics
 from workers.app import STAGES
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import Producer
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -126,7 +127,7 @@ async def run(
     write_objects(folder, idle + burst + stream)
     settings = isolated(base, name, folder, verify_mode=mode)
     await prepare(settings)
-    requests = requests_for_path(folder, settings.targets, "bench", {})
+    requests = requests_for_path(folder, settings.targets, "bench", {}, actor=cli_actor())
     phases = {
         "idle": requests[:idle],
         "burst": requests[idle : idle + burst],

@@ -50,6 +50,7 @@ from schemas.events import DeadLetter, ReplicaVerified
 from topics import DEADLETTER, VERIFIED, delete_topics
 from workers.app import STAGES
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import Doc, State
@@ -210,7 +211,7 @@ async def run(
         await wait_groups_ready(settings, replicas)
         workers.sample()
         sampler = asyncio.create_task(workers.sample_until(stop))
-        requests = requests_for_path(folder, settings.targets, "bench", {})
+        requests = requests_for_path(folder, settings.targets, "bench", {}, actor=cli_actor())
         processes = {
             **{s: [p.pid for p in ps] for s, ps in workers.procs.items()},
             **{name: [pid] for name, pid in service_pids(settings).items()},

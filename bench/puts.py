@@ -17,6 +17,7 @@ from typing import Any
 from bench.report import isolated, remove_run, write_json
 from bench.workloads import KiB, Workload, materialise
 from schemas.events import Placement
+from workers.client.identity import cli_actor
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker
@@ -28,7 +29,10 @@ async def timed_put(settings: Settings, folder: Any, state: State) -> tuple[floa
     placement = Placement(name="-", targets=settings.targets, tenant="bench")  # type: ignore[arg-type]
     began = time.monotonic()
     sent = await put_files(
-        settings, files_to_put([folder]), lambda n: placement.model_copy(update={"name": n})
+        settings,
+        files_to_put([folder]),
+        lambda n: placement.model_copy(update={"name": n}),
+        actor=cli_actor(),
     )
     results = await wait_puts(state, [s.request for s in sent], timeout_s=1800)
     seconds = time.monotonic() - began

@@ -29,6 +29,7 @@ from typing import Any
 from bench.report import isolated, remove_run, write_json
 from schemas.events import Placement, object_id_for
 from workers.agents.sink import CHECKPOINT
+from workers.client.identity import cli_actor
 from workers.client.ops import request_removal, wait_removed
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_best
@@ -102,7 +103,10 @@ async def put_one(settings: Settings, folder: Path, name: str, data: bytes) -> A
     path.write_bytes(data)
     placement = Placement(name=name, targets=settings.targets, tenant="soak")  # type: ignore[arg-type]
     (sent,) = await put_files(
-        settings, files_to_put([path]), lambda n: placement.model_copy(update={"name": n})
+        settings,
+        files_to_put([path]),
+        lambda n: placement.model_copy(update={"name": n}),
+        actor=cli_actor(),
     )
     return sent.request
 
@@ -140,7 +144,7 @@ async def operate(
         return name, data, await put_one(settings, folder, name, data)
     if op in ("rm", "forget"):
         mode = "delete" if op == "rm" else "forget"
-        await request_removal(settings, [newest], mode, "soak")
+        await request_removal(settings, [newest], mode, "soak", actor=cli_actor())
         model.removed[name, newest["version"]] = "deleted" if op == "rm" else "shredded"
         model.ops[op] += 1
         return None

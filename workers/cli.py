@@ -183,6 +183,7 @@ def put(
     from pydantic import ValidationError
 
     from schemas.events import Placement, Source
+    from workers.client.identity import cli_actor
     from workers.client.kafka import produce
     from workers.client.puts import PutFile, Sent, files_to_put, parse_tags, put_files, put_request
 
@@ -219,7 +220,7 @@ def put(
     except ValueError as exc:  # BadNames: one line per refused name
         fail(str(exc))
     if url is not None:
-        request = put_request(base, source, None)
+        request = put_request(base, source, None, actor=cli_actor())
         run(produce(s, [request]))
         sent = [Sent(PutFile(Path(url), base.name), request, "url")]
     else:
@@ -231,6 +232,7 @@ def put(
                 lambda n: base.model_copy(update={"name": n}),
                 by_path=by_path,
                 force=force,
+                actor=cli_actor(),
             )
         )
     if not wait:
@@ -457,11 +459,13 @@ def restore(
 ) -> None:
     """Decrypt a verified replica into a file (mode 600), checking the plaintext SHA-256; a
     replica that fails its checks is skipped for the next one."""
+    from workers.client.identity import cli_actor
     from workers.client.restore import Rehydrating, RestoreFailed, record_restore, restore_best
     from workers.deps import build_deps
 
     s = settings()
     tiering = load_tiering(s)
+    actor = cli_actor()
     doc = picked(ref, version, tenant)
     if doc.get("state") != "verified":
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
@@ -484,14 +488,14 @@ def restore(
                     on_progress=lambda n: progress.advance(task, n),
                 )
         except RestoreFailed as exc:
-            await record_restore(s, doc, None, exc.failed)
+            await record_restore(s, doc, None, exc.failed, actor=actor)
             raise
         except Rehydrating as exc:
-            await record_restore(s, doc, None, exc.failed, exc)
+            await record_restore(s, doc, None, exc.failed, exc, actor=actor)
             raise
         finally:
             await deps.close()
-        await record_restore(s, doc, restored, failed)
+        await record_restore(s, doc, restored, failed, actor=actor)
         return restored, failed
 
     restored, failed = run(go())
@@ -526,7 +530,7 @@ def remove_versions(
     ref: str, tenant: str, version: int | None, every: bool, mode: str, wait: bool, timeout: float
 ) -> None:
     """rm and forget: send the removals through the chain, then (by default) wait for them."""
-    from workers.client.identity import client_actor
+    from workers.client.identity import cli_actor
     from workers.client.ops import TOMBSTONE, request_removal, wait_removed
     from workers.client.state import State
 
@@ -534,9 +538,10 @@ def remove_versions(
     _, docs = resolved(ref, tenant)
     chosen = chosen_versions(docs, ref, version, every)
     todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
-    reason = f"{'forget' if mode == 'forget' else 'rm'} by {client_actor()}"
+    actor = cli_actor()
+    reason = f"{'forget' if mode == 'forget' else 'rm'} by {actor.name}"
     if todo:
-        run(request_removal(s, todo, mode, reason))
+        run(request_removal(s, todo, mode, reason, actor=actor))
     label = ", ".join(f"v{d['version']}" for d in chosen)
     if not wait:
         console.print(f"{ref} {label}: {mode} requested")
@@ -594,6 +599,7 @@ def scrub_cmd(
     tenant: str = "default",
 ) -> None:
     """Re-verify replicas (read back, compare SHA-256, repair from a good copy)."""
+    from workers.client.identity import cli_actor
     from workers.client.ops import scrub
     from workers.client.state import State
 
@@ -610,7 +616,7 @@ def scrub_cmd(
                 await state.close()
 
         docs = run(everything())
-    console.print(f"{run(scrub(s, docs))} replicas sent to verify")
+    console.print(f"{run(scrub(s, docs, actor=cli_actor()))} replicas sent to verify")
 
 
 staging_app = typer.Typer(no_args_is_help=True, help="The staging area of uploads.")
@@ -809,18 +815,22 @@ def keys_rotate(
     disable_old: bool = typer.Option(False, help="Then refuse unwraps by older KEK versions."),
 ) -> None:
     """Add a KEK version and re-wrap every data key under it (no ciphertext is rewritten)."""
+    from workers.client.identity import cli_actor
     from workers.client.ops import audit_key_event
     from workers.deps import build_deps
     from workers.keyregistry import rotate_all
 
     s = settings()
+    actor = cli_actor()
 
     async def go() -> tuple[str, int]:
         deps = build_deps(s, "admin")
         try:
             newest, records = await rotate_all(deps.registry, deps.kek, disable_old=disable_old)
             for record in records:
-                await audit_key_event(s, record.object_id, record.version, "key.rewrapped", newest)
+                await audit_key_event(
+                    s, record.object_id, record.version, "key.rewrapped", newest, actor=actor
+                )
             return newest, len(records)
         finally:
             await deps.close()
@@ -954,11 +964,11 @@ def tier_sweep(
 ) -> None:
     """Decide every verified version's tiers with the settings' policy; the tier agent
     applies the changes (what the tier worker's leader does every MOVINGDATA_TIER_SWEEP_S)."""
-    from workers.client.identity import client_actor
+    from workers.client.identity import cli_actor
     from workers.tiering.live import sweep
 
     s = settings()
-    result = run(sweep(s, load_tiering(s), moment(now), client_actor(), dry_run=dry_run))
+    result = run(sweep(s, load_tiering(s), moment(now), cli_actor().name, dry_run=dry_run))
     rows = [
         {
             "object_id": c.object_id,

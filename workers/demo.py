@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.events import Placement
+from workers.client.identity import cli_actor
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_to_file
 from workers.client.state import State
@@ -136,6 +137,7 @@ async def run_demo(base: Settings) -> DemoResult:
             files_to_put([folder]),
             lambda name: placement.model_copy(update={"name": name}),
             force=True,  # a new version each run, so the demo moves its bytes every time
+            actor=cli_actor(),
         )
         results = await wait_puts(state, [one.request for one in sent], timeout_s=600)
         seconds = time.monotonic() - began

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -158,6 +159,51 @@ async def test_auth_roles_and_tenant_isolation(pipeline: Pipeline, api: str) -> 
         assert is_problem(await http.get("/v1/deadletters", headers=bearer(reader)), 403)
     listed = pipeline.cli("tokens", "list", "--json")
     assert "mdt_" not in listed.stdout and '"gone"' in listed.stdout
+
+
+async def test_what_a_token_restores_scrubs_and_deletes_is_recorded_as_the_token(
+    pipeline: Pipeline, api: str
+) -> None:
+    """Every record a request makes names the token, its tenant and the request's id (the
+    answer's ``X-Request-Id``), never the API process's user."""
+    writer = bearer(token(pipeline, "auditor", "writer", tenant="acme"))
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        put = await http.post(
+            "/v1/objects", params={"name": "who.txt", "wait": "true"}, content=b"who" * 100,
+            headers=writer,
+        )  # fmt: skip
+        assert put.json()["outcome"] == "verified", put.text
+        object_id = put.json()["object_id"]
+        read = await http.get(f"/v1/objects/{object_id}/content", headers=writer)
+        scrubbed = await http.post(f"/v1/objects/{object_id}/verify", headers=writer)
+        deleted = await http.delete(f"/v1/objects/{object_id}", headers=writer)
+        assert (read.status_code, scrubbed.status_code, deleted.status_code) == (200, 202, 202)
+        asked = {
+            "restore": read.headers["x-request-id"],
+            "scrub": scrubbed.headers["x-request-id"],
+            "delete.requested": deleted.headers["x-request-id"],
+        }
+        assert len(set(asked.values())) == 3
+
+        async def trail() -> list[dict[str, Any]]:
+            answer = await http.get(f"/v1/objects/{object_id}/audit", headers=writer)
+            return answer.json()  # type: ignore[no-any-return]
+
+        async def recorded() -> bool:
+            actions = [r["action"] for r in await trail()]
+            return set(asked) <= set(actions) and actions.count("scrub.requested") == 3
+
+        await wait_for(recorded, timeout_s=120)
+        records = await trail()
+    for action, request_id in asked.items():
+        (record,) = [r for r in records if r["action"] == action]
+        assert record["actor"] == "api:auditor", record
+        assert record["correlation_id"] == request_id
+        assert (record["detail"]["tenant"], record["detail"]["request_id"]) == ("acme", request_id)
+    replicas = [r for r in records if r["action"] == "scrub.requested"]
+    assert {(r["actor"], r["correlation_id"]) for r in replicas} == {
+        ("api:auditor", asked["scrub"])
+    }
 
 
 async def test_bad_input_is_a_problem_and_leaves_nothing_behind(

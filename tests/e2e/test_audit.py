@@ -8,7 +8,7 @@ import pytest
 from tests.pipeline import EXPECTED_STEPS, Pipeline
 from tests.waiting import wait_for
 from workers.agents.sink import CHECKPOINT
-from workers.client.identity import client_actor
+from workers.client.identity import cli_actor
 from workers.client.state import State
 from workers.core.auditchain import record_hash
 
@@ -40,7 +40,7 @@ async def test_the_trail_names_actors_and_records_restores_removals_and_scrubs(
     for _ in range(2):
         assert "3 replicas sent" in pipeline.cli("scrub", "a.txt").stdout
     assert pipeline.cli("rm", "b.txt").returncode == 0
-    me = client_actor()
+    me = cli_actor().name
 
     async def complete() -> bool:
         actions = [r["action"] for r in await trail(state, "a.txt")]

@@ -13,6 +13,7 @@ from schemas.events import Placement, Source
 from tests.pipeline import Pipeline
 from topics import INGEST
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import Producer
 from workers.client.puts import put_request
 from workers.settings import Settings
@@ -39,7 +40,9 @@ async def test_the_whole_chain_runs_over_sasl_ssl(
         done.stdout + done.stderr
     )
     plain = pipeline.settings.model_copy(update={"kafka_sasl_mechanism": "PLAIN"})
-    request = put_request(Placement(name="p.txt", targets=("s3",)), Source(inline_b64="eA=="), None)
+    request = put_request(
+        Placement(name="p.txt", targets=("s3",)), Source(inline_b64="eA=="), None, actor=cli_actor()
+    )
     async with Producer(plain) as producer:  # the PLAIN mechanism too
         await producer.send(INGEST, request)
 

@@ -24,6 +24,7 @@ from tests.pipeline import (
 )
 from tests.waiting import wait_for
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.ops import scrub
 from workers.client.puts import requests_for_path, wait_verified
@@ -61,7 +62,7 @@ async def test_fifty_files_verified_everywhere_and_restored(
     sizes = file_sizes()
     assert len(sizes) == 50 and max(sizes) == 64 * MiB
     files = write_files(source_dir, sizes)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
 
     failures = await wait_verified(state, requests, timeout_s=900)
@@ -111,7 +112,7 @@ async def test_poison_message_is_dead_lettered_while_the_rest_flows(
     await producer.send_and_wait(f"{pipeline.settings.topic_prefix}.ingest", b"{poison")
     await producer.stop()
     (source_dir / "good.txt").write_bytes(b"still flowing")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
 
     assert await wait_verified(state, requests[:1], timeout_s=300) == {}
@@ -126,7 +127,7 @@ async def test_corrupted_replica_is_detected_and_repaired(
     pipeline: Pipeline, worker_all: subprocess.Popen[bytes], state: State, source_dir: Path
 ) -> None:
     (source_dir / "precious.bin").write_bytes(os.urandom(3 * MiB))
-    (request,) = requests_for_path(source_dir, TARGETS, "default", {})
+    (request,) = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, [request])
     assert await wait_verified(state, [request], timeout_s=300) == {}
     doc = await state.object(request.object_id)
@@ -138,7 +139,7 @@ async def test_corrupted_replica_is_detected_and_repaired(
         yield b"bit rot"
 
     await azure.write(doc["key"], garbage())
-    await scrub(pipeline.settings, [doc])
+    await scrub(pipeline.settings, [doc], actor=cli_actor())
 
     async def repaired() -> bool:
         current = await state.object(request.object_id)

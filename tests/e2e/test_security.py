@@ -11,6 +11,7 @@ from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from topics import ALL
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -51,7 +52,7 @@ async def test_rotate_forget_audit_and_no_secret_anywhere(
 ) -> None:
     for n in range(3):
         (source_dir / f"s{n}.txt").write_bytes(MARKER + bytes([65 + n]) * 300_000)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests, timeout_s=300) == {}
     ids = [r.object_id for r in requests]

@@ -17,6 +17,7 @@ from tests.waiting import wait_for
 from topics import INGEST
 from workers import staging
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -178,7 +179,7 @@ async def test_a_source_changed_between_put_and_encrypt_is_dead_lettered(
     pipeline.settings = pipeline.settings.model_copy(update={"source_roots": (source_dir,)})
     pipeline.env["MOVINGDATA_SOURCE_ROOTS"] = orjson.dumps([str(source_dir)]).decode()
     (source_dir / "moving.bin").write_bytes(b"as measured" * 1000)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     (source_dir / "moving.bin").write_bytes(b"changed!!!!" * 1000)  # same size, other bytes
     await produce(pipeline.settings, requests)
     pipeline.start_worker("all")

@@ -12,6 +12,7 @@ from schemas.events import INLINE_MAX_BYTES, Placement, Source
 from tests.pipeline import MOVINGDATA, Pipeline
 from tests.waiting import wait_for
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import put_request, requests_for_path, wait_verified
 from workers.client.state import State
@@ -21,7 +22,10 @@ TARGETS = ("s3", "azure", "gcs")
 
 def good_request_doc() -> dict[str, object]:
     request = put_request(
-        Placement(name="ok.txt", targets=TARGETS), Source(inline_b64="aGk="), None
+        Placement(name="ok.txt", targets=TARGETS),
+        Source(inline_b64="aGk="),
+        None,
+        actor=cli_actor(),
     )
     return orjson.loads(request.model_dump_json())
 
@@ -62,7 +66,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
         await producer.send_and_wait(f"{pipeline.settings.topic_prefix}.ingest", raw)
     await producer.stop()
     (source_dir / "after.txt").write_bytes(b"the good one behind the bad ones")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests[:1], timeout_s=300) == {}
 
@@ -91,7 +95,7 @@ async def test_tampered_ciphertext_is_refused_on_restore(
     """Bad header, truncated body, a header naming another object's key: clear errors, no file."""
     for name in ("a.bin", "b.bin"):
         (source_dir / name).write_bytes(name.encode() * 50_000)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests, timeout_s=300) == {}
     a, b = [await state.object(r.object_id, 1) for r in requests]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.pipeline import Pipeline, restore_all, write_objects
 from tests.waiting import wait_for
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -31,7 +32,7 @@ async def test_two_consumer_groups_encrypting_one_prefix(
     files = write_objects(source_dir, 40, largest=2 * 1024 * 1024)
     pipeline.start_worker("all")
     pipeline.start_worker("encrypt")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests, timeout_s=600) == {}, pipeline.worker_logs()[-3000:]
     assert await state.db["data_keys"].count_documents({}) == len(files)
@@ -43,7 +44,7 @@ async def test_rotation_with_disable_old_racing_encrypts(
 ) -> None:
     files = write_objects(source_dir, 60)
     pipeline.start_worker("all")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
 
     async def encrypting() -> bool:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bench.relay import relay
 from tests.pipeline import Pipeline, write_objects
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -78,7 +79,7 @@ async def test_no_damaged_replica_counts_as_verified(
 ) -> None:
     write_objects(source_dir, 12, largest=8 * 1024)
     worker = pipeline.start_worker("all")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
 
     assert await wait_verified(state, requests, timeout_s=600) == {}

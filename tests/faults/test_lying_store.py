@@ -20,6 +20,7 @@ from bench.relay import relay
 from tests.faults.test_replay_and_crashes import TARGETS
 from tests.pipeline import Pipeline, write_objects
 from tests.waiting import wait_for
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -51,7 +52,7 @@ async def test_replicas_from_a_store_returning_wrong_bytes_are_never_verified(
 ) -> None:
     write_objects(source_dir, 200, largest=8 * 1024)
     worker = pipeline.start_worker("all")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     ids = [r.object_id for r in requests]
 

@@ -12,6 +12,7 @@ import pytest
 from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
 from tests.pipeline import Pipeline, audit_trails, write_objects
 from tests.waiting import wait_for
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -39,7 +40,7 @@ async def run_with_outage(
     fast the others went)."""
     files = write_objects(source_dir, 200, largest=16 * 1024)
     pipeline.start_worker("all")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     before, during = requests[: len(requests) - put_during], requests[len(requests) - put_during :]
     await produce(pipeline.settings, before)
     ids = [r.object_id for r in requests]

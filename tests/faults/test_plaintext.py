@@ -16,6 +16,7 @@ from tests.unit.agents.conftest import content
 from tests.waiting import wait_for
 from topics import ACCEPTED, ALL, INGEST, RETRY
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import put_request
 from workers.client.state import State
@@ -69,11 +70,13 @@ async def test_inline_plaintext_is_kept_only_on_its_own_topics(
         Placement(name="retried.txt", targets=("gcs",)),
         Source(inline_b64=base64.b64encode(RETRIED * 50).decode()),
         content(RETRIED * 50),
+        actor=cli_actor(),
     )
     changed = put_request(
         Placement(name="changed.txt", targets=("s3", "azure")),
         Source(inline_b64=base64.b64encode(CHANGED * 50).decode()),
         content(b"what the client measured"),
+        actor=cli_actor(),
     )
     await produce(pipeline.settings, [retried, changed])
     ids = [retried.correlation_id, changed.correlation_id]

@@ -15,6 +15,7 @@ from tests.pipeline import EXPECTED_STEPS, Pipeline, settled_trails, steps, writ
 from tests.waiting import wait_for
 from topics import REPLICATED
 from workers.broker import kafka_options
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
@@ -52,7 +53,7 @@ async def test_versions_whose_events_were_skipped_are_re_driven_and_verified(
 ) -> None:
     write_objects(source_dir, 6, largest=8 * 1024)
     pipeline.start_worker(NOT_VERIFY)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     ids = [r.object_id for r in requests]
 

@@ -19,6 +19,7 @@ from tests.pipeline import (
 )
 from tests.waiting import wait_for
 from workers.app import STAGES
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.ops import request_removal, wait_removed
 from workers.client.puts import requests_for_path, wait_verified
@@ -66,21 +67,26 @@ async def test_replaying_every_topic_from_offset_zero_changes_nothing(
     no key is re-created."""
     files = write_objects(source_dir, 200)
     first = pipeline.start_worker("all")
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests, timeout_s=600) == {}
     for name in sorted(files)[:20]:  # updates: a second version of 20 objects
         files[name] = b"updated " + files[name]
         (source_dir / name).write_bytes(files[name])
-    again = requests_for_path(source_dir, TARGETS, "default", {})  # 180 of them unchanged
+    # 180 of them unchanged
+    again = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, again)
     assert await wait_verified(state, again, timeout_s=600) == {}
     decisions = await state.decisions([r.correlation_id for r in again])
     assert sum(d["unchanged"] for d in decisions.values()) == 180
     newest = {r.placement.name: await state.object(r.object_id) for r in again}
     removed = [newest[n] for n in sorted(files)[10:30]]  # 10 updated, 10 not
-    await request_removal(pipeline.settings, removed[::2], "delete", "replay test")
-    await request_removal(pipeline.settings, removed[1::2], "forget", "replay test")
+    await request_removal(
+        pipeline.settings, removed[::2], "delete", "replay test", actor=cli_actor()
+    )
+    await request_removal(
+        pipeline.settings, removed[1::2], "forget", "replay test", actor=cli_actor()
+    )
     assert await wait_removed(state, removed[::2], "delete", timeout_s=300) == []
     assert await wait_removed(state, removed[1::2], "forget", timeout_s=300) == []
     everything = group(pipeline, "+".join(STAGES))
@@ -121,7 +127,7 @@ async def test_sigkilled_workers_are_replaced_and_nothing_is_lost(
     # (Events consumed during the start-up rebalance of two members joining at once were,
     # rarely, committed unhandled: a loss this test caught twice and that is open.)
     await wait_for(pipeline.workers_ready, timeout_s=120)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     ids = [r.object_id for r in requests]
 

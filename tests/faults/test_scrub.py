@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.faults.test_replay_and_crashes import TARGETS, assert_exactly_once
 from tests.pipeline import Pipeline, audit_trails, write_objects
 from tests.waiting import wait_for
+from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.ops import scrub
 from workers.client.puts import requests_for_path, wait_verified
@@ -23,7 +24,7 @@ async def test_scrub_repairs_corrupted_and_deleted_replicas(
     tmp_path: Path,
 ) -> None:
     files = write_objects(source_dir, 200, largest=32 * 1024)
-    requests = requests_for_path(source_dir, TARGETS, "default", {})
+    requests = requests_for_path(source_dir, TARGETS, "default", {}, actor=cli_actor())
     await produce(pipeline.settings, requests)
     assert await wait_verified(state, requests, timeout_s=600) == {}
     docs = [await state.object(r.object_id, 1) for r in requests]
@@ -42,7 +43,7 @@ async def test_scrub_repairs_corrupted_and_deleted_replicas(
             else:
                 await deps.store(target).delete(doc["key"])
             damaged[doc["object_id"]] = target
-        await scrub(pipeline.settings, [d for d in docs if d is not None])
+        await scrub(pipeline.settings, [d for d in docs if d is not None], actor=cli_actor())
 
         async def all_repaired() -> bool:
             for object_id, target in damaged.items():

@@ -21,6 +21,7 @@ from schemas.events import (
 )
 from tests.unit.agents.conftest import ListPublisher, inline_request
 from topics import ACCEPTED, DELETE
+from workers.client.identity import cli_actor
 from workers.client.puts import put_request
 from workers.dispatch import (
     Dispatcher,
@@ -106,7 +107,9 @@ async def test_transient_error_retries_in_process_then_via_retry_topic() -> None
         calls += 1
         raise Retryable("store down")
 
-    by_path = put_request(Placement(name="p", targets=("s3",)), Source(path="/data/p"), None)
+    by_path = put_request(
+        Placement(name="p", targets=("s3",)), Source(path="/data/p"), None, actor=cli_actor()
+    )
     await dispatcher(pub).run(encode(by_path), REF, ingest_decode, handle)
     assert calls == FAST.in_process_attempts
     request = decode(pub.on("retry")[0], RetryRequest)

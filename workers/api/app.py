@@ -1,6 +1,8 @@
-"""The API application: services opened once (lifespan), bearer-token auth, rate limits."""
+"""The API application: services opened once (lifespan), bearer-token auth, rate limits,
+and an id for every request (``X-Request-Id``), which the audit records it makes carry."""
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -99,6 +101,12 @@ def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
+def request_id(request: Request) -> str:
+    """This request's id, made here (never taken from the client: the ids of the audit
+    records a request makes derive from it) and answered as ``X-Request-Id``."""
+    return str(request.state.request_id)
+
+
 def create_app(settings: Settings) -> FastAPI:
     from workers.api import objects, operations  # routes import this module
 
@@ -131,6 +139,15 @@ def create_app(settings: Settings) -> FastAPI:
         LATENCY.labels(request.method, path).observe(time.monotonic() - began)
         return answer
 
+    @app.middleware("http")
+    async def named(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = uuid.uuid4().hex
+        answer = await call_next(request)
+        answer.headers["X-Request-Id"] = request.state.request_id
+        return answer
+
     return app
 
 
@@ -145,4 +162,5 @@ LATENCY = Histogram(
 Reader = Annotated[Principal, Depends(role("reader"))]
 Writer = Annotated[Principal, Depends(role("writer"))]
 Admin = Annotated[Principal, Depends(role("admin"))]
+RequestId = Annotated[str, Depends(request_id)]
 Svc = Annotated[Services, Depends(services)]

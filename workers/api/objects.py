@@ -1,9 +1,10 @@
 """``/v1/objects``: put (a streamed, staged upload), list, show, read (streamed, ranges),
-delete or forget, verify, and each object's audit trail. A token sees its own tenant only."""
+delete or forget, verify, and each object's audit trail. A token sees its own tenant only.
+What a request sets in motion is recorded as the token's (``api:<token name>``), with its
+tenant and the request's id (``X-Request-Id``; a put's request id)."""
 
 import hashlib
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from schemas.events import Placement, Source
 from topics import INGEST
 from workers import staging
-from workers.api.app import Reader, Svc, Writer
+from workers.api.app import Reader, RequestId, Svc, Writer
 from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
 from workers.client.ops import TOMBSTONE, request_removal, scrub
@@ -110,6 +111,7 @@ class AuditEntry(BaseModel):
     version: int
     produced_at: UtcDateTime
     actor: str = ""
+    correlation_id: str = Field("", description="The request the record belongs to.")
     stage: str
     action: str
     outcome: str
@@ -158,6 +160,7 @@ async def put_object(
     request: Request,
     who: Writer,
     svc: Svc,
+    request_id: RequestId,
     name: Annotated[str, Query(description="The object's name (NFC, relative).")],
     targets: Annotated[
         str | None, Query(description="Comma-separated; the first is the primary.")
@@ -184,7 +187,6 @@ async def put_object(
         raise Problem(422, "; ".join(e["msg"] for e in exc.errors())) from None
     except ValueError as exc:  # a tag that is not key=value
         raise Problem(422, str(exc)) from None
-    request_id = uuid.uuid4().hex
     key = staging.staged_key(settings.staging_prefix, placement.tenant, request_id)
 
     async def body() -> AsyncIterator[bytes]:
@@ -197,8 +199,14 @@ async def put_object(
 
     staged = await staging.upload(svc.deps.staging, key, body())
     content = Content(staged.size, staged.sha256)
-    put = put_request(placement, Source(staged=key), content, force=force, request_id=request_id)
-    put = put.model_copy(update={"actor": f"api:{who.name}"})
+    put = put_request(
+        placement,
+        Source(staged=key),
+        content,
+        force=force,
+        request_id=request_id,
+        actor=who.actor(request_id),
+    )
     await svc.producer.send(INGEST, put)
     await svc.producer.producer.flush()
     (result,) = await wait_puts(svc.state, [put], timeout if wait else 30.0, decided_only=not wait)
@@ -310,6 +318,7 @@ async def get_content(
     object_id: str,
     who: Reader,
     svc: Svc,
+    request_id: RequestId,
     version: Annotated[int | None, Query(ge=1)] = None,
     replica: Literal["s3", "azure", "gcs"] | None = None,
     range: Annotated[str | None, Header()] = None,
@@ -323,15 +332,16 @@ async def get_content(
         raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to read")
     size = int(doc["size"])
     span = byte_range(range, size)
+    actor = who.actor(request_id)
     try:
         target, chunks, failed = await open_plaintext(
             doc, svc.deps.stores, svc.deps.data_keys, svc.tiering, replica
         )
     except RestoreFailed as exc:
-        await record_restore(svc.settings, doc, None, exc.failed)
+        await record_restore(svc.settings, doc, None, exc.failed, actor=actor)
         raise Problem(502, str(exc)) from None
     except Rehydrating as exc:
-        await record_restore(svc.settings, doc, None, exc.failed, exc)
+        await record_restore(svc.settings, doc, None, exc.failed, exc, actor=actor)
         retry = str(int(exc.hours * 3600))
         raise Problem(503, str(exc), headers={"Retry-After": retry}) from None
     except NotFound as exc:  # deleted while being read
@@ -352,12 +362,13 @@ async def get_content(
             if span is not None and position >= end:
                 break  # every chunk so far authenticated; the rest is not needed
         if span is None and digest.hexdigest() != doc["plaintext_sha256"]:
-            await record_restore(svc.settings, doc, None, {target: "plaintext SHA-256 differs"})
+            failure = {target: "plaintext SHA-256 differs"}
+            await record_restore(svc.settings, doc, None, failure, actor=actor)
             raise RuntimeError("plaintext SHA-256 differs from the recorded one: response cut")
         restored = Restored(
             doc["object_id"], doc["version"], target, end - start, doc["plaintext_sha256"]
         )
-        await record_restore(svc.settings, doc, restored, failed)
+        await record_restore(svc.settings, doc, restored, failed, actor=actor)
 
     headers = {
         "Accept-Ranges": "bytes",
@@ -381,6 +392,7 @@ async def delete_object(
     object_id: str,
     who: Writer,
     svc: Svc,
+    request_id: RequestId,
     version: Annotated[int | None, Query(ge=1, description="Default: the newest.")] = None,
     all_versions: bool = False,
     forget: Annotated[bool, Query(description="Crypto-shred: destroy the key first.")] = False,
@@ -401,7 +413,8 @@ async def delete_object(
         raise Problem(404, str(exc)) from None
     todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
     if todo:
-        await request_removal(svc.settings, todo, mode, f"api {mode} by {who.name}")
+        reason = f"api {mode} by {who.name}"
+        await request_removal(svc.settings, todo, mode, reason, actor=who.actor(request_id))
     return Removal(object_id=object_id, versions=[d["version"] for d in chosen], mode=mode)  # type: ignore[arg-type]
 
 
@@ -411,14 +424,19 @@ class VerifyRequest(BaseModel):
 
 @router.post("/{object_id}/verify", status_code=202, summary="Re-verify replicas (a scrub)")
 async def verify_object(
-    object_id: str, who: Writer, svc: Svc, body: VerifyRequest | None = None
+    object_id: str,
+    who: Writer,
+    svc: Svc,
+    request_id: RequestId,
+    body: VerifyRequest | None = None,
 ) -> Verification:
     docs = await versions_of(svc, who, object_id)
     wanted = set(body.versions) if body and body.versions else None
     live = [
         d for d in docs if d.get("state") not in GONE and (wanted is None or d["version"] in wanted)
     ]
-    return Verification(object_id=object_id, replicas=await scrub(svc.settings, live))
+    sent = await scrub(svc.settings, live, actor=who.actor(request_id))
+    return Verification(object_id=object_id, replicas=sent)
 
 
 @router.get("/{object_id}/audit", summary="The object's audit trail, in chain order")

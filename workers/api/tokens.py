@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from workers.client.identity import Actor
+
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
 PREFIX = "mdt_"
@@ -36,6 +38,10 @@ class Principal:
 
     def sees(self, tenant: str) -> bool:
         return self.role == "admin" or tenant == self.tenant
+
+    def actor(self, request_id: str) -> Actor:
+        """Who the audit trail names for this token's request ``request_id``."""
+        return Actor(f"api:{self.name}", self.tenant, request_id)
 
 
 def digest(token: str) -> str:

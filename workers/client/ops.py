@@ -22,7 +22,7 @@ from schemas.events import (
     event_id,
 )
 from topics import AUDIT, DELETE, REPLICATED, RETRY
-from workers.client.identity import client_actor
+from workers.client.identity import Actor, worker_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
 from workers.core.reconcile import redrive, stalled
@@ -38,8 +38,11 @@ def client_record(
     detail: dict[str, object],
     run_id: str,
     outcome: Outcome = Outcome.OK,
+    *,
+    actor: Actor,
 ) -> AuditRecord:
-    """An audit record of something a client did to one version (stage ``client``)."""
+    """An audit record of something a client did to one version (stage ``client``), naming
+    who asked."""
     return AuditRecord(
         kind=AuditRecord.KIND,
         v=1,
@@ -50,15 +53,15 @@ def client_record(
         version=doc["version"],
         correlation_id=run_id,
         produced_at=datetime.now(UTC),
-        actor=client_actor(),
+        actor=actor.name,
         stage="client",
         action=action,
         outcome=outcome,
-        detail=detail,
+        detail={**detail, **actor.detail()},
     )
 
 
-def delete_request(doc: Doc, mode: str, reason: str) -> DeleteRequest:
+def delete_request(doc: Doc, mode: str, reason: str, actor: Actor) -> DeleteRequest:
     """Remove one version everywhere; the id is the version's and the mode's, so asking
     twice is asking once."""
     replicas = doc.get("replicas") or {}
@@ -77,17 +80,19 @@ def delete_request(doc: Doc, mode: str, reason: str) -> DeleteRequest:
         targets=tuple(doc["targets"]),
         keys=tuple(sorted(keys)),
         reason=reason,
-        actor=client_actor(),
+        actor=actor.name,
     )
 
 
-async def request_removal(settings: Settings, docs: Sequence[Doc], mode: str, reason: str) -> int:
+async def request_removal(
+    settings: Settings, docs: Sequence[Doc], mode: str, reason: str, *, actor: Actor
+) -> int:
     """Send a delete (or forget) of each version through the chain, its intent audited first."""
-    run_id = uuid.uuid4().hex
+    run_id = actor.run_id()
     messages = []
     for doc in docs:
-        intent = client_record(doc, f"{mode}.requested", {"reason": reason}, run_id)
-        messages += [(AUDIT, intent), (DELETE, delete_request(doc, mode, reason))]
+        intent = client_record(doc, f"{mode}.requested", {"reason": reason}, run_id, actor=actor)
+        messages += [(AUDIT, intent), (DELETE, delete_request(doc, mode, reason, actor))]
     return await produce_all(settings, messages)
 
 
@@ -115,8 +120,12 @@ async def wait_removed(state: State, docs: Sequence[Doc], mode: str, timeout_s: 
         await asyncio.sleep(0.5)
 
 
-def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
-    """Re-verification requests for every replica of one object version (the scrub)."""
+SCHEDULED = worker_actor("sink")  # the scheduled scrub runs on the sink's leader
+
+
+def scrub_requests(doc: Doc, run_id: str, actor: Actor = SCHEDULED) -> list[ReplicaWritten]:
+    """Re-verification requests for every replica of one object version (the scrub), by
+    ``actor`` (default: the scheduled scrub's worker)."""
     placement = Placement(
         name=doc["name"],
         targets=tuple(doc["targets"]),
@@ -143,7 +152,7 @@ def scrub_requests(doc: Doc, run_id: str) -> list[ReplicaWritten]:
             plaintext_sha256=doc["plaintext_sha256"],
             key_id=doc["key_id"],
             scrub=True,
-            actor=client_actor(),
+            actor=actor.name,
         )
         for target in doc["targets"]
     ]
@@ -154,11 +163,16 @@ def scrubbable(doc: Doc) -> bool:
     return "ciphertext_sha256" in doc and doc.get("state") not in GONE
 
 
-async def scrub(settings: Settings, docs: Iterable[Doc]) -> int:
-    """Send every replica of ``docs`` back through verify, which repairs what it finds bad;
-    deleted and shredded versions are left alone."""
-    run_id = uuid.uuid4().hex
-    events = [e for doc in docs if scrubbable(doc) for e in scrub_requests(doc, run_id)]
+async def scrub(settings: Settings, docs: Iterable[Doc], *, actor: Actor) -> int:
+    """Send every replica of ``docs`` back through verify, which repairs what it finds bad,
+    each version's request audited first; deleted and shredded versions are left alone."""
+    run_id = actor.run_id()
+    chosen = [doc for doc in docs if scrubbable(doc)]
+    asked = [
+        client_record(d, "scrub", {"targets": d["targets"]}, run_id, actor=actor) for d in chosen
+    ]
+    await produce_events(settings, AUDIT, asked)
+    events = [e for doc in chosen for e in scrub_requests(doc, run_id, actor)]
     return await send_scrub(settings, events)
 
 
@@ -247,7 +261,7 @@ async def send_scrub(settings: Settings, events: Sequence[ReplicaWritten]) -> in
 
 
 async def audit_key_event(
-    settings: Settings, object_id: str, version: int, action: str, detail: str
+    settings: Settings, object_id: str, version: int, action: str, detail: str, *, actor: Actor
 ) -> None:
     """An audit record for a key operation done outside the agents (rotate)."""
     record = AuditRecord(
@@ -258,10 +272,10 @@ async def audit_key_event(
         version=version,
         correlation_id=uuid.uuid4().hex,
         produced_at=datetime.now(UTC),
-        actor=client_actor(),
+        actor=actor.name,
         stage="keys",
         action=action,
         outcome=Outcome.OK,
-        detail={"by": detail},
+        detail={"by": detail, **actor.detail()},
     )
     await produce_events(settings, AUDIT, [record])

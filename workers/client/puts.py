@@ -26,7 +26,7 @@ from schemas.events import IngestRequest, Placement, Source, event_id, object_id
 from topics import INGEST
 from workers import staging
 from workers.catalog import MongoCatalog, recent_versions
-from workers.client.identity import client_actor
+from workers.client.identity import Actor
 from workers.client.kafka import Producer
 from workers.client.state import State
 from workers.core.versions import Content, doc_id, latest_live, unchanged_version
@@ -114,8 +114,10 @@ def put_request(
     *,
     force: bool = False,
     request_id: str | None = None,
+    actor: Actor,
 ) -> IngestRequest:
-    """A put request with a fresh request id (a redelivery of it keeps its version)."""
+    """A put request by ``actor``, with a fresh request id unless given one (a redelivery
+    of it keeps its version)."""
     request_id = request_id or uuid.uuid4().hex
     object_id = object_id_for(placement.tenant, placement.name)
     return IngestRequest(
@@ -131,12 +133,18 @@ def put_request(
         plaintext_size=content.size if content else None,
         plaintext_sha256=content.sha256 if content else None,
         force=force,
-        actor=client_actor(),
+        actor=actor.name,
     )
 
 
 def requests_for_path(
-    root: Path, targets: Sequence[str], tenant: str, tags: dict[str, str], mode: str = "stream"
+    root: Path,
+    targets: Sequence[str],
+    tenant: str,
+    tags: dict[str, str],
+    mode: str = "stream",
+    *,
+    actor: Actor,
 ) -> list[IngestRequest]:
     """Path-source requests (workers that share the filesystem), one per file, digests included."""
     return [
@@ -144,6 +152,7 @@ def requests_for_path(
             Placement(name=f.name, targets=tuple(targets), tenant=tenant, tags=tags, mode=mode),  # type: ignore[arg-type]
             Source(path=str(f.path.resolve())),
             file_content(f.path),
+            actor=actor,
         )
         for f in files_to_put([root])
     ]
@@ -165,9 +174,11 @@ async def put_files(
     *,
     by_path: bool = False,
     force: bool = False,
+    actor: Actor,
 ) -> list[Sent]:
-    """Send one request per file (uploading to the staging area unless ``by_path``); a file
-    whose upload fails sends nothing. Returns what was sent, in the files' order."""
+    """Send one request per file by ``actor`` (uploading to the staging area unless
+    ``by_path``); a file whose upload fails sends nothing. Returns what was sent, in the
+    files' order."""
     catalog = MongoCatalog(settings.mongo_url, settings.mongo_database)
     store = open_store(target_url(settings.staging_target, settings), settings)
     gate = asyncio.Semaphore(MAX_UPLOADS)
@@ -186,7 +197,9 @@ async def put_files(
                 staged = await staging.upload(store, key, staging.file_chunks(file.path))
                 content = Content(staged.size, staged.sha256)
                 source, how = Source(staged=key), "staged"
-            request = put_request(where, source, content, force=force, request_id=request_id)
+            request = put_request(
+                where, source, content, force=force, request_id=request_id, actor=actor
+            )
             await producer.send(INGEST, request)
             return Sent(file, request, how)
 

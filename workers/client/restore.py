@@ -10,7 +10,6 @@ started and ``Rehydrating`` says when to retry.
 
 import hashlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any, NoReturn
 
 from schemas.events import Event, ObjectAccessed, Outcome, ReplicaTiered, event_id
 from topics import ACCESS, AUDIT, TIERED, TopicSpec
-from workers.client.identity import client_actor
+from workers.client.identity import Actor
 from workers.client.kafka import produce_all
 from workers.client.ops import client_record
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
@@ -204,12 +203,14 @@ async def record_restore(
     restored: Restored | None,
     failed: Mapping[str, str],
     rehydrating: Rehydrating | None = None,
+    *,
+    actor: Actor,
 ) -> None:
-    """The restore's own step in the object's trail (success or failure), and, when bytes
-    were read, an access event for the tiering policy (topic ``access``). A rehydration it
-    started is in the failure's detail, and a replica it moved to another tier (Azure
-    rehydrates into Cold) is a ``tiered`` event of its own."""
-    run_id = uuid.uuid4().hex
+    """The restore's own step in the object's trail (success or failure), by ``actor``, and,
+    when bytes were read, an access event for the tiering policy (topic ``access``). A
+    rehydration it started is in the failure's detail, and a replica it moved to another tier
+    (Azure rehydrates into Cold) is a ``tiered`` event of its own."""
+    run_id = actor.run_id()
     if restored is None:
         detail: dict[str, object] = {"failed": dict(failed)}
         events: list[tuple[TopicSpec, Event]] = []
@@ -217,8 +218,8 @@ async def record_restore(
             detail["rehydrating"] = rehydrating.target
             detail["retry_after_hours"] = rehydrating.hours
             if rehydrating.moved_to is not None:
-                events.append((TIERED, rehydrated(doc, rehydrating, run_id)))
-        record = client_record(doc, "restore", detail, run_id, Outcome.FAILED)
+                events.append((TIERED, rehydrated(doc, rehydrating, run_id, actor)))
+        record = client_record(doc, "restore", detail, run_id, Outcome.FAILED, actor=actor)
         await produce_all(settings, [(AUDIT, record), *events])
         return
     detail = {"replica": restored.target, "bytes": restored.size, "skipped": dict(failed)}
@@ -230,15 +231,17 @@ async def record_restore(
         version=doc["version"],
         correlation_id=run_id,
         produced_at=datetime.now(UTC),
-        actor=client_actor(),
+        actor=actor.name,
         target=restored.target,
         bytes_read=restored.size,
     )
-    record = client_record(doc, "restore", detail, run_id)
+    record = client_record(doc, "restore", detail, run_id, actor=actor)
     await produce_all(settings, [(AUDIT, record), (ACCESS, accessed)])
 
 
-def rehydrated(doc: dict[str, Any], rehydrating: Rehydrating, run_id: str) -> ReplicaTiered:
+def rehydrated(
+    doc: dict[str, Any], rehydrating: Rehydrating, run_id: str, actor: Actor
+) -> ReplicaTiered:
     """The placement a rehydration makes: the replica leaves the archive tier."""
     target = rehydrating.target
     return ReplicaTiered(
@@ -249,7 +252,7 @@ def rehydrated(doc: dict[str, Any], rehydrating: Rehydrating, run_id: str) -> Re
         version=doc["version"],
         correlation_id=run_id,
         produced_at=datetime.now(UTC),
-        actor=client_actor(),
+        actor=actor.name,
         target=target,  # type: ignore[arg-type]
         key=doc["replicas"][target]["key"],
         tier=str(rehydrating.moved_to),  # type: ignore[arg-type]

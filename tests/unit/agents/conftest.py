@@ -9,6 +9,7 @@ import pytest
 
 from schemas.events import IngestRequest, Placement, Source
 from workers.catalog import MemoryCatalog
+from workers.client.identity import cli_actor
 from workers.client.puts import put_request
 from workers.core.versions import Content
 from workers.deps import Deps
@@ -62,4 +63,5 @@ def inline_request(data: bytes, name: str = "docs/a.bin", **placement: object) -
         Placement(name=name, targets=("s3", "azure", "gcs"), **placement),  # type: ignore[arg-type]
         Source(inline_b64=base64.b64encode(data).decode()),
         content(data),
+        actor=cli_actor(),
     )

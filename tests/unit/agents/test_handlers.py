@@ -18,6 +18,7 @@ from schemas.events import (
 )
 from tests.unit.agents.conftest import inline_request
 from workers.agents import encrypt, ingest, replicate, tier, verify
+from workers.client.identity import cli_actor
 from workers.client.puts import put_request
 from workers.client.restore import decrypt_stream
 from workers.deps import Deps
@@ -73,7 +74,10 @@ async def test_file_source_streams_in_chunks(deps: Deps, tmp_path: Path) -> None
     data = os.urandom(50_000)
     (tmp_path / "f.bin").write_bytes(data)
     request = put_request(
-        Placement(name="f.bin", targets=("s3", "gcs")), Source(path=str(tmp_path / "f.bin")), None
+        Placement(name="f.bin", targets=("s3", "gcs")),
+        Source(path=str(tmp_path / "f.bin")),
+        None,
+        actor=cli_actor(),
     )
     out = await run_chain(request, deps)
     assert [v.target for v in out["verified"]] == ["s3", "gcs"]
@@ -104,18 +108,23 @@ async def test_tier_tag_sets_storage_tier(deps: Deps) -> None:
     ],
 )
 async def test_ingest_rejects_sources(deps: Deps, source: Source, reason: str) -> None:
-    request = put_request(Placement(name="n", targets=("s3",)), source, None)
+    request = put_request(Placement(name="n", targets=("s3",)), source, None, actor=cli_actor())
     with pytest.raises(Permanent, match=reason):
         await ingest.handle(request, deps)
 
 
 async def test_ingest_rejects_missing_file_and_unknown_target(deps: Deps, tmp_path: Path) -> None:
     missing = put_request(
-        Placement(name="n", targets=("s3",)), Source(path=str(tmp_path / "nope")), None
+        Placement(name="n", targets=("s3",)),
+        Source(path=str(tmp_path / "nope")),
+        None,
+        actor=cli_actor(),
     )
     with pytest.raises(Permanent, match="not a regular file"):
         await ingest.handle(missing, deps)
-    other = put_request(Placement(name="n", targets=("memory",)), Source(inline_b64=""), None)
+    other = put_request(
+        Placement(name="n", targets=("memory",)), Source(inline_b64=""), None, actor=cli_actor()
+    )
     with pytest.raises(Permanent, match="not configured"):
         await ingest.handle(other, deps)
 
