@@ -28,13 +28,13 @@ from typing import Any
 
 from bench.report import isolated, remove_run, write_json
 from schemas.events import Placement, object_id_for
-from workers.agents.sink import CHECKPOINT
+from workers.audit.checkpoints import all_signed
+from workers.audit.verify import verify
 from workers.client.identity import cli_actor
 from workers.client.ops import request_removal, wait_removed
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_best
 from workers.client.state import State
-from workers.core.auditchain import chain_problem, checkpoint_digest, checkpoint_problems
 from workers.demo import start_worker, stop_worker
 from workers.deps import build_deps, prepare
 from workers.keys import open_signer
@@ -202,17 +202,12 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
                     lost += 1
     finally:
         await deps.close()
-    heads = {d["_id"]: d async for d in db["audit_heads"].find({})}
-    broken = sum(
-        chain_problem(trails.get(o, []), heads.get(o)) is not None for o in {*trails, *heads}
-    )
-    checkpoint = await db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
-    if checkpoint is not None:
-        entries = [(h["object_id"], h["seq"], h["hash"]) for h in checkpoint["heads"]]
-        signer = open_signer(settings, "reader")
-        signed = await signer.verify(checkpoint_digest(entries).encode(), checkpoint["signature"])
+    signer = open_signer(settings, "reader")
+    try:
+        found = await verify(db, signer, ())
+        broken = len(found.broken)
+    finally:
         await signer.close()
-        broken += (not signed) + len(checkpoint_problems(entries, trails))
     put_versions = sum(len(v) for v in model.contents.values())
     return {
         "versions": len(docs),
@@ -221,7 +216,7 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
         "wrong_state": wrong_state,
         "duplicates": duplicates,
         "chains_broken": broken,
-        "checkpointed": checkpoint is not None,
+        "checkpointed": found.log != "no checkpoint yet",
     }
 
 
@@ -279,12 +274,10 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
 
 
 async def wait_checkpointed(state: State, timeout_s: float) -> None:
-    """Until the latest checkpoint holds every head as it stands (or the time is up)."""
+    """Until every head as it stands is signed (or the time is up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        heads = [(d["_id"], d["seq"], d["hash"]) async for d in state.db["audit_heads"].find({})]
-        checkpoint = await state.db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
-        if checkpoint is not None and checkpoint["digest"] == checkpoint_digest(heads):
+        if await all_signed(state.db):
             return
         await asyncio.sleep(1.0)
 

@@ -41,6 +41,12 @@ def object_id_for(tenant: str, name: str) -> str:
     return hashlib.sha256(f"{tenant}\x1f{name}".encode()).hexdigest()[:24]
 
 
+class Outcome(StrEnum):
+    OK = "ok"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
 class Event(BaseModel):
     """The envelope every event carries."""
 
@@ -63,6 +69,10 @@ class Event(BaseModel):
         """What the audit record of the step producing this event says besides its id and
         topic (nothing, unless a kind says more)."""
         return {}
+
+    def step_outcome(self) -> "Outcome":
+        """The outcome of the step producing this event (ok, unless a kind says otherwise)."""
+        return Outcome.OK
 
     @model_validator(mode="after")
     def _kind_matches(self) -> "Event":
@@ -273,13 +283,17 @@ class ReplicaWritten(Event):
     written_now: bool = False
 
 
+# A replica's verdict: good, or what a check found wrong with it.
+Verdict = Literal["good", "damaged", "missing", "unreadable"]
 VerifyMode = Literal["store-digest", "read-back"]
 
 
 class ReplicaVerified(Event):
-    """``target`` holds the ciphertext (topic ``verified``): read back and its SHA-256 matched
-    (``mode`` read-back), or the store's own digest of what it received matched ours
-    (``mode`` store-digest)."""
+    """A check of ``target``'s replica (topic ``verified``). ``verdict`` good: it holds the
+    ciphertext, read back and its SHA-256 matched (``mode`` read-back), or the store's own
+    digest of what it received matched ours (``mode`` store-digest). Otherwise the check found
+    it damaged (other bytes), missing or unreadable, and no good copy could repair it: the
+    version is then degraded or lost until a later check finds it good."""
 
     KIND = "replica.verified"
     placement: Placement
@@ -291,14 +305,22 @@ class ReplicaVerified(Event):
     repaired_from: Target | None = None
     scrub: bool = False  # a re-verification (its own step in the trail, each time)
     mode: VerifyMode = "read-back"  # how it was verified (events before modes: read back)
+    verdict: Verdict = "good"  # events before verdicts were all good ones
 
     def step_detail(self) -> dict[str, object]:
         """What the audit record of this step says besides the event's id and topic."""
+        if self.verdict != "good":
+            return {"mode": self.mode, "verdict": self.verdict}
         return {"mode": self.mode}
+
+    def step_outcome(self) -> Outcome:
+        return Outcome.OK if self.verdict == "good" else Outcome.FAILED
 
     @property
     def step(self) -> str:
         """The trail's name for this verification."""
+        if self.verdict != "good":
+            return f"replica.{self.verdict}"
         if not self.scrub:
             return "replica.verified"
         return "scrub.repaired" if self.repaired_from else "scrub.verified"
@@ -381,12 +403,6 @@ class ObjectAccessed(Event):
     KIND = "object.accessed"
     target: Target
     bytes_read: int = Field(ge=0)
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    RETRY = "retry"
-    FAILED = "failed"
 
 
 class AuditRecord(Event):

@@ -324,7 +324,9 @@ def picked(ref: str, version: int | None, tenant: str) -> dict[str, Any]:
 def ls(
     prefix: str = typer.Argument("", help="Only names starting with this."),
     tenant: str = "default",
-    state: str | None = typer.Option(None, help="pending, verified, failed, deleted or shredded."),
+    state: str | None = typer.Option(
+        None, help="pending, verified, degraded, lost, failed, deleted or shredded."
+    ),
     store: str | None = typer.Option(None, help="Only with a verified replica in this store."),
     tier: str | None = typer.Option(None, help="Only with a replica in this tier."),
     all_versions: bool = typer.Option(False, help="Every version, not just the newest."),
@@ -398,6 +400,8 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every version of an object: state, size, digest, replicas, tier, verification."""
+    from workers.core.versions import verdict
+
     _, docs = resolved(ref, tenant)
     for doc in docs:
         if as_json:
@@ -407,12 +411,15 @@ def show(
             f"[bold]v{doc['version']}[/bold] {doc.get('state', 'pending')} {doc.get('name')} "
             f"{doc.get('size')} bytes sha256={doc.get('plaintext_sha256')} ({doc['_id']})"
         )
-        table = Table("target", "key", "verified_at", "tier", "repaired_from", "removed_at")
+        table = Table(
+            "target", "key", "verdict", "proven_at", "tier", "repaired_from", "removed_at"
+        )
         for target, rep in sorted((doc.get("replicas") or {}).items()):
             table.add_row(
                 target,
                 str(rep.get("key")),
-                str(rep.get("verified_at") or "-"),
+                str(verdict(rep) or "-"),
+                str(rep.get("proven_at") or rep.get("verified_at") or "-"),
                 str(rep.get("tier") or "-"),
                 str(rep.get("repaired_from") or "-"),
                 str(rep.get("removed_at") or "-"),
@@ -461,13 +468,14 @@ def restore(
     replica that fails its checks is skipped for the next one."""
     from workers.client.identity import cli_actor
     from workers.client.restore import Rehydrating, RestoreFailed, record_restore, restore_best
+    from workers.core.versions import RESTORABLE
     from workers.deps import build_deps
 
     s = settings()
     tiering = load_tiering(s)
     actor = cli_actor()
     doc = picked(ref, version, tenant)
-    if doc.get("state") != "verified":
+    if doc.get("state") not in RESTORABLE:
         fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to restore")
 
     async def go() -> Any:
@@ -879,61 +887,42 @@ def keys_restore(path: Path) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check every audit hash chain against its head and the latest signed checkpoint; name
-    the first bad record of each broken chain, and exit 1 if any."""
-    from workers.agents.sink import CHECKPOINT
-    from workers.client.state import State
-    from workers.core.auditchain import chain_problem, checkpoint_digest, checkpoint_problems
+def audit_verify(
+    ref: str | None = typer.Argument(None, metavar="[ID|NAME]", help="One object's chain only."),
+    tenant: str = "default",
+) -> None:
+    """Check the signed checkpoint log (continuity, signature, the signed heads' Merkle
+    root, against the copy published on the audit topic) and every audit hash chain (or one)
+    against its head and its signed head; name what is broken, and exit 1 if anything is.
+    An operator command: it reads the database, the broker and the signing key directly."""
+    from workers.audit.checkpoints import CHAIN
+    from workers.audit.verify import verify
+    from workers.client.kafka import audit_records_to_end
+    from workers.client.state import State, Unknown
     from workers.keys import open_signer
 
     s = settings()
 
-    async def go() -> tuple[int, dict[str, str], str]:
+    async def go() -> Any:
         state = State(s)
         signer = open_signer(s, "reader")
         try:
-            chains: dict[str, list[dict[str, Any]]] = {}
-            async for doc in state.db["audit"].find({}):
-                chains.setdefault(doc["object_id"], []).append(doc)
-            for records in chains.values():
-                records.sort(key=lambda r: r["seq"])
-            heads = {doc["_id"]: doc async for doc in state.db["audit_heads"].find({})}
-            checkpoint = await state.db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
-            broken = {
-                o: problem
-                for o in sorted({*chains, *heads})
-                if (problem := chain_problem(chains.get(o, []), heads.get(o))) is not None
-            }
-            if checkpoint is None:
-                return len(chains), broken, "no checkpoint yet"
-            entries = [(h["object_id"], h["seq"], h["hash"]) for h in checkpoint["heads"]]
-            digest = checkpoint_digest(entries)
-            if digest != checkpoint["digest"] or not await signer.verify(
-                digest.encode(), checkpoint["signature"]
-            ):
-                broken["checkpoint"] = f"checkpoint {checkpoint['number']} is not validly signed"
-            else:
-                for o, problem in checkpoint_problems(entries, chains).items():
-                    broken.setdefault(o, problem)
-            return (
-                len(chains),
-                broken,
-                (
-                    f"checkpoint {checkpoint['number']} of {checkpoint['at']:%Y-%m-%d %H:%M:%S}"
-                    f" UTC verified ({len(entries)} heads)"
-                ),
-            )
+            only = (await state.resolve(ref, tenant))[0] if ref else None
+            published = [r.detail async for r in audit_records_to_end(s) if r.object_id == CHAIN]
+            return await verify(state.db, signer, published, only)
         finally:
             await state.close()
             await signer.close()
 
-    count, broken, checked = run(go())
-    for object_id, problem in broken.items():
+    try:
+        found = run(go())
+    except Unknown as exc:
+        fail(str(exc))
+    for object_id, problem in found.broken.items():
         console.print(f"[red]broken[/red] {object_id}: {problem}")
-    if broken:
+    if found.broken:
         raise typer.Exit(1)
-    console.print(f"{count} audit chains intact; {checked}")
+    console.print(f"{found.chains} audit chains intact; {found.log}")
 
 
 tier_app = typer.Typer(

@@ -34,6 +34,27 @@ VERIFY_FAILURES = Counter(
     "movingdata_verification_failures_total", "Replicas that differed from their digest", ["store"]
 )
 REPAIRS = Counter("movingdata_repairs_total", "Replicas repaired from another", ["store"])
+SCRUB_UNPROVEN = Counter(
+    "movingdata_scrub_unproven_total",
+    "Scrubs of an archived replica with no store digest to prove it by (left for later)",
+    ["store"],
+)
+VERSIONS = Gauge(
+    "movingdata_versions", "Stored versions by state (the scheduled scrub's count)", ["state"]
+)
+OLDEST_PROOF = Gauge(
+    "movingdata_oldest_proof_age_seconds",
+    "Age of the oldest good verdict among the live replicas of a store",
+    ["store"],
+)
+CHECKPOINT_REFUSED = Gauge(
+    "movingdata_audit_checkpoint_refused",
+    "Chains whose head the sink refused to sign in its last round (1 more if the log itself)",
+)
+SCRUB_BEHIND = Gauge(
+    "movingdata_scrub_behind_seconds",
+    "How far past the scrub window the least recently attempted replica is (0: on time)",
+)
 STORE_SECONDS = Histogram(
     "movingdata_store_request_seconds", "Store requests, by store and operation", ["store", "op"]
 )

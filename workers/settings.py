@@ -90,8 +90,11 @@ class Settings(BaseSettings):
     scrub_interval_s: float = 3600.0
     """How often the sink's leader sends a share of the replicas to be read back (0: never)."""
     scrub_share: float = Field(default=0.01, ge=0.0, le=1.0)
-    """Share of the stored replicas each scheduled scrub reads back, least recently read back
-    first, so every replica is read back over time."""
+    """Share of the stored replicas each scheduled scrub reads back at least, least recently
+    attempted first (``workers.core.scrub``)."""
+    scrub_window_days: float = Field(default=30.0, gt=0.0)
+    """Every readable replica is read back within this window: each scheduled scrub takes at
+    least what that needs (``movingdata_scrub_behind_seconds`` says how far past it is)."""
     reconcile_interval_s: float = 300.0
     """How often the sink's leader looks for pending versions that stopped moving (0: never)."""
     reconcile_after_s: float = 900.0

@@ -13,7 +13,6 @@ from schemas.events import (
     Event,
     ObjectAccepted,
     ObjectEncrypted,
-    Outcome,
     ReplicaRemoval,
     ReplicaRemoved,
     ReplicaTiered,
@@ -77,7 +76,7 @@ def step_record(stage: str, out: Emit) -> AuditRecord:
         actor=out.event.actor,
         stage=stage,
         action=out.action or out.event.kind,
-        outcome=Outcome.OK,
+        outcome=out.event.step_outcome(),
         detail={
             "event_id": out.event.event_id,
             "topic": out.topic.suffix,

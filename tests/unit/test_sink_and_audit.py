@@ -20,6 +20,7 @@ from workers.agents.sink import (
     HeadCache,
     batch_writes,
     latest_tier,
+    latest_verdict,
     object_update,
     object_writes,
     ref_slot,
@@ -29,9 +30,10 @@ from workers.core.auditchain import (
     GENESIS,
     chain_problem,
     checkpoint_digest,
-    checkpoint_problems,
+    extension_problem,
     first_broken_link,
     record_hash,
+    signed_problem,
 )
 from workers.dispatch import stamp
 
@@ -146,15 +148,46 @@ def test_a_chain_is_checked_against_its_head_and_checkpoint() -> None:
     assert "records after seq 3 deleted" in str(chain_problem(records[:3], head))
     assert "chain deleted" in str(chain_problem([], head))
     assert chain_problem(records, None) == "no head for this chain"
-    checkpointed = [("o", 4, str(records[-1]["hash"]))]
-    assert checkpoint_problems(checkpointed, {"o": records}) == {}
-    assert "gone" in checkpoint_problems(checkpointed, {"o": records[:3]})["o"]
+    signed = {"seq": 4, "hash": str(records[-1]["hash"])}
+    assert signed_problem(records, signed) is None
+    assert "gone" in str(signed_problem(records[:3], signed))
     rewritten = chain(4)
     rewritten[3]["detail"] = {"edited": True}
     rewritten[3]["hash"] = record_hash(str(rewritten[2]["hash"]), rewritten[3])  # re-hashed
     assert first_broken_link(rewritten) is None  # the chain alone cannot tell
-    assert "rewritten" in checkpoint_problems(checkpointed, {"o": rewritten})["o"]
-    assert checkpoint_digest(checkpointed) != checkpoint_digest([("o", 4, "f" * 64)])
+    assert "rewritten" in str(signed_problem(rewritten, signed))
+
+
+def test_a_head_is_signed_only_if_it_extends_the_one_signed_before() -> None:
+    records = chain(6)
+    head = (6, str(records[-1]["hash"]))
+    at3 = (3, str(records[2]["hash"]))
+    assert extension_problem(None, records, head) is None  # from the genesis
+    assert extension_problem(at3, records[2:], head) is None
+    assert "moved back" in str(extension_problem(head, records[3:4], (4, "x")))
+    assert "gone" in str(extension_problem(at3, records[3:], head))
+    rewritten = chain(6)  # record 2 edited, every later one re-hashed, the head moved
+    rewritten[1]["detail"] = {"edited": True}
+    prev = str(rewritten[0]["hash"])
+    for record in rewritten[1:]:
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(prev, record)
+    assert first_broken_link(rewritten) is None  # consistent on its own
+    assert "rewritten" in str(extension_problem(at3, rewritten[2:], (6, prev)))
+    broken = chain(6)
+    broken[4]["detail"] = {"edited": True}  # not re-hashed
+    assert "first bad record e4" in str(extension_problem(at3, broken[2:], head))
+    assert "do not reach the head" in str(extension_problem(at3, records[2:5], head))
+
+
+def test_a_checkpoint_digest_covers_each_field() -> None:
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    base = checkpoint_digest(2, at, "a" * 64, "b" * 64, 10)
+    assert checkpoint_digest(3, at, "a" * 64, "b" * 64, 10) != base
+    assert checkpoint_digest(2, at.replace(day=8), "a" * 64, "b" * 64, 10) != base
+    assert checkpoint_digest(2, at, "c" * 64, "b" * 64, 10) != base
+    assert checkpoint_digest(2, at, "a" * 64, "c" * 64, 10) != base
+    assert checkpoint_digest(2, at, "a" * 64, "b" * 64, 11) != base
 
 
 def test_replayed_event_cannot_move_timestamps_forward_or_unset_fields() -> None:
@@ -188,8 +221,28 @@ def test_a_replica_read_back_again_moves_its_read_back_time_forward() -> None:
     )
     update = update_document(verified)
     assert update is not None
-    assert update["$max"] == {"replicas.s3.read_back_at": at}  # the scheduled scrub's order
+    assert update["$max"] == {"replicas.s3.read_back_at": at, "replicas.s3.proven_at": at}
     assert "replicas.s3.verified_at" in update["$min"]  # the first verification stays
+    damaged = verified.model_copy(update={"verdict": "damaged"})
+    update = update_document(damaged)
+    assert update is not None and update["$set"] == {}  # no proof, no digest: the verdict only
+    assert "$max" not in update and set(update["$min"]) == {"created_at"}
+
+
+def test_a_replica_verdict_is_the_latest_checks_in_any_order() -> None:
+    request = inline_request(b"x")
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    checked = stamp(ReplicaVerified, request, "v", version=1, placement=request.placement,
+                    target="gcs", key="k", ciphertext_sha256="0" * 64, ciphertext_size=1,
+                    verified_at=at, scrub=True, verdict="missing")  # fmt: skip
+    write = latest_verdict(checked)
+    assert write._doc == {
+        "$set": {"replicas.gcs.verdict": "missing", "replicas.gcs.checked_at": at}
+    }
+    older = {"replicas.gcs.checked_at": {"$lt": at}}  # a later check's verdict stands
+    assert write._filter["$or"] == [{"replicas.gcs.checked_at": {"$exists": False}}, older]
+    assert not write._upsert
+    assert checked.step == "replica.missing" and checked.step_outcome() == "failed"
 
 
 def applied(doc: dict[str, object] | None, update: dict[str, dict[str, object]]) -> dict:  # type: ignore[type-arg]
@@ -239,10 +292,14 @@ def test_a_batch_makes_one_upsert_per_version_ending_where_its_events_one_by_one
             update = update_document(event)
             assert update is not None
             one_by_one = applied(one_by_one, update)
-        upsert, tier = batch_writes(batch)
+        upsert, *filtered = batch_writes(batch)
         assert upsert._filter == {"_id": f"{events[0].object_id}:v1"} and upsert._upsert
         assert applied(None, upsert._doc) == one_by_one
-        assert tier._doc == latest_tier(events[-1])._doc  # filtered: after the upsert
+        assert [w._doc for w in filtered] == [  # filtered: after the upsert, in event order
+            latest_tier(e)._doc if isinstance(e, ReplicaTiered) else latest_verdict(e)._doc
+            for e in batch
+            if isinstance(e, ReplicaTiered | ReplicaVerified)
+        ]
     merged_doc = applied(None, batch_writes(events)[0]._doc)
     assert merged_doc["replicas.s3.read_back_at"] == datetime(2026, 12, 2, 3, tzinfo=UTC)
     assert merged_doc["replicas.s3.verified_at"] == datetime(2026, 12, 2, 1, tzinfo=UTC)
@@ -254,10 +311,11 @@ def test_filtered_writes_follow_the_upserts_in_event_order() -> None:
              for n in range(2)]  # fmt: skip
     events = version_events()
     writes = batch_writes([reads[0], *events, reads[1]])
-    assert [bool(w._upsert) for w in writes] == [True, False, False, False, False, False]
+    assert [bool(w._upsert) for w in writes] == [True] + [False] * 8
     assert writes[1]._doc["$pop"] and writes[2]._doc["$push"]["read_ids"] == reads[0].event_id
-    assert writes[3]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
-    assert writes[5]._doc["$push"]["read_ids"] == reads[1].event_id
+    assert [w._doc for w in writes[3:6]] == [latest_verdict(e)._doc for e in events[3:6]]  # type: ignore[arg-type]
+    assert writes[6]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
+    assert writes[8]._doc["$push"]["read_ids"] == reads[1].event_id
 
 
 def test_the_cache_keeps_the_most_recently_written_heads() -> None:

@@ -5,17 +5,17 @@ Batched. ``objects`` holds one document per object version (``_id = object_id:vN
 with ``$set`` on fields each event owns, so redelivery and cross-topic reordering change
 nothing; each touched version's ``state`` is then recomputed from its document alone
 (``workers.core.versions.version_state``). A replica's tier is the newest ``tiered`` event's
-(a stale redelivery is ignored); a read (``access``) is appended to the version's ``reads``
-(the newest ``READS_KEPT``, once per event) for the tiering policy. ``audit`` and
-``deadletters`` are append-only with ``_id = event_id``; audit records are hash-chained per
-object (``seq``, ``prev_hash``, ``hash``) in arrival order. MongoDB being down is not the
-events' fault: the sink backs off and retries the batch until it is back.
+(a stale redelivery is ignored), its verdict the latest check's (``latest_verdict``); a read
+(``access``) is appended to the version's ``reads`` (the newest ``READS_KEPT``, once per
+event) for the tiering policy. ``audit`` and ``deadletters`` are append-only with
+``_id = event_id``; audit records are hash-chained per object (``seq``, ``prev_hash``,
+``hash``) in arrival order. MongoDB being down is not the events' fault: the sink backs off
+and retries the batch until it is back.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -37,10 +37,9 @@ from schemas.events import (
     ReplicaWritten,
 )
 from workers import metrics
-from workers.core.auditchain import GENESIS, checkpoint_digest, record_hash
+from workers.core.auditchain import GENESIS, record_hash
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
-from workers.keys import AuditSigner
 from workers.mongo import by_ids
 from workers.trail import step_of, step_record
 
@@ -101,18 +100,28 @@ def object_update(event: Event) -> Doc | None:
                 "ciphertext_sha256": event.ciphertext_sha256,
                 "encrypted_at": at,
             }
+        case ReplicaWritten(target=t, scrub=False):
+            return {
+                f"replicas.{t}.key": event.key,
+                f"replicas.{t}.written_at": at,
+                # what the store confirmed: a scrub proves an archived replica by it
+                f"replicas.{t}.store_digest": event.store_digest,
+            }
         case ReplicaWritten(target=t):
-            return {f"replicas.{t}.key": event.key, f"replicas.{t}.written_at": at}
-        case ReplicaVerified(target=t):
+            return {f"replicas.{t}.key": event.key}
+        case ReplicaVerified(target=t, verdict="good"):
             update = {
                 f"replicas.{t}.verified_at": event.verified_at,
+                f"replicas.{t}.proven_at": event.verified_at,
                 f"replicas.{t}.sha256": event.ciphertext_sha256,
                 f"replicas.{t}.repaired_from": event.repaired_from,
                 f"replicas.{t}.verified_by": event.mode,
             }
-            if event.mode == "read-back":  # the scheduled scrub picks the oldest of these
+            if event.mode == "read-back":
                 update[f"replicas.{t}.read_back_at"] = event.verified_at
             return update
+        case ReplicaVerified():  # a bad verdict: ``latest_verdict`` records it
+            return {}
         case ReplicaTiered():  # the tier itself: ``latest_tier``
             return {}
         case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
@@ -142,6 +151,17 @@ def latest_tier(event: ReplicaTiered) -> UpdateOne:
         "$or": newer,
     }
     return UpdateOne(selected, {"$set": update, "$push": {f"{prefix}.tier_events": event.event_id}})
+
+
+def latest_verdict(event: ReplicaVerified) -> UpdateOne:
+    """Record the replica's verdict unless a later check's is recorded already: a replica's
+    verdict is its latest check's, whatever order the checks reach the sink in."""
+    at, prefix = event.verified_at, f"replicas.{event.target}"
+    newer = [{f"{prefix}.checked_at": {"$exists": False}}, {f"{prefix}.checked_at": {"$lt": at}}]
+    return UpdateOne(
+        {"_id": doc_id(event.object_id, event.version), "$or": newer},
+        {"$set": {f"{prefix}.verdict": event.verdict, f"{prefix}.checked_at": at}},
+    )
 
 
 def read_writes(event: ObjectAccessed) -> list[UpdateOne]:
@@ -207,6 +227,8 @@ def batch_writes(
         upserts[key] = merged(upserts[key], update) if key in upserts else update
         if isinstance(event, ReplicaTiered):
             filtered.append(latest_tier(event))
+        elif isinstance(event, ReplicaVerified):
+            filtered.append(latest_verdict(event))
     writes = [UpdateOne({"_id": key}, update, upsert=True) for key, update in upserts.items()]
     return writes + filtered
 
@@ -231,8 +253,8 @@ def merged(first: Doc, then: Doc) -> Doc:
 STATE_EVENTS = (ObjectAccepted, ReplicaVerified, ReplicaRemoval, DeadLetter)
 
 
-# Timestamps of the latest occurrence (a replica is read back again by every scrub).
-LATEST = ("read_back_at",)
+# Timestamps of the latest occurrence (a replica is read back and proven again by every scrub).
+LATEST = ("read_back_at", "proven_at")
 
 
 def update_document(event: Event) -> Doc | None:
@@ -501,27 +523,3 @@ async def write_batch(
         elif (step := step_of(event)) is not None:
             trail.append(step_record(*step))
     await append_audit(db, trail, heads)
-
-
-CHECKPOINT = "latest"
-
-
-async def write_checkpoint(db: AsyncDatabase[Doc], signer: AuditSigner, now: datetime) -> bool:
-    """Sign every chain head as it stands (``audit_checkpoints``, one document replaced);
-    nothing to do when no head moved since the last checkpoint. True if one was written."""
-    heads = [(d["_id"], d["seq"], d["hash"]) async for d in db["audit_heads"].find({})]
-    digest = checkpoint_digest(heads)
-    latest = await db["audit_checkpoints"].find_one({"_id": CHECKPOINT})
-    if latest is not None and latest["digest"] == digest:
-        return False
-    doc = {
-        "_id": CHECKPOINT,
-        "number": (latest or {}).get("number", 0) + 1,
-        "at": now,
-        "digest": digest,
-        # Documents, not [id, seq, hash] triples: FerretDB stores no arrays of arrays.
-        "heads": [{"object_id": o, "seq": q, "hash": h} for o, q, h in sorted(heads)],
-        "signature": await signer.sign(digest.encode()),
-    }
-    await db["audit_checkpoints"].replace_one({"_id": CHECKPOINT}, doc, upsert=True)
-    return True

@@ -44,8 +44,8 @@ async def place(deps: Deps, target: str, key: str, tier: str) -> bool:
 
 
 async def handle(event: ReplicaVerified, deps: Deps) -> Sequence[Emit]:
-    if event.scrub and event.repaired_from is None:
-        return []  # a scrub's read-back moves nothing
+    if event.verdict != "good" or (event.scrub and event.repaired_from is None):
+        return []  # a bad replica, or a scrub's read-back: nothing to place
     if await gone(deps.registry, event.object_id, event.version):
         return []
     tier, reason = initial_tier(event.placement.tags, deps.settings.initial_tier)

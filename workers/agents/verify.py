@@ -12,6 +12,12 @@ only if the store reports the same digest now. A store that cannot report one (n
 fall back to ``read-back``: read the replica back and recompute its SHA-256; it counts only
 when it matches the digest encrypt recorded. A missing or mismatching replica is repaired
 from another copy that hashes correctly (each candidate tried once), then read back again.
+When no copy can repair it, a first verification retries (other replicas may be in flight);
+a scrub reports its verdict (``damaged`` or ``missing``), which makes the version degraded
+or lost until a later check finds it good. A scrub of a replica the store will not read
+(archived) proves it by the store's digest against the one recorded at its write, without
+rehydration; with no digest to compare it is left for later (``movingdata_scrub_unproven``);
+one the store refuses to read otherwise is ``unreadable``.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
 version is never repaired (checked before, and after a repair wrote). Its tombstone is not
 looked up for a replica the store reports or returns intact: one read before its removal is
@@ -23,15 +29,15 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from schemas.events import ReplicaVerified, ReplicaWritten, VerifyMode
+from schemas.events import ReplicaVerified, ReplicaWritten, Verdict, VerifyMode
 from topics import VERIFIED
 from workers import metrics
 from workers.core.digests import digests_match
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
-from workers.errors import IntegrityError, NotFound, Retryable
+from workers.errors import AccessDenied, IntegrityError, NotFound, Retryable
 from workers.keyregistry import gone
-from workers.stores.base import ObjectStore, ReportsDigest
+from workers.stores.base import ObjectStore, ReportsDigest, Tier
 
 STAGE = "verify"
 # How long after it was announced a store's answer to a write counts with no request to the
@@ -72,26 +78,42 @@ async def store_confirms(event: ReplicaWritten, store: ObjectStore) -> bool:
     return digests_match(event.store_digest, reported)
 
 
-async def repair(event: ReplicaWritten, deps: Deps) -> str:
-    """Copy a good replica over the bad one; return the source target used."""
+async def repair(event: ReplicaWritten, deps: Deps) -> str | None:
+    """Copy a good replica over the bad one; return the source target used (None: no
+    intact copy, checked with each candidate once)."""
     target = deps.store(event.target)
     for candidate in event.placement.targets:
         if candidate == event.target:
             continue
         try:
             written = await target.write(event.key, deps.store(candidate).read(event.key))
-        except NotFound:
+        except (NotFound, AccessDenied):  # absent, or archived: not a source now
             continue
         if written.sha256 == event.ciphertext_sha256:
             return candidate
-    # No good copy yet (other replicas may still be in flight): try again later.
-    raise Retryable(f"no intact copy to repair {event.target} from")
+    return None
+
+
+async def archived_proof(event: ReplicaWritten, store: ObjectStore) -> Verdict | None:
+    """A scrub's verdict on a replica the store will not read back (archived) from the digest
+    the store reports, without rehydrating it: good when it is the one recorded at the write,
+    damaged when it differs; None when there is nothing to compare."""
+    if event.store_digest is None or not isinstance(store, ReportsDigest):
+        return None
+    try:
+        reported = await store.stored_digest(event.key)
+    except NotFound:
+        return "missing"
+    if reported is None:
+        return None
+    return "good" if digests_match(event.store_digest, reported) else "damaged"
 
 
 async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
     store = deps.store(event.target)
     repaired_from = None
     mode: VerifyMode = "read-back"
+    verdict: Verdict = "good"
     by_digest = deps.settings.verify_mode == "store-digest"
     if by_digest and fresh(event, deps.now()) and confirmed(event, store):
         # The store's answer to the write just before: nothing to ask it. A replica we removed
@@ -102,17 +124,38 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
         mode = "store-digest"
     elif by_digest and await store_confirms(event, store):
         mode = "store-digest"
-    elif await replica_sha256(store, event.key) != event.ciphertext_sha256:
-        if await gone(deps.registry, event.object_id, event.version):
-            return []  # removed, or being removed
-        metrics.VERIFY_FAILURES.labels(event.target).inc()
-        repaired_from = await repair(event, deps)
-        metrics.REPAIRS.labels(event.target).inc()
-        if await gone(deps.registry, event.object_id, event.version):
-            await store.delete(event.key)
-            return []
-        if await replica_sha256(store, event.key) != event.ciphertext_sha256:
-            raise IntegrityError(f"{event.target} replica still differs after repair")
+    else:
+        try:
+            found = await replica_sha256(store, event.key)
+        except AccessDenied:
+            if not event.scrub:
+                raise
+            if (await store.stat(event.key)).tier != Tier.ARCHIVE:
+                verdict = "unreadable"  # the store refuses to hand it back
+            # Archived: proven by the store's digest where it reports one; else left for a
+            # read-back once it is readable (the scheduled scrub moves on to other replicas).
+            elif (proof := await archived_proof(event, store)) is None:
+                metrics.SCRUB_UNPROVEN.labels(event.target).inc()
+                return []
+            else:
+                mode, verdict = "store-digest", proof
+            found = None
+        if verdict == "good" and mode == "read-back" and found != event.ciphertext_sha256:
+            if await gone(deps.registry, event.object_id, event.version):
+                return []  # removed, or being removed
+            metrics.VERIFY_FAILURES.labels(event.target).inc()
+            repaired_from = await repair(event, deps)
+            if repaired_from is None:
+                if not event.scrub:  # other replicas may still be in flight: try again later
+                    raise Retryable(f"no intact copy to repair {event.target} from")
+                verdict = "missing" if found is None else "damaged"
+            else:
+                metrics.REPAIRS.labels(event.target).inc()
+                if await gone(deps.registry, event.object_id, event.version):
+                    await store.delete(event.key)
+                    return []
+                if await replica_sha256(store, event.key) != event.ciphertext_sha256:
+                    raise IntegrityError(f"{event.target} replica still differs after repair")
     # A scrub's verification is a step of its own: its id names the scrub request.
     parts = (event.target, event.event_id) if event.scrub else (event.target,)
     verified = stamp(
@@ -128,5 +171,6 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
         repaired_from=repaired_from,
         scrub=event.scrub,
         mode=mode,
+        verdict=verdict,
     )
     return [Emit(VERIFIED, verified, action=verified.step)]  # type: ignore[attr-defined]

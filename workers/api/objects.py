@@ -28,17 +28,20 @@ from workers.client.restore import (
     record_restore,
 )
 from workers.client.state import Unknown, pick_version
-from workers.core.versions import GONE, STATES, Content, live_replicas
+from workers.core.versions import GONE, RESTORABLE, STATES, Content, live_replicas, verdict
 from workers.errors import MovingDataError, NotFound
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"])
-StateName = Literal["pending", "verified", "failed", "deleted", "shredded"]
+StateName = Literal["pending", "verified", "degraded", "lost", "failed", "deleted", "shredded"]
 assert set(STATES) == set(StateName.__args__)  # type: ignore[attr-defined]
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class Replica(BaseModel):
     key: str | None = None
+    verdict: Literal["good", "damaged", "missing", "unreadable"] | None = None
+    checked_at: UtcDateTime | None = None
+    proven_at: UtcDateTime | None = None
     verified_at: UtcDateTime | None = None
     tier: str | None = None
     tiered_at: UtcDateTime | None = None
@@ -130,7 +133,10 @@ def version_view(doc: dict[str, Any]) -> VersionView:
         created_at=doc.get("created_at"),
         requested_by=doc.get("requested_by"),
         last_read_at=doc.get("last_read_at"),
-        replicas={t: Replica(**r) for t, r in (doc.get("replicas") or {}).items()},
+        replicas={
+            t: Replica(**{**r, "verdict": verdict(r)})
+            for t, r in (doc.get("replicas") or {}).items()
+        },
     )
 
 
@@ -328,7 +334,7 @@ async def get_content(
         doc = pick_version(docs, version, docs[0].get("name", object_id))
     except Unknown as exc:
         raise Problem(404, str(exc)) from None
-    if doc.get("state") != "verified":
+    if doc.get("state") not in RESTORABLE:
         raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to read")
     size = int(doc["size"])
     span = byte_range(range, size)

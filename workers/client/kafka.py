@@ -1,11 +1,13 @@
 """Producing to and reading from the chain's topics, as any client does."""
 
 from collections.abc import AsyncIterator, Iterable
+from contextlib import suppress
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.codec import decode, encode
+from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import AuditRecord, Event, IngestRequest
 from topics import AUDIT, INGEST, TopicSpec
 from workers.broker import kafka_options
@@ -92,5 +94,38 @@ async def tail_audit(
                     else:
                         continue
                     seen += 1
+    finally:
+        await consumer.stop()
+
+
+async def audit_records_to_end(settings: Settings) -> AsyncIterator[AuditRecord]:
+    """Every record on the audit topic from its beginning to its end as of now (records that
+    do not decode are skipped: the dead-letter path reports them)."""
+    name = AUDIT.name(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    parts = [TopicPartition(name, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        begins = await consumer.beginning_offsets(parts)
+        left = {tp for tp in parts if ends[tp] > begins[tp]}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=10_000)
+            if not batch:  # nothing more to read (the rest expired meanwhile)
+                return
+            for tp, messages in batch.items():
+                for message in messages:
+                    with suppress(InvalidEvent):
+                        yield decode(message.value, AuditRecord)
+                    if message.offset + 1 >= ends[tp]:
+                        left.discard(tp)
     finally:
         await consumer.stop()

@@ -2,7 +2,6 @@
 key work done outside the agents."""
 
 import asyncio
-import math
 import socket
 import time
 import uuid
@@ -26,7 +25,8 @@ from workers.client.identity import Actor, worker_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
 from workers.core.reconcile import redrive, stalled
-from workers.core.versions import GONE, doc_id
+from workers.core.scrub import scrubbable
+from workers.core.versions import doc_id
 from workers.settings import Settings
 
 TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
@@ -151,16 +151,13 @@ def scrub_requests(doc: Doc, run_id: str, actor: Actor = SCHEDULED) -> list[Repl
             ciphertext_sha256=doc["ciphertext_sha256"],
             plaintext_sha256=doc["plaintext_sha256"],
             key_id=doc["key_id"],
+            # what the store confirmed at the write: proves an archived replica (verify)
+            store_digest=((doc.get("replicas") or {}).get(target) or {}).get("store_digest"),
             scrub=True,
             actor=actor.name,
         )
         for target in doc["targets"]
     ]
-
-
-def scrubbable(doc: Doc) -> bool:
-    """A stored version (its ciphertext recorded), not deleted or shredded."""
-    return "ciphertext_sha256" in doc and doc.get("state") not in GONE
 
 
 async def scrub(settings: Settings, docs: Iterable[Doc], *, actor: Actor) -> int:
@@ -173,42 +170,6 @@ async def scrub(settings: Settings, docs: Iterable[Doc], *, actor: Actor) -> int
     ]
     await produce_events(settings, AUDIT, asked)
     events = [e for doc in chosen for e in scrub_requests(doc, run_id, actor)]
-    return await send_scrub(settings, events)
-
-
-NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-def least_recently_read_back(docs: Iterable[Doc], share: float) -> list[tuple[Doc, str]]:
-    """The ``share`` of the replicas of ``docs`` (at least one when there are any) read back
-    longest ago, never-read-back ones first: a schedule of these reads every replica back."""
-    replicas = []
-    for doc in docs:
-        if not scrubbable(doc):
-            continue
-        for target in doc.get("targets", ()):
-            at = ((doc.get("replicas") or {}).get(target) or {}).get("read_back_at") or NEVER
-            if at.tzinfo is None:  # MongoDB hands back naive UTC datetimes
-                at = at.replace(tzinfo=UTC)
-            replicas.append((at, doc["_id"], target, doc))
-    if not replicas or share <= 0:
-        return []
-    replicas.sort(key=lambda r: r[:3])
-    return [(doc, target) for _, _, target, doc in replicas[: math.ceil(share * len(replicas))]]
-
-
-async def scrub_share(settings: Settings, state: State, share: float) -> int:
-    """Read back the ``share`` of all stored replicas read back longest ago (the scheduled
-    scrub); return how many were sent."""
-    query = {"ciphertext_sha256": {"$exists": True}, "state": {"$nin": sorted(GONE)}}
-    docs = [doc async for doc in state.db["objects"].find(query)]
-    run_id = uuid.uuid4().hex
-    events = [
-        e
-        for doc, target in least_recently_read_back(docs, share)
-        for e in scrub_requests(doc, run_id)
-        if e.target == target
-    ]
     return await send_scrub(settings, events)
 
 

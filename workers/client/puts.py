@@ -293,7 +293,7 @@ def settled(
         failures = doc.get("failures") or {}
         reason = next(iter(failures.values()), "failed")  # type: ignore[attr-defined]
         return PutResult(request, "failed", version, str(reason))
-    if state in ("deleted", "shredded"):
+    if state in ("deleted", "shredded", "degraded", "lost"):
         return PutResult(request, "failed", version, f"v{version} was {state} meanwhile")
     return None
 

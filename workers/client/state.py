@@ -8,7 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from schemas.events import OBJECT_ID, object_id_for, safe_key
-from workers.core.versions import STATES, doc_id
+from workers.core.versions import RESTORABLE, STATES, doc_id
 from workers.mongo import by_ids
 from workers.settings import Settings
 
@@ -135,15 +135,16 @@ def matches(doc: Doc, state: str | None, store: str | None, tier: str | None) ->
 
 
 def pick_version(docs: Sequence[Doc], version: int | None, name: str) -> Doc:
-    """The version asked for, else the newest verified one; ``Unknown`` saying why not."""
+    """The version asked for, else the newest one with a good replica (verified, else
+    degraded); ``Unknown`` saying why not."""
     if version is not None:
         for doc in docs:
             if doc["version"] == version:
                 return doc
         have = ", ".join(str(d["version"]) for d in docs)
         raise Unknown(f"{name} has no version {version} (versions: {have})")
-    verified = [d for d in docs if d.get("state") == "verified"]
-    if not verified:
+    readable = [d for d in docs if d.get("state") in RESTORABLE]
+    if not readable:
         states = ", ".join(f"v{d['version']} {d.get('state', 'pending')}" for d in docs)
         raise Unknown(f"{name} has no verified version ({states})")
-    return verified[-1]
+    return readable[-1]

@@ -4,9 +4,10 @@ A record's hash covers every field of the stored record (its place ``seq``, its 
 previous hash: all but ``hash`` itself) in canonical JSON, so editing, removing or reordering
 any record breaks every later link. Each chain's head (last ``seq`` and ``hash``) is kept
 apart; comparing a chain with its head catches records cut off its end, or a whole chain
-deleted. A checkpoint lists every head at one moment, signed by a key the database does not
-hold, so a chain rewritten and re-hashed by someone with write access to the database no
-longer matches the latest checkpoint.
+deleted. A checkpoint signs a Merkle root over every head at one moment, with a key the
+database does not hold, and names the checkpoint before it, so a chain rewritten and
+re-hashed by someone with write access to the database no longer extends the head signed
+(``extension_problem``), and the log of checkpoints cannot be cut or rolled back unseen.
 """
 
 import hashlib
@@ -74,22 +75,59 @@ def chain_problem(
     return None
 
 
-def checkpoint_digest(heads: Iterable[tuple[str, int, str]]) -> str:
-    """The SHA-256 a checkpoint signs: every (object id, seq, hash), sorted."""
-    lines = "\n".join(f"{o}:{s}:{h}" for o, s, h in sorted(heads))
-    return hashlib.sha256(lines.encode()).hexdigest()
+def checkpoint_digest(number: int, at: datetime, prev: str, root: str, size: int) -> str:
+    """The SHA-256 a checkpoint signs: its number, time, the previous checkpoint's digest
+    (``GENESIS`` for the first) and the Merkle root over ``size`` signed heads."""
+    body = canonical({"number": number, "at": at, "prev": prev, "root": root, "size": size})
+    return hashlib.sha256(f"movingdata-checkpoint/1\n{body}".encode()).hexdigest()
 
 
-def checkpoint_problems(
-    heads: Iterable[tuple[str, int, str]], chains: Mapping[str, Sequence[Mapping[str, Any]]]
-) -> dict[str, str]:
-    """Objects whose chain no longer holds the record a checkpoint's head names."""
-    problems = {}
-    for object_id, seq, digest in heads:
-        by_seq = {r["seq"]: r for r in chains.get(object_id, ())}
-        record = by_seq.get(seq)
-        if record is None:
-            problems[object_id] = f"record at seq {seq} (checkpointed) is gone"
-        elif record["hash"] != digest:
-            problems[object_id] = f"record {record['event_id']} was rewritten after a checkpoint"
-    return problems
+def extension_problem(
+    signed: tuple[int, str] | None,
+    records: Sequence[Mapping[str, Any]],
+    head: tuple[int, str],
+) -> str | None:
+    """Why the chain as it stands does not extend the head signed before (None: it does).
+
+    ``signed``: the (seq, hash) a checkpoint signed (None: none yet, so the chain must start
+    at the genesis); ``records``: the chain's records from the signed seq (or the first) to
+    the current ``head``, in seq order. Each must link to the one before and hash right.
+    """
+    seq, prev = signed if signed is not None else (0, GENESIS)
+    head_seq, head_hash = head
+    if head_seq < seq:
+        return f"the head moved back from seq {seq} to {head_seq}"
+    at = records[0] if records else None
+    if signed is not None:
+        if at is None or at.get("seq") != seq:
+            return f"record at seq {seq} (checkpointed) is gone"
+        if at.get("hash") != prev:
+            return f"record {at.get('event_id')} was rewritten after a checkpoint"
+        records = records[1:]
+    for record in records:
+        seq += 1
+        if (
+            record.get("seq") != seq
+            or record.get("prev_hash") != prev
+            or record.get("hash") != record_hash(prev, record)
+        ):
+            return f"first bad record {record.get('event_id')}"
+        prev = str(record["hash"])
+    if seq != head_seq or prev != head_hash:
+        return f"records after seq {seq} do not reach the head (seq {head_seq})"
+    return None
+
+
+def signed_problem(
+    records: Sequence[Mapping[str, Any]], signed: Mapping[str, Any] | None
+) -> str | None:
+    """What a chain (records in any order) lost of the head a checkpoint signed (None:
+    nothing, or no head signed yet)."""
+    if signed is None:
+        return None
+    at = next((r for r in records if r["seq"] == signed["seq"]), None)
+    if at is None:
+        return f"record at seq {signed['seq']} (checkpointed) is gone"
+    if at["hash"] != signed["hash"]:
+        return f"record {at['event_id']} was rewritten after a checkpoint"
+    return None

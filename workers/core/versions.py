@@ -5,9 +5,16 @@ is a function of its ``objects`` document alone, so it does not depend on the or
 the sink saw the events that built the document:
 
 - ``shredded`` / ``deleted``: a tombstone was written (forget / rm); nothing brings it back;
-- ``verified``: every target's replica was verified;
-- ``failed``: a stage of the chain gave up on it (and it is not verified);
+- ``verified``: every target holds a replica whose latest verdict is good: a present-tense
+  claim, withdrawn as soon as a check (a scrub, a verification) finds a replica bad;
+- ``degraded``: some target's replica was found bad (damaged, missing, unreadable) and at
+  least one target's is good: restorable, and waiting for a repair;
+- ``lost``: replicas were found bad and none is good;
+- ``failed``: a stage of the chain gave up on it before it was verified;
 - ``pending``: on its way.
+
+A replica's verdict is the latest check's (``verdict``, ``checked_at``); ``proven_at`` is the
+time of its latest good one. Documents from before verdicts count a verified replica as good.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,9 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-STATES = ("pending", "verified", "failed", "deleted", "shredded")
+STATES = ("pending", "verified", "degraded", "lost", "failed", "deleted", "shredded")
 LIVE = frozenset({"pending", "verified"})  # what an unchanged put may point at
 GONE = frozenset({"deleted", "shredded"})
+RESTORABLE = frozenset({"verified", "degraded"})  # at least one good replica
+VERDICTS = ("good", "damaged", "missing", "unreadable")
+BAD = frozenset({"damaged", "missing", "unreadable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +52,24 @@ def doc_id(object_id: str, version: int) -> str:
     return f"{object_id}:v{version}"
 
 
+def verdict(replica: Mapping[str, Any] | None) -> str | None:
+    """A replica's current verdict: its latest check's, ``good`` for one verified before
+    verdicts were recorded, None when it was never checked."""
+    if not replica:
+        return None
+    if replica.get("verdict"):
+        return str(replica["verdict"])
+    return "good" if replica.get("verified_at") else None
+
+
 def live_replicas(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The version's verified replicas not removed, by target (sorted)."""
+    """The version's replicas whose current verdict is good, not removed, by target (sorted):
+    the ones a restore may read."""
     replicas = doc.get("replicas") or {}
     return {
         t: r
         for t, r in sorted(replicas.items())
-        if r.get("verified_at") and not r.get("removed_at")
+        if verdict(r) == "good" and not r.get("removed_at")
     }
 
 
@@ -57,12 +78,16 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def verified_everywhere(doc: Mapping[str, Any] | None) -> bool:
-    """Every target of the version has a verified replica."""
-    if doc is None or not doc.get("targets"):
-        return False
+def verdicts(doc: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each target's replica's current verdict (None: never checked)."""
     replicas = doc.get("replicas") or {}
-    return all((replicas.get(t) or {}).get("verified_at") for t in doc["targets"])
+    return {t: verdict(replicas.get(t)) for t in doc.get("targets") or ()}
+
+
+def verified_everywhere(doc: Mapping[str, Any] | None) -> bool:
+    """Every target of the version holds a good replica now."""
+    found = verdicts(doc) if doc is not None else {}
+    return bool(found) and all(v == "good" for v in found.values())
 
 
 def version_state(doc: Mapping[str, Any]) -> str:
@@ -73,6 +98,10 @@ def version_state(doc: Mapping[str, Any]) -> str:
         return "deleted"
     if verified_everywhere(doc):
         return "verified"
+    found = verdicts(doc)
+    good = [t for t, v in found.items() if v == "good"]
+    if any(v in BAD for v in found.values()):
+        return "degraded" if good else "lost"
     if doc.get("failed_at"):
         return "failed"
     return "pending"

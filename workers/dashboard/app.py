@@ -7,6 +7,7 @@ or typed in); it shows that token's tenant only, and never a secret.
 import pandas as pd
 import streamlit as st
 
+from workers.core.versions import STATES
 from workers.dashboard.data import (
     Data,
     by_state,
@@ -38,10 +39,8 @@ overview, activity, letters, lineage, fleet = st.tabs(
 
 with overview:
     states = by_state(docs)
-    columns = st.columns(5)
-    for column, state in zip(
-        columns, ("pending", "verified", "failed", "deleted", "shredded"), strict=True
-    ):
+    columns = st.columns(len(STATES))
+    for column, state in zip(columns, STATES, strict=True):
         column.metric(state, states.get(state, 0))
     repaired = sum(
         1 for d in docs for r in (d.get("replicas") or {}).values() if r.get("repaired_from")

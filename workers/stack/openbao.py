@@ -26,7 +26,7 @@ def policies(kek: str, audit_key: str) -> dict[str, str]:
     deployment's or a test's own KEK; encrypting with a missing key creates it). A glob may
     only end a path; ``+`` stands for one segment.
 
-    - worker: encrypt and decrypt data keys, sign audit checkpoints;
+    - worker: encrypt and decrypt data keys, sign and verify audit checkpoints;
     - reader (restore, audit verify): decrypt, verify checkpoints;
     - admin (keys rotate): re-wrap, rotate, disable old versions; never held by a worker.
     """
@@ -39,6 +39,8 @@ def policies(kek: str, audit_key: str) -> dict[str, str]:
             (f"encrypt/{kek}*", '"create", "update"'),
             (f"decrypt/{kek}*", '"update"'),
             (f"sign/{audit_key}", '"update"'),
+            # the sink checks the log's latest checkpoint before it signs the next
+            (f"verify/{audit_key}", '"update"'),
         ),
         "movingdata-reader": paths(
             (f"decrypt/{kek}*", '"update"'),

@@ -4,6 +4,7 @@ from workers.core.versions import (
     Content,
     VersionView,
     latest_live,
+    live_replicas,
     to_retire,
     unchanged_version,
     version_state,
@@ -29,6 +30,22 @@ def test_state_of_a_version_follows_from_its_document_alone() -> None:
     assert version_state({**VERIFIED, "deleted_at": 1, "shredded_at": 2}) == "shredded"
 
 
+def test_verified_is_present_tense_degraded_and_lost_follow_the_verdicts() -> None:
+    damaged = {"verified_at": 1, "verdict": "damaged", "checked_at": 3}
+    good_again = {"verified_at": 1, "verdict": "good", "checked_at": 4}
+    one_bad = {"targets": ["s3", "gcs"], "replicas": {"s3": damaged, "gcs": {"verified_at": 2}}}
+    assert version_state(one_bad) == "degraded"
+    all_bad = {"targets": ["s3", "gcs"], "replicas": {"s3": damaged, "gcs": damaged}}
+    assert version_state(all_bad) == "lost"
+    assert version_state({**all_bad, "failed_at": 1}) == "lost"
+    missing = {"targets": ["s3", "gcs"], "replicas": {"s3": {"verdict": "missing"}}}
+    assert version_state(missing) == "lost"  # none good, one found bad
+    repaired = {"targets": ["s3", "gcs"], "replicas": {"s3": good_again, "gcs": good_again}}
+    assert version_state(repaired) == "verified"
+    assert version_state({**all_bad, "deleted_at": 1}) == "deleted"
+    assert list(live_replicas(one_bad)) == ["gcs"]  # restore skips the damaged one
+
+
 def test_unchanged_means_same_content_as_the_newest_live_version() -> None:
     views = [VersionView(2, "verified", B), VersionView(1, "verified", A)]
     assert unchanged_version(views, B, force=False) == 2
@@ -38,8 +55,8 @@ def test_unchanged_means_same_content_as_the_newest_live_version() -> None:
     assert unchanged_version([], A, force=False) is None
 
 
-def test_failed_deleted_and_shredded_versions_never_count_as_unchanged() -> None:
-    for state in ("failed", "deleted", "shredded"):
+def test_failed_degraded_lost_deleted_and_shredded_versions_never_count_as_unchanged() -> None:
+    for state in ("failed", "degraded", "lost", "deleted", "shredded"):
         views = [VersionView(2, state, B), VersionView(1, "verified", A)]
         assert unchanged_version(views, B, force=False) is None
         assert unchanged_version(views, A, force=False) == 1  # v1 is the newest live one

@@ -1,0 +1,153 @@
+"""The checkpoint log on the real MongoDB-protocol server, signed by the real OpenBao transit
+key: appended, never replaced; a head that does not extend its signed one is refused; a log
+put back to an older checkpoint, or signed heads edited, stop the round; ``verify`` names
+each, and a crash between a checkpoint and its signed heads is completed."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.integration.test_audit_chain import records, trail
+from workers.agents.sink import append_audit, create_indexes
+from workers.audit import checkpoints
+from workers.audit.checkpoints import SIGNED, Signed, all_signed, sign_next
+from workers.audit.verify import verify
+from workers.core.auditchain import record_hash
+from workers.keys import AuditSigner, open_signer
+from workers.settings import Settings
+
+Doc = dict[str, Any]
+T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(settings: Settings, unique: str) -> AsyncIterator[AsyncDatabase[Doc]]:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(settings.mongo_url)
+    try:
+        await create_indexes(client[unique])
+        await checkpoints.create_indexes(client[unique])
+        yield client[unique]
+    finally:
+        await client.drop_database(unique)
+        await client.close()
+
+
+@pytest.fixture
+async def signer(settings: Settings) -> AsyncIterator[AuditSigner]:
+    signer = open_signer(settings)
+    yield signer
+    await signer.close()
+
+
+async def signed_round(db: AsyncDatabase[Doc], signer: AuditSigner, n: int) -> Doc:
+    done = await sign_next(db, signer, T0 + timedelta(seconds=n), None)
+    assert done.problem is None and not done.refused and done.signed is not None
+    return done.signed
+
+
+async def test_checkpoints_are_appended_and_link_to_the_one_before(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(db, records("a", 0, 3) + records("b", 0, 2))
+    first = await signed_round(db, signer, 1)
+    assert (first["_id"], first["size"], first["moved"]) == (1, 2, 2)
+    assert await all_signed(db)
+    assert (await sign_next(db, signer, T0, None)).signed is None  # nothing moved
+    await append_audit(db, records("a", 3, 5))
+    second = await signed_round(db, signer, 2)
+    assert (second["_id"], second["prev"], second["moved"]) == (2, first["digest"], 1)
+    assert await db["audit_log"].count_documents({}) == 2  # appended, not replaced
+    found = await verify(db, signer, [{"number": 1, "digest": first["digest"]}])
+    assert found.broken == {} and found.chains == 2 and "checkpoint 2" in found.log
+    await db[SIGNED].update_one({"_id": "b"}, {"$set": {"seq": 1}})  # a signed head edited
+    done = await sign_next(db, signer, T0 + timedelta(seconds=3), None)
+    assert done.signed is None and "no longer give checkpoint 2's root" in str(done.problem)
+
+
+async def test_a_consistent_rewrite_and_a_cut_end_are_refused_and_named(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(
+        db, records("a", 0, 4) + records("b", 0, 4) + records("c", 0, 2) + records("d", 0, 2)
+    )
+    await signed_round(db, signer, 1)
+    await db["audit"].delete_many({"object_id": "d"})  # a whole chain and its head deleted
+    await db["audit_heads"].delete_one({"_id": "d"})
+    chain = await trail(db, "a")  # a middle record edited, every later one re-hashed
+    chain[1]["detail"] = {"forged": True}
+    prev = chain[0]["hash"]
+    for record in chain[1:]:
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(prev, record)
+        await db["audit"].replace_one({"_id": record["_id"]}, record)
+    await db["audit_heads"].update_one({"_id": "a"}, {"$set": {"hash": prev}})
+    cut = await trail(db, "b")  # the end cut, the head moved back to match
+    await db["audit"].delete_one({"_id": cut[-1]["_id"]})
+    await db["audit_heads"].update_one(
+        {"_id": "b"}, {"$set": {"seq": cut[-2]["seq"], "hash": cut[-2]["hash"]}}
+    )
+    await append_audit(db, records("c", 2, 3))  # an honest change goes on being signed
+
+    done = await sign_next(db, signer, T0 + timedelta(seconds=2), None)
+    assert set(done.refused) == {"a", "b", "d"}, done.refused
+    assert "its head is gone" in done.refused["d"][0]
+    assert "rewritten after a checkpoint" in done.refused["a"][0]
+    assert "moved back" in done.refused["b"][0]
+    assert done.signed is not None and done.signed["moved"] == 1  # c alone
+    signed_a = await db[SIGNED].find_one({"_id": "a"})
+    assert signed_a is not None and signed_a["seq"] == 4 and signed_a["hash"] != prev
+    found = await verify(db, signer, ())
+    assert set(found.broken) == {"a", "b", "d"}, found.broken
+    assert "gone" in found.broken["d"]
+    assert "rewritten after a checkpoint" in found.broken["a"]
+    assert "gone" in found.broken["b"]
+
+
+async def test_a_log_put_back_or_signed_heads_edited_stop_the_round(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(db, records("a", 0, 2))
+    first = await signed_round(db, signer, 1)
+    await append_audit(db, records("a", 2, 3))
+    second = await signed_round(db, signer, 2)
+    # The second checkpoint removed and everything put back as at the first (a restore of
+    # an older backup): consistent in itself.
+    await db["audit_log"].delete_one({"_id": 2})
+    await db["audit_signed_changes"].delete_many({"number": 2})
+    await db[SIGNED].update_one({"_id": "a"}, {"$set": {"seq": 2, "number": 1}})
+    old = await trail(db, "a")
+    await db[SIGNED].update_one({"_id": "a"}, {"$set": {"hash": old[1]["hash"]}})
+    await db["audit"].delete_one({"_id": old[-1]["_id"]})
+    await db["audit_heads"].update_one({"_id": "a"}, {"$set": {"seq": 2, "hash": old[1]["hash"]}})
+    last = Signed(second["_id"], second["digest"])
+    done = await sign_next(db, signer, T0 + timedelta(seconds=3), last)
+    assert done.signed is None and "went back" in str(done.problem)
+    published = [{"number": n["_id"], "digest": n["digest"]} for n in (first, second)]
+    found = await verify(db, signer, published)
+    assert "checkpoint 2 was published but the log does not hold it" in found.broken["checkpoint"]
+    assert "a" not in found.broken  # the chain agrees with the rolled-back log
+
+    # A signed head edited where the latest checkpoint's own record of it is kept.
+    await db["audit_signed_changes"].update_one({"_id": "1:a"}, {"$set": {"seq": 1}})
+    done = await sign_next(db, signer, T0 + timedelta(seconds=4), None)
+    assert done.signed is None and "no longer give checkpoint 1's root" in str(done.problem)
+
+
+async def test_a_crash_between_a_checkpoint_and_its_signed_heads_is_completed(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(db, records("a", 0, 2) + records("b", 0, 1))
+    await signed_round(db, signer, 1)
+    await append_audit(db, records("a", 2, 4))
+    await signed_round(db, signer, 2)
+    # As if the process stopped after the checkpoint and before applying its signed heads.
+    before = (await trail(db, "a"))[1]
+    await db[SIGNED].update_one({"_id": "a"}, {"$set": {"seq": 2, "hash": before["hash"]}})
+    done = await sign_next(db, signer, T0 + timedelta(seconds=3), None)
+    assert done.problem is None, done.problem
+    assert await all_signed(db)
+    assert (await verify(db, signer, ())).broken == {}

@@ -1,0 +1,85 @@
+"""The scheduled scrub's choice and coverage: last attempt first, a window covered."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from workers.core.scrub import choose, coverage, per_round
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+def doc(n: int, replicas: dict[str, dict[str, Any]], state: str = "verified") -> dict[str, Any]:
+    return {
+        "_id": f"o{n}:1",
+        "ciphertext_sha256": "0" * 64,
+        "state": state,
+        "targets": list(replicas),
+        "replicas": replicas,
+    }
+
+
+def chosen(docs: list[dict[str, Any]], share: float) -> list[tuple[str, str]]:
+    return [(d["_id"], t) for d, t in choose(docs, share, HOUR, 30 * DAY)]
+
+
+def test_the_replica_attempted_longest_ago_goes_first() -> None:
+    docs = [
+        doc(1, {"s3": {"read_back_at": T0 + 2 * HOUR}, "gcs": {"read_back_at": T0}}),
+        doc(2, {"s3": {}, "azure": {"read_back_at": T0 + HOUR}}),
+    ]
+    assert chosen(docs, 0.5) == [("o2:1", "s3"), ("o1:1", "gcs")]
+
+
+def test_an_attempt_that_proved_nothing_still_moves_the_replica_back() -> None:
+    """An archived replica whose read-back fails never advances ``read_back_at``; its
+    attempt does, so the hot replica gets its turn (what starved before)."""
+    archived = {"read_back_at": T0, "scrub_attempted_at": T0 + 5 * HOUR}
+    docs = [doc(1, {"azure": archived, "s3": {"read_back_at": T0 + HOUR}})]
+    assert chosen(docs, 0.0001) == [("o1:1", "s3")]
+
+
+def test_at_least_one_and_never_gone_versions() -> None:
+    docs = [
+        doc(1, {"s3": {"read_back_at": T0}}, state="deleted"),
+        doc(2, {"s3": {"read_back_at": T0}}),
+        doc(3, {"s3": {"read_back_at": T0}}),
+    ]
+    assert chosen(docs, 0.0001) == [("o2:1", "s3")]
+    assert chosen([], 1.0) == []
+
+
+def test_each_round_takes_what_the_window_needs() -> None:
+    assert per_round(720_000, 0.0, HOUR, 30 * DAY) == 1000  # 720 rounds in 30 days
+    assert per_round(720_000, 0.01, HOUR, 30 * DAY) == 7200  # the share is more
+    assert per_round(10, 0.0, HOUR, 30 * DAY) == 1
+    assert per_round(0, 0.5, HOUR, 30 * DAY) == 0
+
+
+def test_repeated_rounds_read_every_replica_back_even_with_failing_ones() -> None:
+    targets = ("s3", "azure", "gcs")
+    docs = [doc(n, {t: {"written_at": T0} for t in targets}) for n in range(10)]
+    seen: set[tuple[str, str]] = set()
+    now = T0
+    for _ in range(10):  # 10% a round: ten rounds cover all thirty replicas
+        now += HOUR
+        for d, target in choose(docs, 0.1, HOUR, 30 * DAY):
+            seen.add((d["_id"], target))
+            d["replicas"][target]["scrub_attempted_at"] = now  # what the job records
+            if target != "azure":  # azure's are archived: never read back
+                d["replicas"][target]["read_back_at"] = now
+    assert len(seen) == 30
+
+
+def test_coverage_counts_states_oldest_proofs_and_lag() -> None:
+    now = T0 + 40 * DAY
+    docs = [
+        doc(1, {"s3": {"proven_at": T0 + 20 * DAY, "verdict": "good", "read_back_at": T0}}),
+        doc(2, {"s3": {"verified_at": T0 + 30 * DAY, "written_at": T0 + 30 * DAY}}),
+        doc(3, {"s3": {"verdict": "damaged", "proven_at": T0, "read_back_at": now}}, "lost"),
+        doc(4, {"s3": {"verified_at": T0}}, state="deleted"),
+    ]
+    found = coverage(docs, now, 30 * DAY)
+    assert found.versions == {"verified": 2, "lost": 1, "deleted": 1}
+    assert found.oldest_proof_s == {"s3": (20 * DAY).total_seconds()}  # bad and gone skipped
+    assert found.behind_s == (10 * DAY).total_seconds()  # doc 1 last read back 40 days ago

@@ -1,0 +1,135 @@
+"""``audit verify``: the chains, their heads, the signed heads and the checkpoint log, checked
+in one streamed pass (constant memory: one chain at a time), and the log against the copy
+published on the audit topic.
+
+- The log: numbered from 1 with no gap, each checkpoint naming the digest of the one before,
+  each digest what its fields give, the latest validly signed (through the links, it vouches
+  for every one before), and the signed heads giving its Merkle root.
+- Each chain: every link holds, it reaches its head (``chain_problem``), and it still holds
+  its signed head's record (a chain rewritten or cut after it was signed).
+- Published: every checkpoint seen on the audit topic is in the log with the same digest;
+  one the log lacks means the database was put back to an older state.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from workers.audit.checkpoints import CHAIN, LOG, SIGNED, changes_of, digest_of, root_of
+from workers.core.auditchain import GENESIS, chain_problem, signed_problem
+
+Doc = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What ``audit verify`` found: chains checked, problems by object (or ``checkpoint``),
+    and a line on the log."""
+
+    chains: int = 0
+    broken: dict[str, str] = field(default_factory=dict)
+    log: str = "no checkpoint yet"
+
+
+async def check_log(
+    db: AsyncDatabase[Doc], signer: Any, published: Iterable[Mapping[str, Any]]
+) -> tuple[Doc | None, list[str]]:
+    """The latest checkpoint and what is wrong with the log."""
+    problems: list[str] = []
+    prev, number, top = GENESIS, 0, None
+    digests: dict[int, str] = {}
+    async for doc in db[LOG].find({}, sort=[("_id", ASCENDING)]):
+        number += 1
+        if doc["_id"] != number:
+            problems.append(f"checkpoint {number} is missing from the log (next: {doc['_id']})")
+            number = doc["_id"]
+        elif doc["prev"] != prev:
+            problems.append(f"checkpoint {number} does not follow checkpoint {number - 1}")
+        if digest_of(doc) != doc["digest"]:
+            problems.append(f"checkpoint {number}'s fields do not give its digest")
+        prev, top = doc["digest"], doc
+        digests[number] = doc["digest"]
+    if top is not None:
+        if not await signer.verify(top["digest"].encode(), top["signature"]):
+            problems.append(f"checkpoint {top['_id']} is not validly signed")
+        if await root_of(db, await changes_of(db, top["_id"])) != (top["root"], top["size"]):
+            problems.append(f"the signed heads no longer give checkpoint {top['_id']}'s root")
+    for record in published:
+        n, digest = record["number"], record["digest"]
+        if n not in digests:
+            problems.append(
+                f"checkpoint {n} was published but the log does not hold it (rolled back)"
+            )
+        elif digests[n] != digest:
+            problems.append(f"checkpoint {n} differs from the one published")
+    return top, problems
+
+
+async def by_id(
+    db: AsyncDatabase[Doc], name: str, only: str | None
+) -> AsyncIterator[tuple[str, Doc]]:
+    query = {"_id": only} if only else {}
+    async for doc in db[name].find(query, {"ids": 0}, sort=[("_id", ASCENDING)]):
+        yield doc["_id"], doc
+
+
+async def merged(
+    *streams: AsyncIterator[tuple[str, Any]],
+) -> AsyncIterator[tuple[str, list[Any]]]:
+    """Streams sorted by key, joined: each key once, with each stream's item (or None)."""
+    heads = [await anext(s, None) for s in streams]
+    while any(h is not None for h in heads):
+        key = min(h[0] for h in heads if h is not None)
+        items = []
+        for n, h in enumerate(heads):
+            if h is not None and h[0] == key:
+                items.append(h[1])
+                heads[n] = await anext(streams[n], None)
+            else:
+                items.append(None)
+        yield key, items
+
+
+async def chains(db: AsyncDatabase[Doc], only: str | None) -> AsyncIterator[tuple[str, list[Doc]]]:
+    """Each object's chain, in seq order, one at a time."""
+    query = {"object_id": only} if only else {}
+    current: str | None = None
+    records: list[Doc] = []
+    async for doc in db["audit"].find(query, sort=[("object_id", ASCENDING), ("seq", ASCENDING)]):
+        if doc["object_id"] != current:
+            if current is not None:
+                yield current, records
+            current, records = doc["object_id"], []
+        records.append(doc)
+    if current is not None:
+        yield current, records
+
+
+async def verify(
+    db: AsyncDatabase[Doc],
+    signer: Any,
+    published: Iterable[Mapping[str, Any]],
+    only: str | None = None,
+) -> Verdict:
+    """Check the log and every chain (``only``: one object's) against its head and signed head."""
+    out = Verdict()
+    top, problems = await check_log(db, signer, published)
+    if problems:
+        out.broken["checkpoint"] = "; ".join(problems)
+    if top is not None:
+        at = f"{top['at']:%Y-%m-%d %H:%M:%S}"
+        out.log = f"checkpoint {top['_id']} of {at} UTC verified ({top['size']} heads)"
+    joined = merged(chains(db, only), by_id(db, "audit_heads", only), by_id(db, SIGNED, only))
+    async for object_id, (records, head, signed) in joined:
+        if object_id == CHAIN:
+            continue
+        out.chains += records is not None
+        # What was signed first: a rewrite after a checkpoint is the finding, whatever was
+        # appended to the chain since.
+        problem = signed_problem(records or [], signed) or chain_problem(records or [], head)
+        if problem is not None:
+            out.broken[object_id] = problem
+    return out
