@@ -13,12 +13,17 @@ from typing import Any
 
 from workers.stack.localenv import write_secret
 
-SEAWEED_POLICY = """
-path "transit/encrypt/*"  { capabilities = ["update"] }
-path "transit/decrypt/*"  { capabilities = ["update"] }
-path "transit/datakey/*"  { capabilities = ["update"] }
-path "transit/keys/*"     { capabilities = ["read"] }
-"""
+
+def seaweed_policy(sse_key: str) -> str:
+    """SeaweedFS's SSE-KMS token: its own transit key only (data keys for objects at rest,
+    and reading the key's metadata). Never the data-key KEK: a decrypt there would unwrap
+    every object version's data key."""
+    return (
+        f'path "transit/encrypt/{sse_key}"     {{ capabilities = ["update"] }}\n'
+        f'path "transit/decrypt/{sse_key}"     {{ capabilities = ["update"] }}\n'
+        f'path "transit/datakey/+/{sse_key}"   {{ capabilities = ["update"] }}\n'
+        f'path "transit/keys/{sse_key}"        {{ capabilities = ["read"] }}\n'
+    )
 
 
 def policies(kek: str, audit_key: str) -> dict[str, str]:
@@ -107,7 +112,7 @@ def configure(api: OpenBaoAPI, *, kek: str, sse_key: str, audit_key: str) -> Non
     for key in (kek, sse_key):
         api.call("POST", f"transit/keys/{key}", {"type": "aes256-gcm96"})
     api.call("POST", f"transit/keys/{audit_key}", {"type": "ed25519"})
-    api.call("PUT", "sys/policies/acl/movingdata-seaweed", {"policy": SEAWEED_POLICY})
+    api.call("PUT", "sys/policies/acl/movingdata-seaweed", {"policy": seaweed_policy(sse_key)})
     for name, policy in policies(kek, audit_key).items():
         api.call("PUT", f"sys/policies/acl/{name}", {"policy": policy})
 
