@@ -33,8 +33,9 @@ from workers.keys import KeyEncryptionKey
 from workers.mongo import by_ids, translated_errors
 
 Tombstone = Literal["deleted", "shredded"]
-# A wrap older than this is not registered (encrypt wraps again): a rotation that waited this
-# long after adding its KEK version has seen every key wrapped under an older one.
+# A wrapping registered more than this after its wrap began does not count (encrypt wraps the
+# key again): a rotation that waited this long after adding its KEK version has seen every key
+# wrapped under an older one.
 WRAP_MAX_AGE_S = 10.0
 ROTATE_ROUNDS = 5
 
@@ -325,11 +326,15 @@ async def rotate_all(
 
     With ``disable_old``, older KEK versions are disabled only once a listing finds no record
     under them, taken at least ``WRAP_MAX_AGE_S`` after the rotation (``wait`` sleeps): an
-    encrypt that wrapped a key before the rotation has registered it by then or never will.
+    encrypt that wrapped a key before the rotation has registered it by then, or wraps it
+    again under the new version (``workers.agents.encrypt.register``).
     Refuses (``Permanent``) if records under old versions remain after a few rounds.
     """
-    started = clock()
     newest = await kek.rotate()
+    # From the rotation's answer: a wrap under an older version was asked for before it, so
+    # (the wrap-to-registration guard, ``encrypt.register``) is registered within
+    # WRAP_MAX_AGE_S of this, or replaced by a wrapping under a newer version.
+    started = clock()
     done: list[DataKeyRecord] = []
     for _ in range(ROTATE_ROUNDS):
         stale = [r async for r in registry.all() if r.wrapped and r.kek_key_id != newest]

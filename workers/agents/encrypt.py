@@ -21,6 +21,7 @@ shredded) is never encrypted again.
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -47,6 +48,8 @@ from workers.stores.fanout import StalledTarget, Writer, tee
 
 STAGE = "encrypt"
 log = logging.getLogger("movingdata.encrypt")
+# Wrap-and-register attempts for one data key (``register``) before the event is retried.
+REGISTER_ROUNDS = 3
 
 
 class SourceChanged(Permanent):
@@ -94,23 +97,57 @@ async def data_key_for(
 ) -> tuple[bytes, DataKeyRecord] | None:
     """The version's one data key (None: the version is tombstoned).
 
-    A fresh key is registered only if the version has none; if another encrypt registered one
-    first, that one is used. A wrap that took longer than ``WRAP_MAX_AGE_S`` is not registered
-    (a key rotation may have passed meanwhile): the event is retried and wraps again.
+    A fresh key is registered only if the version has none (``register``); if another
+    encrypt registered one first, that one is used.
     """
     if record is None:
         data_key = new_data_key(deps.rng)
-        began = deps.clock()
-        kek_key_id, wrapped = await deps.kek.wrap(data_key)
-        if deps.clock() - began > WRAP_MAX_AGE_S:
-            raise Retryable(f"wrapping the data key took over {WRAP_MAX_AGE_S:.0f} s")
-        mine = DataKeyRecord(event.object_id, event.version, kek_key_id, wrapped, deps.now())
-        record = await deps.registry.insert(mine)
-        if record.wrapped == wrapped:
+        record, mine = await register(event, deps, data_key)
+        if mine:
             return data_key, record
     if tombstoned(record) or record.kek_key_id is None or record.wrapped is None:
         return None
     return await deps.kek.unwrap(record.kek_key_id, record.wrapped), record
+
+
+async def register(
+    event: ObjectAccepted, deps: Deps, data_key: bytes
+) -> tuple[DataKeyRecord, bool]:
+    """Register ``data_key`` as the version's key unless it has one: the record as stored,
+    and whether it holds ``data_key`` (else another encrypt's key, or a tombstone).
+
+    The rotation guard covers wrap to registration: ``keys rotate --disable-old`` disables
+    the old KEK versions once a listing taken ``WRAP_MAX_AGE_S`` after the rotation finds no
+    key under them, so a wrapping counts only if its registration is done within
+    ``WRAP_MAX_AGE_S`` of the start of its wrap. A wrap that took longer is not registered
+    (the event is retried). One registered later than that may be under a version disabled
+    meanwhile: the same data key is wrapped again, under the current version, and replaces
+    that wrapping by compare-and-set, until a registration lands within the bound. Nothing
+    is encrypted with the key before.
+    """
+    began = deps.clock()
+    kek_key_id, wrapped = await deps.kek.wrap(data_key)
+    if deps.clock() - began > WRAP_MAX_AGE_S:
+        raise Retryable(f"wrapping the data key took over {WRAP_MAX_AGE_S:.0f} s")
+    mine = DataKeyRecord(event.object_id, event.version, kek_key_id, wrapped, deps.now())
+    stored = await deps.registry.insert(mine)
+    if stored.wrapped != wrapped:
+        return stored, False  # another encrypt's key
+    for _ in range(REGISTER_ROUNDS):
+        if deps.clock() - began <= WRAP_MAX_AGE_S:
+            return stored, True
+        log.warning("data key registered late: wrapped again", extra=ids(event))
+        began = deps.clock()
+        kek_key_id, wrapped = await deps.kek.wrap(data_key)
+        if not await deps.registry.rewrap(stored, kek_key_id, wrapped):
+            # Re-wrapped by a rotation meanwhile (the same key, unwrapped by the caller), or
+            # tombstoned: as stored now.
+            current = await deps.registry.get(event.object_id, event.version)
+            if current is None:
+                raise Retryable("the data key registered is not in the registry")
+            return current, False
+        stored = replace(stored, kek_key_id=kek_key_id, wrapped=wrapped)
+    raise Retryable(f"registering the data key took over {WRAP_MAX_AGE_S:.0f} s, every time")
 
 
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
