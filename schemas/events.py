@@ -260,6 +260,10 @@ class ObjectEncrypted(Event):
     # encrypt itself): replicate copies only the others. Empty: replicate copies every target
     # but the primary (events from before the one pass).
     written_targets: tuple[Target, ...] = ()
+    # When encrypt unwrapped the version's data key back from the key registry and found the
+    # key it encrypted with: a version is not verified without it. None: an event from before
+    # key checks.
+    key_checked_at: datetime | None = None
 
 
 class ReplicaWritten(Event):

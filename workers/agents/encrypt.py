@@ -8,7 +8,8 @@ target that fails or holds the others back is detached: replicate copies it late
 replica this pass wrote. When the request carried the plaintext's size and SHA-256, what was
 read must match them, or every write is abandoned before it completes ("source changed since
 put").
-Idempotency key: the object version. Its one data key is registered (insert if absent) before
+Idempotency key: the object version. Its one data key is registered (insert if absent) and
+unwrapped back from the registry once (``key_check``, recorded as ``key_checked_at``) before
 the first byte is written; a second encrypt of the version uses that key, writes a key of its
 own under the version's prefix in every target, and keeps it only if it records its write
 first (else it deletes it everywhere). What is recorded names the targets that confirmed the
@@ -19,9 +20,11 @@ shredded) is never encrypted again.
 """
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -40,7 +43,7 @@ from workers.core.envelope import (
 )
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
-from workers.errors import Fatal, MovingDataError, Permanent, Retryable
+from workers.errors import Fatal, IntegrityError, MovingDataError, Permanent, Retryable
 from workers.keyregistry import WRAP_MAX_AGE_S, DataKeyRecord, key_ref, tombstoned
 from workers.sources import check_source, open_path, split_url
 from workers.stores import WriteResult, open_store
@@ -150,6 +153,22 @@ async def register(
     raise Retryable(f"registering the data key took over {WRAP_MAX_AGE_S:.0f} s, every time")
 
 
+async def key_check(event: ObjectAccepted, deps: Deps, data_key: bytes) -> str | None:
+    """Unwrap the version's data key as the registry holds it, once, before a byte is
+    encrypted with it: it must be ``data_key``, or nothing is written (``IntegrityError``).
+    Returns when it was checked (ISO 8601, recorded with the write: a version is not
+    verified without it), None when the version was tombstoned meanwhile."""
+    record = await deps.registry.get(event.object_id, event.version)
+    if record is None:
+        raise Retryable("the version's data key is not in the registry yet")
+    if tombstoned(record) or record.kek_key_id is None or record.wrapped is None:
+        return None
+    registered = await deps.kek.unwrap(record.kek_key_id, record.wrapped)
+    if not hmac.compare_digest(registered, data_key):
+        raise IntegrityError("the registered data key is not the one this encrypt holds")
+    return deps.now().isoformat()
+
+
 async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
     record = await deps.registry.get(event.object_id, event.version)
     written = record.written if record is not None else None
@@ -170,6 +189,8 @@ def announce(event: ObjectAccepted, written: dict[str, Any], *, now: bool) -> li
     events, ids included, each time a redelivery re-announces the write; ``now``: this pass
     wrote it (a re-announced digest is asked of the store again by verify)."""
     fields = {k: v for k, v in written.items() if k != "replicas"}
+    if checked := fields.get("key_checked_at"):  # kept as text: exact through the registry
+        fields["key_checked_at"] = datetime.fromisoformat(checked)
     replicas: dict[str, str | None] = written.get("replicas", {})
     done = tuple(t for t in event.placement.targets if t in replicas)
     encrypted = stamp(
@@ -222,6 +243,9 @@ async def encrypt_to_targets(
     if keyed is None:
         return None, False
     data_key, record = keyed
+    key_checked_at = await key_check(event, deps, data_key)
+    if key_checked_at is None:
+        return None, False
     prefix = version_prefix(placement.tenant, event.object_id, event.version)
     key = prefix + deps.rng(6).hex()  # this attempt's own key: never overwrites another's
     aad = associated_data(event.object_id, event.version)
@@ -309,6 +333,7 @@ async def encrypt_to_targets(
         # Each bound to ciphertext_sha256: computed from the same bytes sent, in the same pass.
         "store_digest": good[primary].store_digest,
         "replicas": {t: good[t].store_digest for t in written_to},
+        "key_checked_at": key_checked_at,
     }
     stored = await deps.registry.record_written(event.object_id, event.version, written)
     if stored.written != written or tombstoned(stored):

@@ -99,6 +99,8 @@ def object_update(event: Event) -> Doc | None:
                 "ciphertext_size": event.ciphertext_size,
                 "ciphertext_sha256": event.ciphertext_sha256,
                 "encrypted_at": at,
+                # set only when checked: a null would win ``$min`` over a time
+                **({"key_checked_at": event.key_checked_at} if event.key_checked_at else {}),
             }
         case ReplicaWritten(target=t, scrub=False):
             return {
@@ -249,8 +251,8 @@ def merged(first: Doc, then: Doc) -> Doc:
     return out
 
 
-# Events after which a version's state may differ.
-STATE_EVENTS = (ObjectAccepted, ReplicaVerified, ReplicaRemoval, DeadLetter)
+# Events after which a version's state may differ (encrypted: its key check).
+STATE_EVENTS = (ObjectAccepted, ObjectEncrypted, ReplicaVerified, ReplicaRemoval, DeadLetter)
 
 
 # Timestamps of the latest occurrence (a replica is read back and proven again by every scrub).

@@ -5,8 +5,9 @@ is a function of its ``objects`` document alone, so it does not depend on the or
 the sink saw the events that built the document:
 
 - ``shredded`` / ``deleted``: a tombstone was written (forget / rm); nothing brings it back;
-- ``verified``: every target holds a replica whose latest verdict is good: a present-tense
-  claim, withdrawn as soon as a check (a scrub, a verification) finds a replica bad;
+- ``verified``: every target holds a replica whose latest verdict is good, and the version's
+  registered data key was unwrapped once (``key_checked_at``): a present-tense claim,
+  withdrawn as soon as a check (a scrub, a verification) finds a replica bad;
 - ``degraded``: some target's replica was found bad (damaged, missing, unreadable) and at
   least one target's is good: restorable, and waiting for a repair;
 - ``lost``: replicas were found bad and none is good;
@@ -90,13 +91,22 @@ def verified_everywhere(doc: Mapping[str, Any] | None) -> bool:
     return bool(found) and all(v == "good" for v in found.values())
 
 
+def key_checked(doc: Mapping[str, Any]) -> bool:
+    """The version's registered data key was unwrapped once and was the key its ciphertext
+    was made with (encrypt's ``key_checked_at``). A document from before key checks (its
+    encryption recorded with none) counts as checked."""
+    return bool(doc.get("key_checked_at")) or (
+        "key_checked_at" not in doc and bool(doc.get("encrypted_at"))
+    )
+
+
 def version_state(doc: Mapping[str, Any]) -> str:
     """The state of one version, from its ``objects`` document."""
     if doc.get("shredded_at"):
         return "shredded"
     if doc.get("deleted_at"):
         return "deleted"
-    if verified_everywhere(doc):
+    if verified_everywhere(doc) and key_checked(doc):
         return "verified"
     found = verdicts(doc)
     good = [t for t, v in found.items() if v == "good"]

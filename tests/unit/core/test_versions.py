@@ -14,6 +14,7 @@ A, B = Content(3, "a" * 64), Content(3, "b" * 64)
 VERIFIED = {
     "targets": ["s3", "gcs"],
     "replicas": {"s3": {"verified_at": 1}, "gcs": {"verified_at": 2}},
+    "key_checked_at": 1,
 }
 
 
@@ -40,7 +41,7 @@ def test_verified_is_present_tense_degraded_and_lost_follow_the_verdicts() -> No
     assert version_state({**all_bad, "failed_at": 1}) == "lost"
     missing = {"targets": ["s3", "gcs"], "replicas": {"s3": {"verdict": "missing"}}}
     assert version_state(missing) == "lost"  # none good, one found bad
-    repaired = {"targets": ["s3", "gcs"], "replicas": {"s3": good_again, "gcs": good_again}}
+    repaired = {**VERIFIED, "replicas": {"s3": good_again, "gcs": good_again}}
     assert version_state(repaired) == "verified"
     assert version_state({**all_bad, "deleted_at": 1}) == "deleted"
     assert list(live_replicas(one_bad)) == ["gcs"]  # restore skips the damaged one
