@@ -4,10 +4,12 @@ Two modes (``settings.verify_mode``). ``store-digest``: a replica counts on the 
 store confirmed when it was written, which is the store's digest of the bytes it received and
 equal to ours computed from the bytes sent, themselves the ciphertext encrypt recorded (see
 ``WriteResult``). A confirmation in answer to the write of the step just before (encrypt's
-one pass, replicate's copy: ``written_now``), announced under ``FRESH_S`` ago, is taken with no
-request to the store, unless the version is tombstoned (its replicas are removed after that);
-one recorded earlier and announced again (a redelivery), or older (retried, re-driven), counts
-only if the store reports the same digest now. A store that cannot report one (no
+one pass, replicate's copy: ``written_now``) is taken with no digest asked of the store once a
+stat finds the replica there at the ciphertext's size, unless the version is tombstoned (its
+replicas are removed after that); no clock decides it (the event's time is the producing
+host's, not this one's). One recorded earlier and announced again (a redelivery), or a
+replica the stat does not find as written, counts only if the store reports the same digest
+now. A store that cannot report one (no
 ``ReportsDigest``), a write that confirmed nothing, a digest that differs, and every scrub
 fall back to ``read-back``: read the replica back and recompute its SHA-256; it counts only
 when it matches the digest encrypt recorded. A missing or mismatching replica is repaired
@@ -27,7 +29,6 @@ reported verified, and changes nothing (the tombstone decides the version's stat
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
 
 from schemas.events import ReplicaVerified, ReplicaWritten, Verdict, VerifyMode
 from topics import VERIFIED
@@ -40,10 +41,6 @@ from workers.keyregistry import gone
 from workers.stores.base import ObjectStore, ReportsDigest, Tier
 
 STAGE = "verify"
-# How long after it was announced a store's answer to a write counts with no request to the
-# store; later (an event retried, re-driven by the reconcile, or long in a backlog) the store
-# is asked again.
-FRESH_S = 120.0
 
 
 async def replica_sha256(store: ObjectStore, key: str) -> str | None:
@@ -57,9 +54,16 @@ async def replica_sha256(store: ObjectStore, key: str) -> str | None:
     return digest.hexdigest()
 
 
-def fresh(event: ReplicaWritten, now: datetime) -> bool:
-    """The store's digest came in its answer to the write just before, under FRESH_S ago."""
-    return event.written_now and (now - event.produced_at).total_seconds() <= FRESH_S
+async def fresh(event: ReplicaWritten, store: ObjectStore) -> bool:
+    """The store's digest came in its answer to the write just before, and the replica is
+    there now at the ciphertext's size (a stat: cheaper than its digest, never a read)."""
+    if not event.written_now:
+        return False
+    try:
+        info = await store.stat(event.key)
+    except NotFound:
+        return False
+    return info.size == event.ciphertext_size
 
 
 def confirmed(event: ReplicaWritten, store: ObjectStore) -> bool:
@@ -115,10 +119,10 @@ async def handle(event: ReplicaWritten, deps: Deps) -> Sequence[Emit]:
     mode: VerifyMode = "read-back"
     verdict: Verdict = "good"
     by_digest = deps.settings.verify_mode == "store-digest"
-    if by_digest and fresh(event, deps.now()) and confirmed(event, store):
-        # The store's answer to the write just before: nothing to ask it. A replica we removed
-        # since is one of a deleted or shredded version, whose tombstone is written first; one
-        # the store lost by itself is the scheduled scrub's to find.
+    if by_digest and confirmed(event, store) and await fresh(event, store):
+        # The store's answer to the write just before, and the replica is there: no digest
+        # to ask. A replica we removed since is one of a deleted or shredded version, whose
+        # tombstone is written first; bytes the store damages later are the scrub's to find.
         if await gone(deps.registry, event.object_id, event.version):
             return []
         mode = "store-digest"

@@ -205,13 +205,13 @@ async def test_verify_takes_a_fresh_confirmation_and_asks_the_store_of_a_re_anno
 async def test_a_confirmation_announced_long_ago_is_asked_of_the_store_again(
     deps: Deps, targets: dict[str, Target]
 ) -> None:
-    """A write's own answer counts for ``FRESH_S``: an event retried or re-driven later (the
-    same record, ``written_now`` still set) has the store asked again."""
+    """An event retried or re-driven later (the same record, ``written_now`` still set)
+    whose replica was lost since: the stat does not find it, the store is asked again."""
     event = await accepted(deps, os.urandom(3_000))
     _, *fresh = await encrypt.handle(event, deps)
     gcs = next(o.event for o in fresh if o.event.target == "gcs")  # type: ignore[attr-defined]
     assert isinstance(gcs, ReplicaWritten) and gcs.written_now
-    later = gcs.produced_at + timedelta(seconds=verify.FRESH_S + 1)
+    later = gcs.produced_at + timedelta(days=1)
     deps.now = lambda: later
     await targets["gcs"].delete(gcs.key)  # lost since it was written
     (verified,) = await verify.handle(gcs, deps)
