@@ -135,6 +135,7 @@ SINK_TOPICS = (
     VERIFIED,
     TIERED,
     ACCESS,
+    DELETE,
     REMOVE,
     REMOVED,
     AUDIT,

@@ -4,11 +4,13 @@ import itertools
 from datetime import UTC, datetime
 
 from schemas.events import (
+    DeleteRequest,
     Event,
     ObjectAccepted,
     ObjectAccessed,
     ObjectEncrypted,
     RecordRef,
+    ReplicaRemoval,
     ReplicaTiered,
     ReplicaVerified,
     ReplicaWritten,
@@ -344,3 +346,24 @@ def test_the_sink_keeps_where_it_read_each_chain_event_a_stalled_version_needs()
     assert ref_slot(accepted) == "accepted" and ref_slot(tiered) is None
     refs = [k for op in upsert._doc.values() for k in op if k.startswith("refs.")]
     assert all(k.startswith("refs.accepted.") for k in refs)
+
+
+def test_the_sink_records_each_removal_intent_and_where_its_events_were_read() -> None:
+    request = inline_request(b"x")
+    asked = stamp(
+        DeleteRequest, request, "d", version=2, mode="forget", tenant="default",
+        targets=("s3", "gcs"),
+    )  # fmt: skip
+    removal = stamp(
+        ReplicaRemoval, asked, "r", mode="forget", target="gcs",
+        prefix=f"default/{request.object_id}/v2/",
+    )  # fmt: skip
+    assert object_update(asked) == {"forget_requested_at": asked.produced_at}
+    assert (ref_slot(asked), ref_slot(removal)) == ("forget_request", "forget_remove_gcs")
+    where = [RecordRef(topic="p.delete", partition=0, offset=3)]
+    where.append(RecordRef(topic="p.remove", partition=1, offset=9))
+    (upsert,) = batch_writes([asked, removal], where)
+    assert upsert._doc["$min"]["forget_requested_at"] == asked.produced_at
+    assert upsert._doc["$min"]["shredded_at"] == removal.produced_at
+    assert upsert._doc["$set"]["refs.forget_request.topic"] == "p.delete"
+    assert upsert._doc["$min"]["refs.forget_remove_gcs.offset"] == 9

@@ -1,4 +1,4 @@
-"""sink: accepted, encrypted, replicated, verified, tiered, access, remove(d), audit,
+"""sink: accepted, encrypted, replicated, verified, tiered, access, delete, remove(d), audit,
 deadletter -> MongoDB.
 
 Batched. ``objects`` holds one document per object version (``_id = object_id:vN``), upserted
@@ -25,6 +25,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from schemas.events import (
     AuditRecord,
     DeadLetter,
+    DeleteRequest,
     Event,
     ObjectAccepted,
     ObjectAccessed,
@@ -51,6 +52,7 @@ SINK_INPUTS = (
     ReplicaWritten,
     ReplicaVerified,
     ReplicaTiered,
+    DeleteRequest,
     ReplicaRemoval,
     ReplicaRemoved,
     AuditRecord,
@@ -126,6 +128,8 @@ def object_update(event: Event) -> Doc | None:
             return {}
         case ReplicaTiered():  # the tier itself: ``latest_tier``
             return {}
+        case DeleteRequest(mode=mode):  # the intent, reconciled until it is done
+            return {f"{mode}_requested_at": at}
         case ReplicaRemoval(mode=mode):  # sent once the tombstone is written
             return {"shredded_at" if mode == "forget" else "deleted_at": at}
         case ReplicaRemoved(target=t):
@@ -195,6 +199,10 @@ def ref_slot(event: Event) -> str | None:
             return f"replicate_{target}"
         case ReplicaWritten(target=target, scrub=False):
             return f"replicated_{target}"
+        case DeleteRequest(mode=mode):
+            return f"{mode}_request"
+        case ReplicaRemoval(mode=mode, target=target):
+            return f"{mode}_remove_{target}"
     return None
 
 

@@ -2,7 +2,6 @@
 key work done outside the agents."""
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,12 +23,20 @@ from topics import AUDIT, DELETE, REPLICATED, RETRY
 from workers.client.identity import Actor, worker_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
-from workers.core.reconcile import redrive, stalled
+from workers.core.reconcile import (
+    MODES,
+    redrive,
+    redrive_removal,
+    removal_done,
+    stalled,
+    stalled_removals,
+)
 from workers.core.scrub import scrubbable
 from workers.core.versions import doc_id
 from workers.settings import Settings
 
 TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
+RECONCILER = worker_actor("sink")  # the reconcile runs on the sink's leader
 
 
 def client_record(
@@ -61,9 +68,11 @@ def client_record(
     )
 
 
-def delete_request(doc: Doc, mode: str, reason: str, actor: Actor) -> DeleteRequest:
+def delete_request(
+    doc: Doc, mode: str, reason: str, actor: Actor, run_id: str | None = None
+) -> DeleteRequest:
     """Remove one version everywhere; the id is the version's and the mode's, so asking
-    twice is asking once."""
+    twice is asking once. ``run_id``: the operation's correlation id (default: a fresh one)."""
     replicas = doc.get("replicas") or {}
     keys = {doc["key"]} if doc.get("key") else set()
     keys |= {r["key"] for r in replicas.values() if r.get("key")}
@@ -73,7 +82,7 @@ def delete_request(doc: Doc, mode: str, reason: str, actor: Actor) -> DeleteRequ
         event_id=event_id(DeleteRequest.KIND, doc["object_id"], doc["version"], mode),
         object_id=doc["object_id"],
         version=doc["version"],
-        correlation_id=uuid.uuid4().hex,
+        correlation_id=run_id or uuid.uuid4().hex,
         produced_at=datetime.now(UTC),
         mode=mode,  # type: ignore[arg-type]
         tenant=doc["tenant"],
@@ -92,7 +101,7 @@ async def request_removal(
     messages = []
     for doc in docs:
         intent = client_record(doc, f"{mode}.requested", {"reason": reason}, run_id, actor=actor)
-        messages += [(AUDIT, intent), (DELETE, delete_request(doc, mode, reason, actor))]
+        messages += [(AUDIT, intent), (DELETE, delete_request(doc, mode, reason, actor, run_id))]
     return await produce_all(settings, messages)
 
 
@@ -174,6 +183,75 @@ async def scrub(settings: Settings, docs: Iterable[Doc], *, actor: Actor) -> int
 
 
 async def reconcile(settings: Settings, state: State, now: datetime) -> int:
+    """Re-drive every stalled pending version and every stalled removal
+    (``workers.core.reconcile``); return how many events were sent."""
+    return await reconcile_pending(settings, state, now) + await reconcile_removals(
+        settings, state, now
+    )
+
+
+def retry_request(
+    doc: Doc, ref: dict[str, object], run_id: str, now: datetime, reason: str
+) -> RetryRequest:
+    """Send the record at ``ref`` again, through the retry agent."""
+    return RetryRequest(
+        kind=RetryRequest.KIND,
+        v=RetryRequest.VERSION,
+        event_id=event_id(
+            RetryRequest.KIND, doc["object_id"], doc["version"], run_id, str(ref["topic"])
+        ),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=doc.get("request_id") or run_id,
+        produced_at=now,
+        actor=RECONCILER.name,
+        topic=str(ref["topic"]),
+        not_before=now,
+        reason=reason,
+        record=RecordRef(**ref),  # type: ignore[arg-type]
+    )
+
+
+async def reconcile_removals(settings: Settings, state: State, now: datetime) -> int:
+    """Re-drive every delete or forget that is not done and stopped moving: a request with
+    no tombstone, or a tombstone with a target whose ``replica.removed`` has not come. Its
+    recorded events go through the retry agent (a request nothing recorded is sent anew);
+    the version is marked ``removal_redriven_at`` so it waits a whole bound again. A removal
+    found done is marked ``<mode>_settled`` and not looked at again. Return how many events
+    were sent."""
+    after = timedelta(seconds=settings.reconcile_after_s)
+    run_id = uuid.uuid4().hex
+    reason = f"reconcile: removal with no step for {settings.reconcile_after_s:g} s"
+    query = {
+        "$or": [
+            {f"{m}_requested_at": {"$exists": True}, f"{m}_settled": {"$exists": False}}
+            for m in MODES
+        ]
+    }
+    retries: list[RetryRequest] = []
+    anew: list[DeleteRequest] = []
+    marks: list[UpdateOne] = []
+    async for doc in state.db["objects"].find(query):
+        if settled := {f"{m}_settled": True for m in MODES if removal_done(doc, m)}:
+            marks.append(UpdateOne({"_id": doc["_id"]}, {"$set": settled}))
+        modes = stalled_removals(doc, now, after)
+        for mode in modes:
+            refs, fresh = redrive_removal(doc, mode)
+            retries += [retry_request(doc, ref, run_id, now, reason) for ref in refs]
+            if fresh and doc.get("targets") and doc.get("tenant"):
+                anew.append(delete_request(doc, mode, reason, RECONCILER, run_id))
+        if modes:
+            marks.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"removal_redriven_at": now}}))
+    if retries:
+        await produce_events(settings, RETRY, retries)
+    if anew:
+        await produce_events(settings, DELETE, anew)
+    if marks:
+        await state.db["objects"].bulk_write(marks, ordered=False)
+    return len(retries) + len(anew)
+
+
+async def reconcile_pending(settings: Settings, state: State, now: datetime) -> int:
     """Re-drive every stalled pending version (``workers.core.reconcile``): its recorded
     events go to the retry agent, which reads them again from the broker and re-delivers them;
     the version is marked ``redriven_at`` so it waits a whole bound again. Return how many
@@ -185,25 +263,9 @@ async def reconcile(settings: Settings, state: State, now: datetime) -> int:
         async for doc in state.db["objects"].find({"state": "pending"})
         if stalled(doc, now, after)
     ]
+    reason = f"reconcile: pending with no step for {settings.reconcile_after_s:g} s"
     requests = [
-        RetryRequest(
-            kind=RetryRequest.KIND,
-            v=RetryRequest.VERSION,
-            event_id=event_id(
-                RetryRequest.KIND, doc["object_id"], doc["version"], run_id, ref["topic"]
-            ),
-            object_id=doc["object_id"],
-            version=doc["version"],
-            correlation_id=doc.get("request_id") or run_id,
-            produced_at=now,
-            actor=f"worker:sink@{socket.gethostname()}",
-            topic=ref["topic"],
-            not_before=now,
-            reason=f"reconcile: pending with no step for {settings.reconcile_after_s:g} s",
-            record=RecordRef(**ref),
-        )
-        for doc in stalled_docs
-        for ref in redrive(doc)
+        retry_request(doc, ref, run_id, now, reason) for doc in stalled_docs for ref in redrive(doc)
     ]
     if requests:
         await produce_events(settings, RETRY, requests)
