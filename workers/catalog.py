@@ -7,7 +7,9 @@
   the version it repeated when its content was unchanged. Recorded once (insert if absent),
   so a replayed or redelivered request gets the same answer and changes nothing.
 
-Version states come from the sink's ``objects`` documents, read by ``_id`` only.
+Version states come from the sink's ``objects`` documents, read by ``_id`` only. The one
+field of them written here is encrypt's lease (``record_progress``: ``encrypt_progress_at``,
+only ever later, on a document the sink created), read by the reconcile.
 """
 
 from collections.abc import Sequence
@@ -83,6 +85,10 @@ class Catalog(Protocol):
 
     async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
         """Those of the requests a stage dead-lettered (the sink's ``deadletters``)."""
+
+    async def record_progress(self, object_id: str, version: int, at: datetime) -> None:
+        """Renew encrypt's lease on a version: it moved bytes ``at`` (``encrypt_progress_at``,
+        only ever later; nothing before the sink recorded the version)."""
 
     async def close(self) -> None: ...
 
@@ -221,6 +227,12 @@ class MongoCatalog:
                 found |= {doc["correlation_id"] async for doc in cursor}
         return found
 
+    async def record_progress(self, object_id: str, version: int, at: datetime) -> None:
+        with translated_errors("catalog"):
+            await self.db["objects"].update_one(
+                {"_id": doc_id(object_id, version)}, {"$max": {"encrypt_progress_at": at}}
+            )
+
 
 def decision_of(doc: Doc) -> Decision:
     return Decision(
@@ -267,6 +279,11 @@ class MemoryCatalog:
 
     async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
         return self.letters.intersection(request_ids)
+
+    async def record_progress(self, object_id: str, version: int, at: datetime) -> None:
+        doc = self.documents.get((object_id, version))
+        if doc is not None:
+            doc["encrypt_progress_at"] = max(at, doc.get("encrypt_progress_at", at))
 
     async def close(self) -> None:
         """Nothing to release."""

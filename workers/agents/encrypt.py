@@ -17,6 +17,15 @@ whole ciphertext, with their digests; once it is recorded, a redelivery re-annou
 same events) without reading the source again, so no target is ever written with a second
 ciphertext: a target left out is copied, never re-encrypted. A tombstoned version (deleted,
 shredded) is never encrypted again.
+Lease: while its bytes keep moving, an encrypt renews the version's lease
+(``encrypt_progress_at`` on its document, every quarter of ``reconcile_after_s`` at most), so
+the reconcile does not re-drive a large object being encrypted; one that stops moving loses
+it and is re-driven (``workers.core.reconcile``). Keys of losing attempts are collected: an
+attempt that finds the version contended (its data key registered by another attempt) and
+records its write, or a redelivery that finds a write recorded, deletes every other key
+under the version's prefix (``collect_losers``); an attempt still writing then loses the
+record and deletes its own key, so no losing attempt leaves a ciphertext behind, even one
+that died half-way.
 """
 
 import asyncio
@@ -24,7 +33,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -41,6 +50,7 @@ from workers.core.envelope import (
     fernet_encrypt,
     new_data_key,
 )
+from workers.core.reconcile import progress_interval
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
 from workers.errors import Fatal, IntegrityError, MovingDataError, Permanent, Retryable
@@ -175,6 +185,9 @@ async def handle(event: ObjectAccepted, deps: Deps) -> Sequence[Emit]:
     now = False
     if not tombstoned(record) and written is None:
         written, now = await encrypt_to_targets(event, deps, record)
+    elif written is not None and not tombstoned(record):
+        # A redelivery or a re-drive: an attempt that lost may have died before its clean-up.
+        await collect_losers(event, deps, written["key"])
     if written is None or tombstoned(record):
         log.info("version is tombstoned: not encrypted", extra=ids(event))
         return []
@@ -239,6 +252,7 @@ async def encrypt_to_targets(
     detached on the way is left to replicate. Nothing is recorded unless one target took it.
     """
     placement = event.placement
+    contended = record is not None  # another attempt registered the key: it may write too
     keyed = await data_key_for(event, deps, record)
     if keyed is None:
         return None, False
@@ -281,9 +295,12 @@ async def encrypt_to_targets(
         check_read(event, plain, final=True)
         yield encryptor.finalize()
 
+    lease = Lease(event, deps)
+
     async def ciphertext() -> AsyncIterator[bytes]:
         async for chunk in encrypted():
             cipher.update(chunk)  # once, for every target: the SHA-256 recorded
+            await lease.moved()
             yield chunk
 
     assert record.kek_key_id is not None
@@ -341,9 +358,62 @@ async def encrypt_to_targets(
         await remove(deps, key, placement.targets)
     if tombstoned(stored):
         return None, False
+    if contended and stored.written == written:
+        await collect_losers(event, deps, key)
     return stored.written, stored.written == written
 
 
 async def remove(deps: Deps, key: str, targets: Sequence[str]) -> None:
     """Delete this attempt's key from every target (a detached write may have landed too)."""
     await asyncio.gather(*(deps.store(t).delete(key) for t in targets))
+
+
+async def collect_losers(event: ObjectAccepted, deps: Deps, winner: str) -> int:
+    """Delete every key under the version's prefix but ``winner`` (the recorded write's) from
+    every target; return how many. Best effort: a store that fails is logged and keeps them
+    until the next redelivery, or the version's removal (which removes the whole prefix)."""
+    prefix = version_prefix(event.placement.tenant, event.object_id, event.version)
+    collected = 0
+    for target in event.placement.targets:
+        store = deps.store(target)
+        try:
+            losers = [info.key async for info in store.list(prefix) if info.key != winner]
+            for key in losers:
+                await store.delete(key)
+                collected += 1
+        except MovingDataError as exc:
+            log.warning(
+                "keys of losing attempts not collected",
+                extra={**ids(event), "target": target, "error": str(exc)[:200]},
+            )
+    if collected:
+        log.info("keys of losing attempts collected", extra={**ids(event), "keys": collected})
+    return collected
+
+
+class Lease:
+    """The version's lease, renewed as the encrypt's bytes move: at most once per
+    ``progress_interval`` of the reconcile's bound, never failing the encrypt."""
+
+    RENEW_TIMEOUT_S = 5.0
+
+    def __init__(self, event: ObjectAccepted, deps: Deps) -> None:
+        self.event, self.deps = event, deps
+        after = timedelta(seconds=deps.settings.reconcile_after_s)
+        self.every_s = progress_interval(after).total_seconds()
+        self.renewed = deps.clock()
+
+    async def moved(self) -> None:
+        """Some bytes moved: renew the lease if it is due."""
+        if self.deps.clock() - self.renewed < self.every_s:
+            return
+        self.renewed = self.deps.clock()
+        try:
+            await asyncio.wait_for(
+                self.deps.catalog.record_progress(
+                    self.event.object_id, self.event.version, self.deps.now()
+                ),
+                self.RENEW_TIMEOUT_S,
+            )
+        except (MovingDataError, TimeoutError) as exc:  # the next renewal tries again
+            log.warning("lease not renewed", extra={**ids(self.event), "error": str(exc)[:200]})
