@@ -206,6 +206,60 @@ async def test_what_a_token_restores_scrubs_and_deletes_is_recorded_as_the_token
     }
 
 
+async def test_a_delete_answers_a_request_id_whose_status_can_be_polled_until_done(
+    pipeline: Pipeline, api: str
+) -> None:
+    """``DELETE`` answers 202 with the request's id and a ``Location`` to its status, which
+    says per version and replica what is pending and what is done, and ends done; another
+    tenant's token, or an id that names no removal, is told there is none."""
+    writer = bearer(token(pipeline, "remover", "writer"))
+    other = bearer(token(pipeline, "outsider", "writer", tenant="elsewhere"))
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        put = await http.post(
+            "/v1/objects", params={"name": "gone.txt", "wait": "true"}, content=b"bye" * 99,
+            headers=writer,
+        )  # fmt: skip
+        assert put.json()["outcome"] == "verified", put.text
+        object_id = put.json()["object_id"]
+        deleted = await http.delete(
+            f"/v1/objects/{object_id}", params={"forget": "true"}, headers=writer
+        )
+        assert deleted.status_code == 202, deleted.text
+        answer = deleted.json()
+        request_id = deleted.headers["x-request-id"]
+        location = f"/v1/objects/{object_id}/removals/{request_id}"
+        assert (answer["request_id"], answer["status"], answer["mode"]) == (
+            request_id,
+            location,
+            "forget",
+        )
+        assert deleted.headers["location"] == location
+
+        async def status() -> dict[str, Any]:
+            polled = await http.get(location, headers=writer)
+            assert polled.status_code == 200, polled.text
+            return polled.json()  # type: ignore[no-any-return]
+
+        first = await status()
+        assert first["request_id"] == request_id and first["mode"] == "forget"
+        (version,) = first["versions"]
+        assert version["version"] == 1
+        assert set(version["replicas"]) == {"s3", "azure", "gcs"}
+        assert set(version["replicas"].values()) <= {"pending", "done"}
+
+        async def done() -> bool:
+            return (await status())["status"] == "done"
+
+        await wait_for(done, timeout_s=120)
+        final = await status()
+        (version,) = final["versions"]
+        assert version["state"] == "shredded" and version["tombstoned"]
+        assert version["replicas"] == {"s3": "done", "azure": "done", "gcs": "done"}
+        hidden = await http.get(location, headers=other)
+        unknown = await http.get(f"/v1/objects/{object_id}/removals/nope", headers=writer)
+        assert is_problem(hidden, 404) and is_problem(unknown, 404)
+
+
 async def test_bad_input_is_a_problem_and_leaves_nothing_behind(
     pipeline: Pipeline, api: str, state: State
 ) -> None:

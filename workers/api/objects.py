@@ -1,14 +1,16 @@
 """``/v1/objects``: put (a streamed, staged upload), list, show, read (streamed, ranges),
-delete or forget, verify, and each object's audit trail. A token sees its own tenant only.
+delete or forget (answered with the request's id and a status to poll, kept in
+``removal_requests``), verify, and each object's audit trail. A token sees its own tenant only.
 What a request sets in motion is recorded as the token's (``api:<token name>``), with its
 tenant and the request's id (``X-Request-Id``; a put's request id)."""
 
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,6 +30,7 @@ from workers.client.restore import (
     record_restore,
 )
 from workers.client.state import Unknown, pick_version
+from workers.core.reconcile import tombstoned, unremoved
 from workers.core.versions import GONE, RESTORABLE, STATES, Content, live_replicas, verdict
 from workers.errors import MovingDataError, NotFound
 
@@ -101,6 +104,24 @@ class Removal(BaseModel):
     object_id: str
     versions: list[int]
     mode: Literal["delete", "forget"]
+    request_id: str = Field("", description="Poll `status` (also the `Location`) with it.")
+    status: str = Field("", description="Where the removal's progress is answered.")
+
+
+class VersionRemoval(BaseModel):
+    version: int
+    state: StateName
+    tombstoned: bool = Field(description="Its data key is destroyed; it can never come back.")
+    replicas: dict[str, Literal["pending", "done"]]
+
+
+class RemovalStatus(BaseModel):
+    request_id: str
+    object_id: str
+    mode: Literal["delete", "forget"]
+    requested_at: UtcDateTime
+    status: Literal["pending", "done"]
+    versions: list[VersionRemoval]
 
 
 class Verification(BaseModel):
@@ -399,6 +420,7 @@ async def delete_object(
     who: Writer,
     svc: Svc,
     request_id: RequestId,
+    response: Response,
     version: Annotated[int | None, Query(ge=1, description="Default: the newest.")] = None,
     all_versions: bool = False,
     forget: Annotated[bool, Query(description="Crypto-shred: destroy the key first.")] = False,
@@ -421,7 +443,59 @@ async def delete_object(
     if todo:
         reason = f"api {mode} by {who.name}"
         await request_removal(svc.settings, todo, mode, reason, actor=who.actor(request_id))
-    return Removal(object_id=object_id, versions=[d["version"] for d in chosen], mode=mode)  # type: ignore[arg-type]
+    versions = [d["version"] for d in chosen]
+    await svc.state.db["removal_requests"].insert_one(
+        {
+            "_id": request_id,
+            "object_id": object_id,
+            "tenant": docs[0].get("tenant", ""),
+            "mode": mode,
+            "versions": versions,
+            "requested_at": datetime.now(UTC),
+            "actor": who.actor(request_id).name,
+        }
+    )
+    status = f"/v1/objects/{object_id}/removals/{request_id}"
+    response.headers["Location"] = status
+    return Removal(
+        object_id=object_id,
+        versions=versions,
+        mode=mode,  # type: ignore[arg-type]
+        request_id=request_id,
+        status=status,
+    )
+
+
+@router.get(
+    "/{object_id}/removals/{request_id}",
+    summary="How far a delete (or forget) is: per version and replica, pending or done",
+)
+async def removal_status(object_id: str, request_id: str, who: Reader, svc: Svc) -> RemovalStatus:
+    asked = await svc.state.db["removal_requests"].find_one({"_id": request_id})
+    if asked is None or asked["object_id"] != object_id or not who.sees(asked["tenant"]):
+        raise Problem(404, f"no removal {request_id} of object {object_id}")
+    docs = {d["version"]: d for d in await svc.state.objects(object_id)}
+    mode, views = asked["mode"], []
+    for version in asked["versions"]:
+        doc = docs.get(version, {"version": version})
+        left = set(unremoved(doc))
+        views.append(
+            VersionRemoval(
+                version=version,
+                state=doc.get("state", "pending"),
+                tombstoned=tombstoned(doc, mode),
+                replicas={t: "pending" if t in left else "done" for t in doc.get("targets", ())},
+            )
+        )
+    done = all(v.tombstoned and "pending" not in v.replicas.values() for v in views)
+    return RemovalStatus(
+        request_id=request_id,
+        object_id=object_id,
+        mode=mode,
+        requested_at=asked["requested_at"],
+        status="done" if done else "pending",
+        versions=views,
+    )
 
 
 class VerifyRequest(BaseModel):
