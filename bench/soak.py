@@ -1,6 +1,8 @@
 """Soak: mixed puts, updates, unchanged re-puts, deletes, forgets and restores for a while,
-with a worker killed by SIGKILL every few minutes and the broker restarted once, then a full
-check of everything.
+with a worker killed by SIGKILL every few minutes and the broker restarted once, scheduled
+scrubs running, replicas damaged behind MovingData's back (one at a time, repaired by the
+scrub; once every replica of a version, lost until a good copy is back) and one audit chain
+rewritten while the sink runs; then a full check of everything.
 
     .venv/bin/python -m bench.soak [--minutes 30] [--kill-every-s 180] [--seed 11]
 
@@ -8,7 +10,8 @@ Five worker processes (two of ``ingest,encrypt,retry``, two of
 ``replicate,verify,tier,delete``, one ``sink``); a killed one is replaced at once. The check:
 every version in the state its operations call for (verified, deleted, shredded), every live
 version restored bit for bit from a replica, one document per version, each verified
-version's steps once in its trail, every chain and the checkpoint intact. Needs the local
+version's steps once in its trail, every chain and the checkpoint log intact but the one
+tampered with, which the sink refused to sign and ``audit verify`` names. Needs the local
 stack (`make stack`); prints one line of figures and writes ``bench/results/soak.json``.
 """
 
@@ -22,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +35,11 @@ from schemas.events import Placement, object_id_for
 from workers.audit.checkpoints import all_signed
 from workers.audit.verify import verify
 from workers.client.identity import cli_actor
-from workers.client.ops import request_removal, wait_removed
+from workers.client.ops import request_removal, scrub, wait_removed
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_best
 from workers.client.state import State
+from workers.core.auditchain import record_hash
 from workers.demo import start_worker, stop_worker
 from workers.deps import build_deps, prepare
 from workers.keys import open_signer
@@ -53,6 +58,73 @@ class Model:
     contents: dict[str, dict[int, bytes]] = field(default_factory=dict)
     removed: dict[tuple[str, int], str] = field(default_factory=dict)  # -> deleted | shredded
     ops: Counter[str] = field(default_factory=Counter)
+    damaged: set[str] = field(default_factory=set)  # versions (doc ids) with a replica damaged
+    tampered: str | None = None  # the object whose chain was rewritten
+
+
+async def other_bytes(store: Any, key: str) -> tuple[bytes, bytes]:
+    """The replica's bytes, and what replaces them: the same length, other bytes."""
+    data = b"".join([c async for c in store.read(key)])
+    return data, bytes(b ^ 0x5A for b in data)
+
+
+async def body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def damage(settings: Settings, doc: dict[str, Any], targets: Sequence[str]) -> bytes:
+    """Overwrite the replicas of ``targets`` behind MovingData's back; return the good bytes."""
+    deps = build_deps(settings)
+    try:
+        good = b""
+        for target in targets:
+            store = deps.store(target)
+            good, bad = await other_bytes(store, doc["key"])
+            await store.write(doc["key"], body(bad))
+        return good
+    finally:
+        await deps.close()
+
+
+async def lose_and_recover(settings: Settings, state: State, doc: dict[str, Any]) -> dict[str, Any]:
+    """Every replica of one version damaged: the scrub finds it lost; a good copy put back in
+    one store, the scrub repairs the others and it is verified again."""
+    good = await damage(settings, doc, settings.targets)
+    await scrub(settings, [doc], actor=cli_actor())
+    lost = await wait_state(state, doc, "lost", timeout_s=300)
+    deps = build_deps(settings)
+    try:
+        await deps.store(settings.targets[0]).write(doc["key"], body(good))
+    finally:
+        await deps.close()
+    await scrub(settings, [doc], actor=cli_actor())
+    back = await wait_state(state, doc, "verified", timeout_s=300)
+    return {"seen_lost": lost, "verified_again": back}
+
+
+async def wait_state(state: State, doc: dict[str, Any], wanted: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = await state.object(doc["object_id"], doc["version"])
+        if found is not None and found.get("state") == wanted:
+            return True
+        await asyncio.sleep(1.0)
+    return False
+
+
+async def tamper(state: State, doc: dict[str, Any]) -> str:
+    """One chain rewritten consistently while the sink runs: a middle record edited, every
+    later one re-hashed, its head moved; return the object's id."""
+    chain = await state.audit(doc["object_id"])
+    middle = len(chain) // 2
+    chain[middle]["detail"] = {"forged": True}
+    prev = chain[middle - 1]["hash"]
+    for record in chain[middle:]:
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(prev, record)
+        await state.db["audit"].replace_one({"_id": record["_id"]}, record)
+    await state.db["audit_heads"].update_one({"_id": doc["object_id"]}, {"$set": {"hash": prev}})
+    return str(doc["object_id"])
 
 
 class Fleet:
@@ -116,9 +188,11 @@ async def operate(
 ) -> Any:
     """One operation, chosen at random; returns a put request to wait for, if any."""
     names = sorted(model.contents)
-    op = rng.choices(["put", "update", "unchanged", "rm", "forget", "restore"], [4, 3, 2, 1, 1, 2])[
-        0
-    ]
+    ops, weights = (
+        ["put", "update", "unchanged", "rm", "forget", "restore", "damage"],
+        [4, 3, 2, 1, 1, 2, 1],
+    )
+    op = rng.choices(ops, weights)[0]
     if op == "put" or not names:
         name = f"o{len(names):04d}.bin"
         data = rng.randbytes(rng.randint(0, 256 * 1024))
@@ -142,6 +216,11 @@ async def operate(
             return None
         model.ops["unchanged"] += 1
         return name, data, await put_one(settings, folder, name, data)
+    if op == "damage":  # one replica, behind MovingData's back: the scheduled scrub repairs it
+        await damage(settings, newest, [rng.choice(settings.targets)])
+        model.damaged.add(newest["_id"])
+        model.ops["damage"] += 1
+        return None
     if op in ("rm", "forget"):
         mode = "delete" if op == "rm" else "forget"
         await request_removal(settings, [newest], mode, "soak", actor=cli_actor())
@@ -205,9 +284,11 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
     signer = open_signer(settings, "reader")
     try:
         found = await verify(db, signer, ())
-        broken = len(found.broken)
     finally:
         await signer.close()
+    tamper_named = model.tampered in found.broken
+    broken = len(found.broken) - tamper_named
+    actions = Counter(r["action"] for t in trails.values() for r in t)
     put_versions = sum(len(v) for v in model.contents.values())
     return {
         "versions": len(docs),
@@ -216,6 +297,14 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
         "wrong_state": wrong_state,
         "duplicates": duplicates,
         "chains_broken": broken,
+        "tamper_named_by_verify": tamper_named,
+        "replicas_damaged": len(model.damaged),
+        "scrub_repairs": actions["scrub.repaired"],
+        "scrub_verdicts_bad": sum(
+            n
+            for a, n in actions.items()
+            if a.startswith("replica.") and a.split(".")[1] in ("damaged", "missing", "unreadable")
+        ),
         "checkpointed": found.log != "no checkpoint yet",
     }
 
@@ -225,7 +314,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
     work = Path(tempfile.mkdtemp(prefix=name, dir=base.home / "bench"))
     settings = isolated(
         base, name, work, kek_name=f"movingdata-{name}", broker_session_timeout_s=10.0,
-        retry_cap_s=10.0, audit_checkpoint_s=5.0,
+        retry_cap_s=10.0, audit_checkpoint_s=5.0, scrub_interval_s=20.0, scrub_share=0.05,
     )  # fmt: skip
     await prepare(settings)
     fleet = Fleet(settings, work)
@@ -238,6 +327,8 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
     began = time.monotonic()
     next_kill = began + kill_every_s
     broker_restart_at = began + minutes * 30  # halfway
+    incidents_at = began + minutes * 20  # a third of the way: one version lost, one tamper
+    incidents: dict[str, Any] = {}
     try:
         while time.monotonic() - began < minutes * 60:
             if (sent := await operate(settings, work, rng, model, state)) is not None:
@@ -251,7 +342,10 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
                 restarts += 1
             if len(pending) >= 20:  # settle puts now and then: the model learns versions
                 await settle(state, pending, model)
+            if not incidents and time.monotonic() > incidents_at:
+                incidents = await incident(settings, state, model, pending)
         await settle(state, pending, model)
+        await repaired(settings, state, model)
         docs = [d async for d in state.db["objects"].find({})]
         for mode, tombstone in (("delete", "deleted"), ("forget", "shredded")):
             mine = [d for d in docs if model.removed.get((d["name"], d["version"])) == tombstone]
@@ -269,6 +363,7 @@ async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) ->
         "kills": len(kills),
         "exits_on_their_own": fleet.exited,
         "broker_restarts": restarts,
+        **incidents,
         **figures,
     }
 
@@ -280,6 +375,43 @@ async def wait_checkpointed(state: State, timeout_s: float) -> None:
         if await all_signed(state.db):
             return
         await asyncio.sleep(1.0)
+
+
+async def incident(
+    settings: Settings, state: State, model: Model, pending: list[tuple[str, bytes, Any]]
+) -> dict[str, Any]:
+    """A version lost and recovered, and one chain rewritten while the sink runs (caught when
+    the sink records its refusal in that chain)."""
+    await settle(state, pending, model)
+    live = [
+        d
+        async for d in state.db["objects"].find({"state": "verified"})
+        if (d["name"], d["version"]) not in model.removed and d["_id"] not in model.damaged
+    ]
+    if len(live) < 2:
+        return {"incidents": "skipped: fewer than two verified versions"}
+    lost, forged = live[0], live[-1]
+    found = await lose_and_recover(settings, state, lost)
+    model.tampered = await tamper(state, forged)
+    deadline = time.monotonic() + 120
+    caught = False
+    while not caught and time.monotonic() < deadline:
+        caught = "checkpoint.refused" in [r["action"] for r in await state.audit(model.tampered)]
+        await asyncio.sleep(1.0)
+    return {**found, "tamper_refused_by_sink": caught}
+
+
+async def repaired(settings: Settings, state: State, model: Model) -> None:
+    """Every damaged version scrubbed once more and verified (bounded): what the scheduled
+    scrub has not reached yet."""
+    docs = [
+        d
+        for d in (await state.versions(sorted(model.damaged))).values()
+        if d.get("state") not in ("deleted", "shredded")
+    ]
+    await scrub(settings, docs, actor=cli_actor())
+    for doc in docs:
+        await wait_state(state, doc, "verified", timeout_s=120)
 
 
 async def settle(state: State, pending: list[tuple[str, bytes, Any]], model: Model) -> None:

@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     audit_signing_key: str = "movingdata-audit"
     """Transit key signing audit checkpoints."""
     audit_checkpoint_s: float = 30.0
-    """How often the sink signs a checkpoint of every chain head."""
+    """How often the sink signs the next checkpoint of the audit log (heads that moved)."""
 
     # S3 (SeaweedFS locally).
     s3_port: int = 18333
