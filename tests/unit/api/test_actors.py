@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi import Response
 
 from schemas.events import AuditRecord, DeleteRequest, Event, ReplicaWritten, object_id_for
 from topics import AUDIT, TopicSpec
@@ -61,7 +62,12 @@ def svc() -> Any:
     async def versions(object_id: str) -> list[dict[str, Any]]:
         return [version()] if object_id == OBJECT_ID else []
 
-    state = SimpleNamespace(objects=versions)
+    async def insert_one(doc: dict[str, Any]) -> None:
+        kept.append(doc)
+
+    kept: list[dict[str, Any]] = []
+    db = {"removal_requests": SimpleNamespace(insert_one=insert_one, kept=kept)}
+    state = SimpleNamespace(objects=versions, db=db)
     deps = SimpleNamespace(stores={}, data_keys=None)
     return SimpleNamespace(settings=None, state=state, deps=deps, tiering=None)
 
@@ -83,7 +89,13 @@ def by_alice(record: AuditRecord, request_id: str) -> bool:
 async def test_an_api_delete_or_forget_names_the_token_tenant_and_request(
     sent: list[tuple[TopicSpec, Event]], forget: bool
 ) -> None:
-    await objects.delete_object(OBJECT_ID, ALICE, svc(), "req-1", forget=forget)
+    service, response = svc(), Response()
+    answer = await objects.delete_object(
+        OBJECT_ID, ALICE, service, "req-1", response, forget=forget
+    )
+    assert answer.request_id == "req-1" and response.headers["Location"] == answer.status
+    (kept,) = service.state.db["removal_requests"].kept
+    assert kept["actor"] == "api:alice" and kept["_id"] == "req-1"
     (intent,) = audit_records(sent)
     assert intent.action == ("forget" if forget else "delete") + ".requested"
     assert by_alice(intent, "req-1")
