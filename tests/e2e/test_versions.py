@@ -169,7 +169,7 @@ async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
     unknown = pipeline.cli("rm", "docs/never.txt")
     assert unknown.returncode == 1 and "no object 'docs/never.txt'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    bad = pipeline.cli("ls", "--state", "lost")
+    bad = pipeline.cli("ls", "--state", "misplaced")
     assert bad.returncode == 2 and "state must be one of" in bad.stderr
 
 
