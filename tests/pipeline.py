@@ -215,6 +215,23 @@ async def snapshot(pipeline: Pipeline, state: State) -> dict[str, object]:
     return {"mongo": docs, "stores": stores}
 
 
+def differences(after: object, before: object, path: str = "") -> list[str]:
+    """Where two snapshots differ (dotted paths; list items by position or ``_id``)."""
+    if isinstance(after, dict) and isinstance(before, dict):
+        return [
+            d
+            for key in sorted({*after, *before}, key=str)
+            for d in differences(after.get(key), before.get(key), f"{path}.{key}")
+        ]
+    if isinstance(after, list) and isinstance(before, list) and len(after) == len(before):
+        return [
+            d
+            for n, (a, b) in enumerate(zip(after, before, strict=True))
+            for d in differences(a, b, f"{path}[{a.get('_id', n) if isinstance(a, dict) else n}]")
+        ]
+    return [] if after == before else [f"{path}: {before!r} -> {after!r}"[:300]]
+
+
 async def restore_all(
     pipeline: Pipeline, docs: list[tuple[dict, str]], folder: Path
 ) -> dict[str, bytes]:

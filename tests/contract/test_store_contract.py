@@ -19,7 +19,7 @@ from workers.settings import Settings
 from workers.stack.services import CONFINED_PREFIX, SeaweedFS
 from workers.stores import open_store
 from workers.stores.azure import AzureBlobStore
-from workers.stores.base import ObjectInfo, ObjectStore, Tier, WriteResult
+from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, WriteResult
 from workers.stores.gcs import GCSStore
 from workers.stores.memory import MemoryStore
 from workers.stores.s3 import S3Store
@@ -174,6 +174,26 @@ async def test_set_tier_keeps_content_and_metadata(
         await store.set_tier("obj", tier)
         assert await stat(store, "obj") == ObjectInfo("obj", 2048, tier, {"object_id": "o-1"})
     assert await read_all(store, "obj") == data
+
+
+async def test_an_archived_object_is_read_or_refused_as_access_denied_and_keeps_its_digest(
+    store: ObjectStore, backend: str
+) -> None:
+    """What the scrub relies on: a store either serves an archived object or refuses it as
+    ``AccessDenied`` (Azure's BlobArchived, S3's InvalidObjectState), and one that reports a
+    digest reports the same one while the object is archived (proof without rehydration)."""
+    data = os.urandom(2048)
+    await store.write("obj", chunked(data))
+    before = await store.stored_digest("obj") if isinstance(store, ReportsDigest) else None
+    await store.set_tier("obj", Tier.ARCHIVE)
+    try:
+        assert await read_all(store, "obj") == data  # served directly (S3, GCS emulators)
+        refused = False
+    except AccessDenied:
+        refused = True
+    assert refused == (backend == "azure")  # Azurite refuses, as Azure does
+    if isinstance(store, ReportsDigest):
+        assert before is not None and await store.stored_digest("obj") == before
 
 
 @pytest.mark.parametrize("parts", [1, 2], ids=["one-request", "parts"])

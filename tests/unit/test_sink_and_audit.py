@@ -223,7 +223,7 @@ def test_a_replica_read_back_again_moves_its_read_back_time_forward() -> None:
     )
     update = update_document(verified)
     assert update is not None
-    assert update["$max"] == {"replicas.s3.read_back_at": at, "replicas.s3.proven_at": at}
+    assert update["$max"] == {"replicas.s3.read_back_at": at}  # the proof: latest_verdict
     assert "replicas.s3.verified_at" in update["$min"]  # the first verification stays
     damaged = verified.model_copy(update={"verdict": "damaged"})
     update = update_document(damaged)
@@ -237,13 +237,18 @@ def test_a_replica_verdict_is_the_latest_checks_in_any_order() -> None:
     checked = stamp(ReplicaVerified, request, "v", version=1, placement=request.placement,
                     target="gcs", key="k", ciphertext_sha256="0" * 64, ciphertext_size=1,
                     verified_at=at, scrub=True, verdict="missing")  # fmt: skip
-    write = latest_verdict(checked)
+    pop, write = latest_verdict(checked)
     assert write._doc == {
-        "$set": {"replicas.gcs.verdict": "missing", "replicas.gcs.checked_at": at}
+        "$set": {"replicas.gcs.verdict": "missing", "replicas.gcs.checked_at": at},
+        "$push": {"replicas.gcs.check_ids": checked.event_id},
     }
     older = {"replicas.gcs.checked_at": {"$lt": at}}  # a later check's verdict stands
     assert write._filter["$or"] == [{"replicas.gcs.checked_at": {"$exists": False}}, older]
-    assert not write._upsert
+    # a replay of this check (same id, verified again later) changes nothing
+    assert write._filter["replicas.gcs.check_ids"] == {"$ne": checked.event_id}
+    assert pop._doc == {"$pop": {"replicas.gcs.check_ids": -1}} and not write._upsert
+    good = latest_verdict(checked.model_copy(update={"verdict": "good"}))[1]
+    assert good._doc["$set"]["replicas.gcs.proven_at"] == at
     assert checked.step == "replica.missing" and checked.step_outcome() == "failed"
 
 
@@ -298,9 +303,10 @@ def test_a_batch_makes_one_upsert_per_version_ending_where_its_events_one_by_one
         assert upsert._filter == {"_id": f"{events[0].object_id}:v1"} and upsert._upsert
         assert applied(None, upsert._doc) == one_by_one
         assert [w._doc for w in filtered] == [  # filtered: after the upsert, in event order
-            latest_tier(e)._doc if isinstance(e, ReplicaTiered) else latest_verdict(e)._doc
+            w._doc
             for e in batch
             if isinstance(e, ReplicaTiered | ReplicaVerified)
+            for w in ([latest_tier(e)] if isinstance(e, ReplicaTiered) else latest_verdict(e))
         ]
     merged_doc = applied(None, batch_writes(events)[0]._doc)
     assert merged_doc["replicas.s3.read_back_at"] == datetime(2026, 12, 2, 3, tzinfo=UTC)
@@ -313,11 +319,12 @@ def test_filtered_writes_follow_the_upserts_in_event_order() -> None:
              for n in range(2)]  # fmt: skip
     events = version_events()
     writes = batch_writes([reads[0], *events, reads[1]])
-    assert [bool(w._upsert) for w in writes] == [True] + [False] * 8
+    assert [bool(w._upsert) for w in writes] == [True] + [False] * 11
     assert writes[1]._doc["$pop"] and writes[2]._doc["$push"]["read_ids"] == reads[0].event_id
-    assert [w._doc for w in writes[3:6]] == [latest_verdict(e)._doc for e in events[3:6]]  # type: ignore[arg-type]
-    assert writes[6]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
-    assert writes[8]._doc["$push"]["read_ids"] == reads[1].event_id
+    verdicts = [w._doc for e in events[3:6] for w in latest_verdict(e)]  # type: ignore[arg-type]
+    assert [w._doc for w in writes[3:9]] == verdicts
+    assert writes[9]._doc == latest_tier(events[-1])._doc  # type: ignore[arg-type]
+    assert writes[11]._doc["$push"]["read_ids"] == reads[1].event_id
 
 
 def test_the_cache_keeps_the_most_recently_written_heads() -> None:

@@ -69,6 +69,7 @@ BULK_LIMIT = 50
 DUPLICATE_KEY = 11000
 HEAD_IDS = 64  # ids of an object's latest records its head keeps (a version has about 14)
 READS_KEPT = 256  # read times a version's document keeps for the tiering policy (the newest)
+CHECKS_KEPT = 64  # ids of a replica's latest checks its document keeps (a replay is known)
 
 
 def object_update(event: Event) -> Doc | None:
@@ -116,7 +117,6 @@ def object_update(event: Event) -> Doc | None:
         case ReplicaVerified(target=t, verdict="good"):
             update = {
                 f"replicas.{t}.verified_at": event.verified_at,
-                f"replicas.{t}.proven_at": event.verified_at,
                 f"replicas.{t}.sha256": event.ciphertext_sha256,
                 f"replicas.{t}.repaired_from": event.repaired_from,
                 f"replicas.{t}.verified_by": event.mode,
@@ -159,15 +159,24 @@ def latest_tier(event: ReplicaTiered) -> UpdateOne:
     return UpdateOne(selected, {"$set": update, "$push": {f"{prefix}.tier_events": event.event_id}})
 
 
-def latest_verdict(event: ReplicaVerified) -> UpdateOne:
-    """Record the replica's verdict unless a later check's is recorded already: a replica's
-    verdict is its latest check's, whatever order the checks reach the sink in."""
+def latest_verdict(event: ReplicaVerified) -> list[UpdateOne]:
+    """Record the replica's verdict (and, a good one, its proof time) unless a later check's
+    is recorded already, or this check was (a replay verifies again, later, under the same
+    event id: the trail keeps the first, so must the state). A replica's verdict is its
+    latest check's, whatever order the checks reach the sink in. The ids of the newest
+    ``CHECKS_KEPT`` checks are kept; two updates, as for reads."""
     at, prefix = event.verified_at, f"replicas.{event.target}"
+    ids = f"{prefix}.check_ids"
+    selected = {"_id": doc_id(event.object_id, event.version), ids: {"$ne": event.event_id}}
     newer = [{f"{prefix}.checked_at": {"$exists": False}}, {f"{prefix}.checked_at": {"$lt": at}}]
-    return UpdateOne(
-        {"_id": doc_id(event.object_id, event.version), "$or": newer},
-        {"$set": {f"{prefix}.verdict": event.verdict, f"{prefix}.checked_at": at}},
-    )
+    full = {**selected, "$or": newer, f"{ids}.{CHECKS_KEPT - 1}": {"$exists": True}}
+    update = {f"{prefix}.verdict": event.verdict, f"{prefix}.checked_at": at}
+    if event.verdict == "good":
+        update[f"{prefix}.proven_at"] = at
+    return [
+        UpdateOne(full, {"$pop": {ids: -1}}),
+        UpdateOne({**selected, "$or": newer}, {"$set": update, "$push": {ids: event.event_id}}),
+    ]
 
 
 def read_writes(event: ObjectAccessed) -> list[UpdateOne]:
@@ -238,7 +247,7 @@ def batch_writes(
         if isinstance(event, ReplicaTiered):
             filtered.append(latest_tier(event))
         elif isinstance(event, ReplicaVerified):
-            filtered.append(latest_verdict(event))
+            filtered += latest_verdict(event)
     writes = [UpdateOne({"_id": key}, update, upsert=True) for key, update in upserts.items()]
     return writes + filtered
 
@@ -263,8 +272,8 @@ def merged(first: Doc, then: Doc) -> Doc:
 STATE_EVENTS = (ObjectAccepted, ObjectEncrypted, ReplicaVerified, ReplicaRemoval, DeadLetter)
 
 
-# Timestamps of the latest occurrence (a replica is read back and proven again by every scrub).
-LATEST = ("read_back_at", "proven_at")
+# Timestamps of the latest occurrence (a replica is read back again by every scrub).
+LATEST = ("read_back_at",)
 
 
 def update_document(event: Event) -> Doc | None:

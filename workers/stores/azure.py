@@ -76,7 +76,10 @@ def _translate(exc: BaseException, what: str) -> MovingDataError:
         message = f"azure {what}: {_error_code(exc)}"
         if isinstance(exc, ResourceNotFoundError) or status == 404:
             return NotFound(message)
-        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+        # BlobArchived (409): a read of a blob in the Archive tier, refused until rehydrated,
+        # as S3 refuses one in Glacier (InvalidObjectState)
+        archived = _error_code(exc) == "BlobArchived"
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403) or archived:
             return AccessDenied("azure", message)
         # Md5Mismatch: a block damaged in transit (Azurite: InvalidOperation, "Provided
         # contentMD5 doesn't match."); IncompleteReadError: a body cut short.
