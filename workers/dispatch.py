@@ -35,9 +35,9 @@ from schemas.events import (
 )
 from topics import AUDIT, DEADLETTER, RETRY, TopicSpec
 from workers import metrics
+from workers.audit.trail import Emit as Emit  # what handlers return, re-exported for them
+from workers.audit.trail import derived_by_sink, step_record
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
-from workers.trail import Emit as Emit  # what handlers return, re-exported for them
-from workers.trail import derived_by_sink, step_record
 
 log = logging.getLogger("movingdata.dispatch")
 UNKNOWN_OBJECT = "unknown"

@@ -21,6 +21,7 @@ from schemas.events import (
 )
 from tests.unit.agents.conftest import ListPublisher, inline_request
 from topics import ACCEPTED, DELETE
+from workers.audit.trail import STEP_TOPICS, derived_by_sink, step_of, step_record
 from workers.client.identity import cli_actor
 from workers.client.puts import put_request
 from workers.dispatch import (
@@ -33,7 +34,6 @@ from workers.dispatch import (
     with_audit,
 )
 from workers.errors import AccessDenied, Fatal, Permanent, Retryable
-from workers.trail import STEP_TOPICS, derived_by_sink, step_of, step_record
 
 REF = MessageRef("movingdata.ingest", 2, 41)
 FAST = RetryPolicy(in_process_attempts=2, max_attempts=3, base_s=0.0, cap_s=0.0)

@@ -38,11 +38,11 @@ from schemas.events import (
     ReplicaWritten,
 )
 from workers import metrics
+from workers.audit.trail import step_of, step_record
 from workers.core.auditchain import GENESIS, record_hash
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
 from workers.mongo import by_ids
-from workers.trail import step_of, step_record
 
 STAGE = "sink"
 SINK_INPUTS = (

@@ -10,9 +10,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import AuditRecord, Event, IngestRequest
 from topics import AUDIT, INGEST, TopicSpec
+from workers.audit.trail import STEP_TOPICS, step_of, step_record
 from workers.broker import kafka_options
 from workers.settings import Settings
-from workers.trail import STEP_TOPICS, step_of, step_record
 
 
 async def produce_events(settings: Settings, topic: TopicSpec, events: Iterable[Event]) -> int:
