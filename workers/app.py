@@ -344,7 +344,7 @@ class Checkpointer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db: Any = None
-        self.signer = open_signer(settings)
+        self.signer = open_signer(settings, "sink")  # the sink's own token: only it signs
         self.last: checkpoints.Signed | None = None
         self.actor = f"worker:sink@{socket.gethostname()}"
 

@@ -145,6 +145,7 @@ def worker(
 
     from workers.app import build_app, parse_stages
     from workers.deps import build_deps, prepare
+    from workers.errors import Fatal
 
     s = load_settings()  # never the operators' tokens
     try:
@@ -152,7 +153,10 @@ def worker(
     except ValueError as exc:
         fail(str(exc))
     run(prepare(s))
-    faust_app = build_app(s, stages, build_deps(s))
+    try:  # a missing token (the sink's own, for one) stops it here, in one line
+        faust_app = build_app(s, stages, build_deps(s))
+    except Fatal as exc:
+        fail(str(exc))
     faust.Worker(
         faust_app,
         loglevel=s.log_level,

@@ -190,24 +190,36 @@ class LocalSigner:
         """Nothing to release."""
 
 
-Role = Literal["worker", "reader", "admin"]
+Role = Literal["worker", "sink", "reader", "admin"]
 
 
 def openbao_token(settings: Settings, role: Role) -> str:
-    """The token of a role: workers encrypt and decrypt with the KEK and sign checkpoints;
-    readers (restore, audit verify) decrypt and verify; the admin rotates and trims."""
+    """The token of a role: workers encrypt and decrypt with the KEK; the sink alone signs
+    checkpoints (and verifies the latest before the next); readers (restore, audit verify)
+    decrypt and verify; the admin rotates and trims."""
     token = {
         "worker": settings.openbao_token,
+        "sink": settings.openbao_sink_token,
         "reader": settings.openbao_reader_token,
         "admin": settings.openbao_admin_token,
     }[role]
+    if token is not None and not token.get_secret_value():
+        token = None  # set but empty (`${VAR:-}` in Compose): not given either
+    if token is None and role == "sink":
+        raise Fatal(
+            "MOVINGDATA_OPENBAO_SINK_TOKEN is not set: the sink signs audit checkpoints with a "
+            "token of its own, which no other worker holds (locally `movingdata stack up` "
+            "issues it; in a deployment, give it to the sink's service or pod only)"
+        )
     if token is None:
         name = {"worker": "", "reader": "READER_", "admin": "ADMIN_"}[role]
         raise Fatal(f"MOVINGDATA_OPENBAO_{name}TOKEN is not set (run `movingdata stack up` first)")
     return token.get_secret_value()
 
 
-def open_signer(settings: Settings, role: Role = "worker") -> AuditSigner:
+def open_signer(settings: Settings, role: Role) -> AuditSigner:
+    """The audit signing key with ``role``'s token: ``sink`` signs and verifies, ``reader``
+    and ``admin`` only verify; a worker's token may do neither."""
     if settings.kek_provider == "local":
         return LocalSigner(settings.home / "audit-signing.key")
     return OpenBaoSigner(

@@ -193,7 +193,9 @@ class Settings(BaseSettings):
     openbao_cluster_port: int = 18201
     """Cluster port of the local OpenBao."""
     openbao_token: SecretStr | None = None
-    """Workers' token: the KEK's encrypt/decrypt, signing checkpoints."""
+    """Workers' token: the KEK's encrypt/decrypt."""
+    openbao_sink_token: SecretStr | None = None
+    """The sink's own token: signs (and verifies) audit checkpoints; no other worker holds it."""
     openbao_reader_token: SecretStr | None = None
     """Operators' reader token (restore, audit verify): decrypt, verify."""
     openbao_admin_token: SecretStr | None = None

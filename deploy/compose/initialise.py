@@ -34,6 +34,7 @@ KEYS_DIR = Path("/var/lib/movingdata/openbao-keys")
 TOKEN_VARIABLES = {
     "seaweed": "OPENBAO_SEAWEEDFS_TOKEN",
     "worker": "MOVINGDATA_OPENBAO_TOKEN",
+    "sink": "MOVINGDATA_OPENBAO_SINK_TOKEN",
     "reader": "MOVINGDATA_OPENBAO_READER_TOKEN",
     "admin": "MOVINGDATA_OPENBAO_ADMIN_TOKEN",
 }

@@ -105,6 +105,7 @@ async def test_rotate_forget_audit_and_no_secret_anywhere(
         init["root_token"].encode(),
         init["keys_base64"][0].encode(),
         openbao.token("seaweed").encode(),
+        openbao.token("sink").encode(),  # the only token that signs checkpoints
         MARKER,
     ]
     for key in data_keys:

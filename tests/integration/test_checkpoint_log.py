@@ -38,7 +38,7 @@ async def db(settings: Settings, unique: str) -> AsyncIterator[AsyncDatabase[Doc
 
 @pytest.fixture
 async def signer(settings: Settings) -> AsyncIterator[AuditSigner]:
-    signer = open_signer(settings)
+    signer = open_signer(settings, "sink")  # the sink's own token: the only one that signs
     yield signer
     await signer.close()
 

@@ -380,21 +380,28 @@ def privilege_problems(compose: Compose) -> list[str]:
     """Each process holds the OpenBao token of its role only (workers/stack/openbao.py)."""
     tokens = {
         "MOVINGDATA_OPENBAO_TOKEN",
+        "MOVINGDATA_OPENBAO_SINK_TOKEN",
         "MOVINGDATA_OPENBAO_READER_TOKEN",
         "MOVINGDATA_OPENBAO_ADMIN_TOKEN",
         "OPENBAO_SEAWEEDFS_TOKEN",
     }
     allowed = {
         **{stage: {"MOVINGDATA_OPENBAO_TOKEN"} for stage in STAGES},
+        # the sink alone signs audit checkpoints, with a token of its own
+        "sink": {"MOVINGDATA_OPENBAO_TOKEN", "MOVINGDATA_OPENBAO_SINK_TOKEN"},
         "api": {"MOVINGDATA_OPENBAO_READER_TOKEN"},
         "openbao-init": tokens,
         "seaweedfs": {"OPENBAO_SEAWEEDFS_TOKEN"},
     }
-    return [
+    problems = [
         f"{name}: holds {sorted(held)}"
         for name, service in compose["services"].items()
         if (held := (set(environment(service)) & tokens) - allowed.get(name, set()))
     ]
+    sink = compose["services"].get("sink", {})
+    if "MOVINGDATA_OPENBAO_SINK_TOKEN" not in environment(sink):
+        problems.append("sink: lacks MOVINGDATA_OPENBAO_SINK_TOKEN (it signs audit checkpoints)")
+    return problems
 
 
 def env_example_problems(raw: Compose, env_example: Mapping[str, str]) -> list[str]:
@@ -611,6 +618,14 @@ def set_in(path: str, value: Any) -> Callable[[Compose], None]:
         (
             set_in("services.ingest.environment.MOVINGDATA_OPENBAO_ADMIN_TOKEN", "${X:-}"),
             "ingest: holds ['MOVINGDATA_OPENBAO_ADMIN_TOKEN']",
+        ),
+        (
+            set_in("services.verify.environment.MOVINGDATA_OPENBAO_SINK_TOKEN", "${X:-}"),
+            "verify: holds ['MOVINGDATA_OPENBAO_SINK_TOKEN']",
+        ),
+        (
+            set_in("services.sink.environment.MOVINGDATA_OPENBAO_SINK_TOKEN", None),
+            "sink: lacks MOVINGDATA_OPENBAO_SINK_TOKEN",
         ),
         (
             set_in("services.api.environment.EXTRA", "${NOT_IN_EXAMPLE:-x}"),

@@ -98,11 +98,12 @@ def rendered(kustomize: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """Each overlay's output, its Secret filled in from the committed examples."""
     tree = tmp_path_factory.mktemp("deploy") / "k8s"
     shutil.copytree(K8S, tree)
-    secrets = example_env(K8S / "secret.env.example")
     out = {}
     for overlay in OVERLAYS:
         folder = tree / "overlays" / overlay
-        (folder / "secret.env").write_text("".join(f"{k}={sentinel(k)}\n" for k in secrets))
+        for name in ("secret.env", "sink-secret.env"):
+            secrets = example_env(K8S / f"{name}.example")
+            (folder / name).write_text("".join(f"{k}={sentinel(k)}\n" for k in secrets))
         shutil.copy(K8S / "gcs-service-account.json.example", folder / "gcs-service-account.json")
         built = subprocess.run([kustomize, "build", folder], capture_output=True, text=True)
         if built.returncode != 0:
@@ -569,14 +570,21 @@ def test_no_secret_value_is_committed() -> None:
     assert secrets and set(secrets.values()) == {""}, "secret.env.example holds values"
     assert set(secrets) >= WORKER_NEEDS
     assert set(secrets) <= SECRET_ENV | {"MOVINGDATA_KAFKA_SASL_USERNAME"}
-    # Workers never hold the readers' or the admins' OpenBao tokens (workers/settings.py).
-    assert not {"MOVINGDATA_OPENBAO_READER_TOKEN", "MOVINGDATA_OPENBAO_ADMIN_TOKEN"} & set(secrets)
+    # Workers never hold the readers' or the admins' OpenBao tokens (workers/settings.py), and
+    # the Secret every worker reads never holds the sink's (its own Secret, sink-secret.env).
+    assert not {
+        "MOVINGDATA_OPENBAO_READER_TOKEN",
+        "MOVINGDATA_OPENBAO_ADMIN_TOKEN",
+        "MOVINGDATA_OPENBAO_SINK_TOKEN",
+    } & set(secrets)
+    sink_secrets = example_env(K8S / "sink-secret.env.example")
+    assert sink_secrets == {"MOVINGDATA_OPENBAO_SINK_TOKEN": ""}
     account = json.loads((K8S / "gcs-service-account.json.example").read_text())
     assert not account["private_key"] and not account["private_key_id"]
     filled = [
         f"deploy/k8s/overlays/{o}/{f}"
         for o in OVERLAYS
-        for f in ("secret.env", "gcs-service-account.json")
+        for f in ("secret.env", "sink-secret.env", "gcs-service-account.json")
     ]
     ignored = subprocess.run(
         ["git", "-C", ROOT, "check-ignore", *filled], capture_output=True, text=True
@@ -596,3 +604,18 @@ def test_secrets_stay_in_the_secret(docs: list[Doc]) -> None:
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 literal = {v["name"] for v in container.get("env", []) if "value" in v}
                 assert not SECRET_ENV & literal, doc["metadata"]["name"]
+
+
+def test_only_the_sink_can_sign_checkpoints(docs: list[Doc]) -> None:
+    """The sink's OpenBao token (the only one that signs) reaches the sink's pods and no other:
+    the shared Secret never holds it, and it comes from a Secret of its own."""
+    sink = sentinel("MOVINGDATA_OPENBAO_SINK_TOKEN")
+    holders = {
+        doc["metadata"]["name"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+        for container in doc["spec"]["template"]["spec"]["containers"]
+        if container_env(docs, container).get("MOVINGDATA_OPENBAO_SINK_TOKEN") == sink
+    }
+    assert holders == {"movingdata-sink"}
+    assert "MOVINGDATA_OPENBAO_SINK_TOKEN" not in named(docs, "Secret")["movingdata"]["data"]

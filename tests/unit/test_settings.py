@@ -17,6 +17,7 @@ SECRETS = {
     "azure_sas_token": "sv=2024-08-04&sig=sas-signature-value",
     "kafka_sasl_password": "kafka-password-value",
     "openbao_token": "openbao-worker-token",
+    "openbao_sink_token": "openbao-sink-token",
     "openbao_reader_token": "openbao-reader-token",
     "openbao_admin_token": "openbao-admin-token",
     "dashboard_token": "dashboard-token-value",

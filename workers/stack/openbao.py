@@ -2,7 +2,8 @@
 
 The unseal key and root token are written to ``<home>/openbao/init.json`` (mode 600) and
 never printed. A least-privilege periodic token is issued per role: SeaweedFS (SSE-KMS), the
-workers, readers (restore, audit verify) and the admin (key rotation).
+workers, the sink (audit checkpoints), readers (restore, audit verify) and the admin (key
+rotation).
 """
 
 import json
@@ -31,7 +32,9 @@ def policies(kek: str, audit_key: str) -> dict[str, str]:
     deployment's or a test's own KEK; encrypting with a missing key creates it). A glob may
     only end a path; ``+`` stands for one segment.
 
-    - worker: encrypt and decrypt data keys, sign and verify audit checkpoints;
+    - worker: encrypt and decrypt data keys; nothing on the audit key;
+    - sink: sign audit checkpoints, and verify the log's latest before signing the next; only
+      the audit key (the sink stage calls OpenBao for nothing else);
     - reader (restore, audit verify): decrypt, verify checkpoints;
     - admin (keys rotate): re-wrap, rotate, disable old versions; never held by a worker.
     """
@@ -43,6 +46,8 @@ def policies(kek: str, audit_key: str) -> dict[str, str]:
         "movingdata-worker": paths(
             (f"encrypt/{kek}*", '"create", "update"'),
             (f"decrypt/{kek}*", '"update"'),
+        ),
+        "movingdata-sink": paths(
             (f"sign/{audit_key}", '"update"'),
             # the sink checks the log's latest checkpoint before it signs the next
             (f"verify/{audit_key}", '"update"'),
@@ -64,6 +69,7 @@ def policies(kek: str, audit_key: str) -> dict[str, str]:
 ROLES = {
     "seaweed": "movingdata-seaweed",
     "worker": "movingdata-worker",
+    "sink": "movingdata-sink",
     "reader": "movingdata-reader",
     "admin": "movingdata-admin",
 }

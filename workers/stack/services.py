@@ -268,7 +268,17 @@ class OpenBao(Service):
         issued = issue_tokens(root, have)
         if issued != have:
             write_secret(tokens, json.dumps(issued))
-        ensure_local_env(s.home / "local.env", {"MOVINGDATA_OPENBAO_TOKEN": self.token("worker")})
+        # The sink's own token (the only one that signs checkpoints) goes to local.env too:
+        # every local worker reads it, any of them may run the sink, and on one machine one OS
+        # user holds every file here. Where only the sink's service or pod is given it
+        # (deploy/compose, deploy/k8s), the other workers cannot sign.
+        ensure_local_env(
+            s.home / "local.env",
+            {
+                "MOVINGDATA_OPENBAO_TOKEN": self.token("worker"),
+                "MOVINGDATA_OPENBAO_SINK_TOKEN": self.token("sink"),
+            },
+        )
         # The operators' tokens go to a file the workers do not read (load_settings).
         ensure_local_env(
             s.home / OPERATOR_ENV,
