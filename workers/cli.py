@@ -13,7 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from workers.logs import logging_config
-from workers.settings import Settings, load_settings
+from workers.settings import KafkaRole, Settings, load_settings
 from workers.stack import control
 from workers.stack.process import ServiceError
 
@@ -27,9 +27,10 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
-def settings() -> Settings:
-    """An operator's settings (with the reader's and admin's tokens); workers load their own."""
-    return load_settings(operator=True)
+def settings(kafka_role: KafkaRole = "operator") -> Settings:
+    """An operator's settings (with the reader's and admin's tokens); workers load their own.
+    On the local broker's SASL listener the CLI is its operator user, the API its own."""
+    return load_settings(operator=True, kafka_role=kafka_role)
 
 
 def fail(message: str) -> NoReturn:
@@ -147,7 +148,7 @@ def worker(
     from workers.deps import build_deps, prepare
     from workers.errors import Fatal
 
-    s = load_settings()  # never the operators' tokens
+    s = load_settings(kafka_role="worker")  # never the operators' tokens
     try:
         stages = parse_stages(agents)
     except ValueError as exc:
@@ -677,7 +678,7 @@ def api(
 
     from workers.api.app import create_app
 
-    s = settings()
+    s = settings(kafka_role="api")
     uvicorn.run(
         create_app(s),
         host=host or s.api_host,

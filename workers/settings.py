@@ -11,6 +11,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The local broker's SASL users, one per role, each with its own ACLs
+# (``workers.stack.principals``).
+KafkaRole = Literal["worker", "api", "dashboard", "operator"]
+
 # Azurite's documented development account: public, identical in every Azurite install.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -141,6 +145,11 @@ class Settings(BaseSettings):
     """SASL user."""
     kafka_sasl_password: SecretStr | None = None
     """SASL password."""
+    kafka_role: KafkaRole | None = None
+    """Which of the local stack's per-role SASL users (`<home>/kafka-<role>.env`, one per
+    role, with ACLs) a process connects as; unset, its own: `worker`, `api`, `dashboard`, and
+    `operator` for every other command. `KAFKA_SASL_USERNAME`/`PASSWORD` set in the
+    environment win."""
     kafka_ssl_cafile: Path | None = None
     """CA bundle the broker's certificate is checked against (unset: the system's)."""
     kafka_ssl_certfile: Path | None = None
@@ -307,11 +316,23 @@ def settings_table() -> str:
 OPERATOR_ENV = "operator.env"
 
 
-def load_settings(operator: bool = False) -> Settings:
+def kafka_role_env(role: KafkaRole) -> str:
+    """The file under ``home`` holding the local broker's SASL user of ``role``."""
+    return f"kafka-{role}.env"
+
+
+def load_settings(operator: bool = False, kafka_role: KafkaRole | None = None) -> Settings:
     """Read the environment once, then the stack's generated ``local.env`` under ``home``;
     an operator's command (not a worker) also reads ``operator.env``: the reader's and the
-    admin's OpenBao tokens, which workers never hold."""
+    admin's OpenBao tokens, which workers never hold. A process of a role (``kafka_role``,
+    or ``MOVINGDATA_KAFKA_ROLE``) then reads that role's SASL user, ``kafka-<role>.env``,
+    over ``local.env``'s."""
     base = Settings()
     home = base.home.resolve()
-    files = (home / "local.env", *((home / OPERATOR_ENV,) if operator else ()))
-    return Settings(_env_file=files, home=home)  # type: ignore[call-arg]
+    role = base.kafka_role or kafka_role
+    files = (
+        home / "local.env",
+        *((home / OPERATOR_ENV,) if operator else ()),
+        *((home / kafka_role_env(role),) if role else ()),
+    )
+    return Settings(_env_file=files, home=home, kafka_role=role)  # type: ignore[call-arg]

@@ -18,7 +18,7 @@ from workers.dashboard.data import (
 from workers.settings import load_settings
 
 st.set_page_config(page_title="MovingData", layout="wide")
-settings = load_settings()
+settings = load_settings(kafka_role="dashboard")  # on the SASL listener: read only
 data = Data(settings)
 
 given = settings.dashboard_token.get_secret_value() if settings.dashboard_token else ""

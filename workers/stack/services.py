@@ -23,9 +23,11 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from workers.broker import kafka_options
-from workers.settings import OPERATOR_ENV, Settings
+from workers.settings import OPERATOR_ENV, KafkaRole, Settings, kafka_role_env
+from workers.stack import principals
 from workers.stack.localenv import ensure_local_env, read_local_env, write_secret
 from workers.stack.openbao import OpenBaoAPI, configure, initialise, issue_tokens
+from workers.stack.principals import ROLES
 from workers.stack.process import ServiceError
 from workers.stack.tls import ensure_server_tls
 
@@ -633,8 +635,26 @@ class Kafka(Service):
     def properties(self) -> Path:
         return self.dir / "server.properties"
 
-    def sasl_credentials(self) -> tuple[str, str]:
-        pairs = read_local_env(self.settings.home / "local.env")
+    def ensure_credentials(self) -> None:
+        """Generate the SASL users missing: the shared one (``local.env``, a super user) and
+        one per role, with ACLs (``workers.stack.principals``), each in a file of its own that
+        only that role's processes read (``load_settings``)."""
+        home = self.settings.home
+        files = {"local.env": "movingdata"}
+        files |= {kafka_role_env(role): principals.username(role) for role in ROLES}
+        for name, user in files.items():
+            ensure_local_env(
+                home / name,
+                {
+                    "MOVINGDATA_KAFKA_SASL_USERNAME": user,
+                    "MOVINGDATA_KAFKA_SASL_PASSWORD": secrets.token_urlsafe(24),
+                },
+            )
+
+    def sasl_credentials(self, role: KafkaRole | None = None) -> tuple[str, str]:
+        """The shared SASL user (``local.env``), or ``role``'s (``kafka-<role>.env``)."""
+        name = "local.env" if role is None else kafka_role_env(role)
+        pairs = read_local_env(self.settings.home / name)
         return pairs["MOVINGDATA_KAFKA_SASL_USERNAME"], pairs["MOVINGDATA_KAFKA_SASL_PASSWORD"]
 
     def prepare(self) -> None:
@@ -643,13 +663,7 @@ class Kafka(Service):
         self.properties.parent.mkdir(parents=True, exist_ok=True)
         # A second listener, SASL_SSL (SCRAM-SHA-512 or PLAIN) under the stack's own CA: what
         # a secured cluster asks of every client; the tests connect to it too.
-        ensure_local_env(
-            s.home / "local.env",
-            {
-                "MOVINGDATA_KAFKA_SASL_USERNAME": "movingdata",
-                "MOVINGDATA_KAFKA_SASL_PASSWORD": secrets.token_urlsafe(24),
-            },
-        )
+        self.ensure_credentials()
         user, password = self.sasl_credentials()
         ca, server = ensure_server_tls(self.dir / "tls")
         plain = f'user_{user}="{password}"'
@@ -673,6 +687,10 @@ class Kafka(Service):
             f"listener.name.sasl_ssl.ssl.keystore.location={server}\n"
             f"listener.name.sasl_ssl.ssl.truststore.type=PEM\n"
             f"listener.name.sasl_ssl.ssl.truststore.location={ca}\n"
+            # ACLs govern the SASL_SSL listener's users; the PLAINTEXT loopback listener (and
+            # the controller's) is the developer's, its ANONYMOUS principal a super user.
+            f"authorizer.class.name={principals.AUTHORIZER}\n"
+            f"super.users={principals.super_users(user)}\n"
             f"log.dirs={data}\nnum.partitions=4\nauto.create.topics.enable=false\n"
             "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
             "transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
@@ -702,28 +720,49 @@ class Kafka(Service):
             )
 
     def after_start(self) -> None:
-        """The SCRAM user of the SASL_SSL listener (idempotent: its password is set again)."""
-        user, password = self.sasl_credentials()
+        """The SASL_SSL listener's SCRAM users (the shared one, one per role) and the roles'
+        ACLs, set over the PLAINTEXT listener. Idempotent; nothing is run again while what was
+        applied to this cluster is unchanged (``principals.applied``)."""
+        self.ensure_credentials()
+        users = dict([self.sasl_credentials(), *map(self.sasl_credentials, ROLES)])
+        prefix = self.settings.topic_prefix
+        acls = [principals.acl_arguments(grant, prefix) for grant in principals.GRANTS]
+        if not self.authorizing():  # a broker started before it had ACLs: users only
+            acls = []
+        digest = principals.applied_digest(self.cluster_id(), users, acls)
+        stamp = self.dir / "principals.applied"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        scram = "org.apache.kafka.tools.ConfigCommand"
+        calls = [(scram, principals.scram_arguments(*pair), "scram.log") for pair in users.items()]
+        calls += [("org.apache.kafka.tools.AclCommand", argv, "acls.log") for argv in acls]
+        with ThreadPoolExecutor(3) as pool:  # a JVM each: ~1.5 s apart, ~5 s together
+            list(pool.map(lambda call: self.tool(*call), calls))
+        write_secret(stamp, digest)
+
+    def tool(self, main: str, args: list[str], log: str) -> None:
+        """One of Kafka's command-line tools against the PLAINTEXT listener."""
         run_install(
             [
                 "java",
                 "-XX:TieredStopAtLevel=1",
                 "-cp",
                 f"{self.lib}/*",
-                "org.apache.kafka.tools.ConfigCommand",
+                main,
                 "--bootstrap-server",
                 f"127.0.0.1:{self.settings.kafka_port}",
-                "--alter",
-                "--entity-type",
-                "users",
-                "--entity-name",
-                user,
-                "--add-config",
-                f"SCRAM-SHA-512=[iterations=4096,password={password}]",
+                *args,
             ],
             self.name,
-            self.dir / "scram.log",
+            self.dir / log,
         )
+
+    def authorizing(self) -> bool:
+        """The running broker was started with the authorizer (its properties say so)."""
+        return f"authorizer.class.name={principals.AUTHORIZER}\n" in self.properties.read_text()
+
+    def cluster_id(self) -> str:
+        return read_local_env(self.dir / "data" / "meta.properties").get("cluster.id", "")
 
     def argv(self) -> list[str]:
         heap = self.settings.kafka_heap
