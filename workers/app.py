@@ -68,6 +68,7 @@ from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
 from workers.health import readiness
+from workers.jobs import retention
 from workers.jobs.scrub import scheduled_scrub
 from workers.keys import open_signer
 from workers.mongo import transient
@@ -277,6 +278,9 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
 
             job = StateJob(settings, reconcile, "reconcile", "stalled versions re-driven")
             app.timer(settings.reconcile_interval_s)(when(sink_leads, job.run))
+        if settings.retain_versions > 0 and settings.retention_interval_s > 0:
+            job = StateJob(settings, retention.retire, "retention", "versions retired")
+            app.timer(settings.retention_interval_s)(when(sink_leads, job.run))
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here
         actor = f"worker:tier@{socket.gethostname()}"
@@ -383,7 +387,8 @@ class Checkpointer:
 class StateJob:
     """A once-per-group job over MongoDB's state, with the sink: the scheduled scrub (a share
     of the replicas read back, longest ago first: in store-digest mode, how every replica is
-    still read back) and the reconcile (pending versions that stopped moving, re-driven).
+    still read back), the reconcile (pending versions that stopped moving, re-driven) and the
+    retention (versions older than the verified ones kept, deleted).
     Its client opens inside the event loop that runs it; a failure waits for the next round."""
 
     def __init__(

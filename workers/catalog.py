@@ -30,17 +30,13 @@ Doc = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a put request got: a new version, or (``unchanged``) the version it repeats.
-
-    ``retire`` lists older versions the retention setting deletes because of this put.
-    """
+    """What a put request got: a new version, or (``unchanged``) the version it repeats."""
 
     request_id: str
     object_id: str
     version: int
     unchanged: bool
     at: datetime
-    retire: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +48,6 @@ class Head:
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
-    """One version as the sink recorded it: what a decision and a delete request need."""
-
-    view: VersionView
-    tenant: str
-    targets: tuple[str, ...]
-    keys: tuple[str, ...]
-
-
 class Catalog(Protocol):
     async def decision(self, request_id: str) -> Decision | None:
         """The decision recorded for a request, if any."""
@@ -69,7 +55,7 @@ class Catalog(Protocol):
     async def head(self, object_id: str) -> Head | None:
         """The last version handed out for an object (None: never put)."""
 
-    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, VersionView]:
         """The sink's view of those versions (missing: not recorded by the sink yet)."""
 
     async def document(self, object_id: str, version: int) -> Doc | None:
@@ -93,16 +79,9 @@ class Catalog(Protocol):
     async def close(self) -> None: ...
 
 
-def stored_version(doc: Doc) -> StoredVersion:
-    replicas = doc.get("replicas") or {}
-    keys = {doc["key"]} if doc.get("key") else set()
-    keys |= {r["key"] for r in replicas.values() if r.get("key")}
-    return StoredVersion(
-        VersionView(doc["version"], version_state(doc), content_of(doc)),
-        doc.get("tenant", ""),
-        tuple(doc.get("targets") or ()),
-        tuple(sorted(keys)),
-    )
+def stored_version(doc: Doc) -> VersionView:
+    """One version as the sink recorded it: what a put decision needs."""
+    return VersionView(doc["version"], version_state(doc), content_of(doc))
 
 
 async def recent_versions(catalog: Catalog, object_id: str) -> list[VersionView]:
@@ -116,13 +95,11 @@ async def recent_versions(catalog: Catalog, object_id: str) -> list[VersionView]
     if head is None:
         return views
     for version in range(head.last, 0, -1):
-        stored = (await catalog.versions(object_id, [version])).get(version)
-        if stored is not None:
-            view = stored.view
-        elif version == head.last and await handed_out(catalog, head):
+        view = (await catalog.versions(object_id, [version])).get(version)
+        if view is None:
+            if version != head.last or not await handed_out(catalog, head):
+                continue
             view = VersionView(version, "pending", head.content)
-        else:
-            continue
         views.append(view)
         if view.state in LIVE:
             break
@@ -173,7 +150,7 @@ class MongoCatalog:
         content = Content(doc["last_size"], doc["last_sha256"]) if doc.get("last_sha256") else None
         return Head(doc["last"], content, doc.get("last_request"))
 
-    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, VersionView]:
         found = {}
         with translated_errors("catalog"):
             for version in versions:  # one _id lookup each: the one filter every server indexes
@@ -207,7 +184,6 @@ class MongoCatalog:
 
     async def record(self, decision: Decision) -> Decision:
         doc = {"_id": decision.request_id, **asdict(decision)}
-        doc["retire"] = list(decision.retire)
         del doc["request_id"]
         with translated_errors("catalog"):
             try:
@@ -241,7 +217,6 @@ def decision_of(doc: Doc) -> Decision:
         version=doc["version"],
         unchanged=doc["unchanged"],
         at=doc["at"],
-        retire=tuple(doc.get("retire") or ()),
     )
 
 
@@ -251,7 +226,7 @@ class MemoryCatalog:
     def __init__(self) -> None:
         self.requests: dict[str, Decision] = {}
         self.heads: dict[str, Head] = {}
-        self.stored: dict[tuple[str, int], StoredVersion] = {}
+        self.stored: dict[tuple[str, int], VersionView] = {}
         self.documents: dict[tuple[str, int], Doc] = {}
         self.letters: set[str] = set()  # request ids the sink holds a dead letter of
 
@@ -261,7 +236,7 @@ class MemoryCatalog:
     async def head(self, object_id: str) -> Head | None:
         return self.heads.get(object_id)
 
-    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, StoredVersion]:
+    async def versions(self, object_id: str, versions: Sequence[int]) -> dict[int, VersionView]:
         return {v: self.stored[object_id, v] for v in versions if (object_id, v) in self.stored}
 
     async def document(self, object_id: str, version: int) -> Doc | None:

@@ -60,6 +60,7 @@ WORKER_SETTINGS = (
     "staging_ttl_s",
     "staging_sweep_s",
     "retain_versions",
+    "retention_interval_s",
     "audit_checkpoint_s",
     "tier_policy",
     "tier_prices",

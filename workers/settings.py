@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     staging_sweep_s: float = 600.0
     """How often every encrypt worker sweeps the staging area."""
     retain_versions: int = 0
-    """Versions of each object to keep (0: all); older ones are deleted through the chain."""
+    """Verified versions of each object to keep (0: all): the sink's leader deletes what is
+    older than them through the chain, so a version goes only once that many newer ones are
+    verified."""
+    retention_interval_s: float = 300.0
+    """How often the sink's leader retires the versions `RETAIN_VERSIONS` no longer keeps."""
     initial_tier: Literal["hot", "warm", "cold", "archive"] = "hot"
     """Tier a replica gets once it is verified."""
     tier_policy: Path = Path("default")

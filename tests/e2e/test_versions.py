@@ -279,7 +279,9 @@ async def test_bad_names_and_tags_are_refused_before_anything_is_sent(
 async def test_retention_keeps_the_last_versions_and_removes_the_rest(
     pipeline: Pipeline, state: State, tmp_path: Path
 ) -> None:
-    pipeline.settings = pipeline.settings.model_copy(update={"retain_versions": 1})
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"retain_versions": 1, "retention_interval_s": 1.0}
+    )
     pipeline.start_worker("all")
     doc = tmp_path / "kept.txt"
     for n in range(3):
@@ -289,15 +291,77 @@ async def test_retention_keeps_the_last_versions_and_removes_the_rest(
     object_id = object_id_for("default", "kept.txt")
 
     async def retired() -> bool:
-        first = await state.object(object_id, 1)
-        return bool(first and first.get("state") == "deleted")
+        states = [(d["version"], d["state"]) for d in await state.objects(object_id)]
+        return states == [(1, "deleted"), (2, "deleted"), (3, "verified")]
 
     await wait_for(retired, timeout_s=120)
-    prefix = version_prefix("default", object_id, 1)
-    for target in TARGETS:
-        assert await raw_keys(target, pipeline.settings.bucket, prefix, pipeline.settings) == []
-    states = [(d["version"], d["state"]) for d in await state.objects(object_id)]
-    assert states == [(1, "deleted"), (2, "verified"), (3, "verified")]
+    for version in (1, 2):
+        prefix = version_prefix("default", object_id, version)
+        for target in TARGETS:
+
+            async def removed(target: str = target, prefix: str = prefix) -> bool:
+                keys = await raw_keys(target, pipeline.settings.bucket, prefix, pipeline.settings)
+                return keys == []
+
+            await wait_for(removed, timeout_s=60)
+    trail = await state.audit(object_id)
+    intents = [r for r in trail if r["action"] == "delete.requested"]
+    assert {r["version"] for r in intents} == {1, 2}  # asked by the sink's retention job
+    assert all(r["actor"].startswith("worker:sink@") for r in intents)
+    assert {r["detail"]["reason"] for r in intents} == {"retention: keep 1 verified versions"}
+    assert {r["version"] for r in trail if r["action"] == "version.deleted"} == {1, 2}
+
+
+async def test_puts_that_fail_never_retire_an_older_verified_version(
+    pipeline: Pipeline, state: State, source_dir: Path
+) -> None:
+    """Keep 2: v1 and v2 verified, v3 and v4 fail; both verified versions stay until a newer
+    one is verified. (Retention at put time retired v1 when v4 was put.)"""
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"retain_versions": 2, "retention_interval_s": 1.0, "source_roots": (source_dir,)}
+    )
+    pipeline.env["MOVINGDATA_SOURCE_ROOTS"] = orjson.dumps([str(source_dir)]).decode()
+    pipeline.start_worker("all")
+    doc = source_dir / "kept.txt"
+    for n in range(2):
+        doc.write_bytes(f"edit {n}\n".encode())
+        done = pipeline.cli("put", str(doc), "--wait")
+        assert done.returncode == 0 and f"kept.txt v{n + 1} verified" in done.stdout, done.stdout
+    failing = []
+    for n in (2, 3):
+        doc.write_bytes(f"edit {n}\n".encode())
+        failing += requests_for_path(doc, TARGETS, "default", {}, actor=cli_actor())
+    doc.write_bytes(b"edit X\n")  # same size, other bytes: encrypt refuses v3 and v4
+    await produce(pipeline.settings, failing)
+    failures = await wait_verified(state, failing, timeout_s=300)
+    object_id = object_id_for("default", "kept.txt")
+    assert "source changed since put" in failures[object_id]
+
+    async def states() -> list[tuple[int, str]]:
+        return [(d["version"], d["state"]) for d in await state.objects(object_id)]
+
+    async def both_failed() -> bool:
+        return await states() == [(1, "verified"), (2, "verified"), (3, "failed"), (4, "failed")]
+
+    await wait_for(both_failed, timeout_s=60)
+    await asyncio.sleep(5)  # several retention rounds: nothing newer is verified, nothing goes
+    assert await both_failed(), await states()
+    assert not any(d.get("delete_requested_at") for d in await state.objects(object_id))
+    doc.write_bytes(b"edit 4\n")
+    done = pipeline.cli("put", str(doc), "--wait")
+    assert done.returncode == 0 and "kept.txt v5 verified" in done.stdout, done.stdout
+
+    async def retired() -> bool:  # the two newest verified are v5 and v2: only v1 is older
+        found = await states()
+        return found == [
+            (1, "deleted"),
+            (2, "verified"),
+            (3, "failed"),
+            (4, "failed"),
+            (5, "verified"),
+        ]
+
+    await wait_for(retired, timeout_s=120)
 
 
 async def test_restore_falls_back_writes_mode_600_and_never_overwrites_unasked(

@@ -1,10 +1,11 @@
-"""ingest: ``ingest`` -> ``accepted`` (and ``delete`` for versions the retention retires).
+"""ingest: ``ingest`` -> ``accepted``.
 
 Completes what a producer left out (ids, time, the request id from the record's key or
 coordinates), checks what the schema cannot (the object id is the tenant's and name's, the
 source may be read, every target is configured), then decides the request's version in the
 catalog: a new one, or none when the content equals the newest live version ("unchanged":
-audited, nothing moves, a staged copy is dropped).
+audited, nothing moves, a staged copy is dropped). A put retires nothing: retention waits until
+newer versions are verified (``workers.jobs.retention``).
 Idempotency key: the request id (``correlation_id``); its decision is recorded once, and a
 redelivered or replayed request is answered from the record with the same events.
 """
@@ -18,7 +19,6 @@ import orjson
 from schemas.codec import decode
 from schemas.events import (
     AuditRecord,
-    DeleteRequest,
     IngestRequest,
     ObjectAccepted,
     Outcome,
@@ -26,9 +26,9 @@ from schemas.events import (
     object_id_for,
     safe_key,
 )
-from topics import ACCEPTED, AUDIT, DELETE
+from topics import ACCEPTED, AUDIT
 from workers.catalog import Decision, recent_versions
-from workers.core.versions import Content, to_retire, unchanged_version
+from workers.core.versions import Content, unchanged_version
 from workers.deps import Deps
 from workers.dispatch import Emit, MessageRef, stamp
 from workers.errors import Permanent
@@ -100,7 +100,7 @@ async def handle(event: IngestRequest, deps: Deps) -> Sequence[Emit]:
         plaintext_sha256=event.plaintext_sha256,
         requested_by=event.actor,
     )
-    return [Emit(ACCEPTED, accepted), *await retirements(event, decision, deps)]
+    return [Emit(ACCEPTED, accepted)]
 
 
 async def decide(event: IngestRequest, deps: Deps) -> Decision:
@@ -121,12 +121,7 @@ async def decide(event: IngestRequest, deps: Deps) -> Decision:
     version = await deps.catalog.allocate(
         object_id, placement.tenant, placement.name, content, event.correlation_id
     )
-    retire: list[int] = []
-    if (keep := deps.settings.retain_versions) > 0 and version > keep:
-        stored = await deps.catalog.versions(object_id, range(1, version - keep + 1))
-        retire = to_retire([s.view for s in stored.values()], version, keep)
-    decision = Decision(event.correlation_id, object_id, version, False, now, tuple(retire))
-    return await deps.catalog.record(decision)
+    return await deps.catalog.record(Decision(event.correlation_id, object_id, version, False, now))
 
 
 def unchanged_record(event: IngestRequest, decision: Decision) -> AuditRecord:
@@ -146,26 +141,3 @@ def unchanged_record(event: IngestRequest, decision: Decision) -> AuditRecord:
             "requested_by": event.actor,
         },
     )
-
-
-async def retirements(event: IngestRequest, decision: Decision, deps: Deps) -> list[Emit]:
-    """Delete requests for the versions this put retires (the retention setting)."""
-    stored = await deps.catalog.versions(event.object_id, decision.retire)
-    return [
-        Emit(
-            DELETE,
-            stamp(
-                DeleteRequest,
-                event,
-                "delete",
-                version=version,
-                mode="delete",
-                tenant=event.placement.tenant,
-                targets=one.targets or event.placement.targets,
-                keys=one.keys,
-                reason=f"retention: keep {deps.settings.retain_versions} versions",
-            ),
-            action="delete.requested",  # as the sink names the step (sink.step_of)
-        )
-        for version, one in sorted(stored.items())
-    ]

@@ -16,9 +16,14 @@ the sink saw the events that built the document:
 
 A replica's verdict is the latest check's (``verdict``, ``checked_at``); ``proven_at`` is the
 time of its latest good one. Documents from before verdicts count a verified replica as good.
+
+Retention (``MOVINGDATA_RETAIN_VERSIONS=N``, ``to_retire``) keeps an object's newest N
+verified versions and every version newer than the oldest of them; only what is older goes.
+So a version is retired only once N newer ones are verified: a put that fails, or a version
+found degraded or lost, never lets an older verified version go.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -147,18 +152,28 @@ def unchanged_version(
     return latest.version
 
 
-def to_retire(views: Sequence[VersionView], newest: int, keep: int) -> list[int]:
-    """Versions to delete once ``newest`` exists, keeping the last ``keep`` (0: keep all).
+def retention_view(doc: Mapping[str, Any]) -> VersionView:
+    """One version as retention sees it, from its ``objects`` document and the sink's
+    ``state``: a version whose removal was asked for (``rm``, ``forget``, an earlier
+    retirement) counts as deleted, so it is not asked again and never counts as a verified
+    version that lets older ones go."""
+    asked = any(doc.get(f"{mode}_requested_at") for mode in ("delete", "forget"))
+    state = "deleted" if asked else str(doc.get("state") or "pending")
+    return VersionView(int(doc["version"]), state)
 
-    The newest verified version is never retired while the new one is not verified yet, so
-    a put that fails cannot leave a name with nothing restorable.
+
+def to_retire(views: Iterable[VersionView], keep: int) -> list[int]:
+    """The versions of one object the retention deletes, keeping ``keep`` (0: keep all).
+
+    Only verified versions count: the newest ``keep`` of them stay, with every version newer
+    than the oldest of them (pending, failed, degraded, lost); older versions that are not
+    gone already are retired. Fewer than ``keep`` verified versions: nothing is retired.
     """
     if keep <= 0:
         return []
-    verified = [v.version for v in views if v.state == "verified" and v.version < newest]
-    safe = max(verified, default=None)
-    return sorted(
-        v.version
-        for v in views
-        if v.version <= newest - keep and v.state not in GONE and v.version != safe
-    )
+    found = list(views)
+    verified = sorted((v.version for v in found if v.state == "verified"), reverse=True)
+    if len(verified) < keep:
+        return []
+    oldest_kept = verified[keep - 1]
+    return sorted(v.version for v in found if v.version < oldest_kept and v.state not in GONE)

@@ -7,10 +7,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas.events import AuditRecord, DeleteRequest, IngestRequest, ObjectAccepted, Source
+from schemas.events import AuditRecord, IngestRequest, ObjectAccepted, Source
 from tests.unit.agents.conftest import content, inline_request
 from workers.agents import encrypt, ingest
-from workers.catalog import MemoryCatalog, StoredVersion
+from workers.catalog import MemoryCatalog
 from workers.core.versions import VersionView
 from workers.deps import Deps, version_prefix
 from workers.dispatch import MessageRef
@@ -28,12 +28,7 @@ def settle(deps: Deps, event: ObjectAccepted, state: str) -> None:
     view = VersionView(
         event.version, state, content(base64.b64decode(event.source.inline_b64 or ""))
     )
-    deps.catalog.stored[event.object_id, event.version] = StoredVersion(
-        view,
-        "default",
-        ("s3", "azure", "gcs"),
-        (version_prefix("default", event.object_id, event.version) + "k",),
-    )
+    deps.catalog.stored[event.object_id, event.version] = view
 
 
 async def test_changed_content_is_a_new_version_unchanged_content_moves_nothing(deps: Deps) -> None:
@@ -88,17 +83,13 @@ async def test_an_object_id_not_derived_from_tenant_and_name_is_refused(deps: De
         await put(deps, relabelled)
 
 
-async def test_retention_deletes_older_versions_through_the_chain(deps: Deps) -> None:
+async def test_a_put_never_retires_older_versions(deps: Deps) -> None:
+    """Retention waits until newer versions are verified (``workers.jobs.retention``)."""
     deps.settings = deps.settings.model_copy(update={"retain_versions": 1})
-    (v1,) = await put(deps, inline_request(b"1"))
-    settle(deps, v1, "verified")
-    (v2,) = await put(deps, inline_request(b"2"))  # v1 is the newest verified: kept
-    assert isinstance(v2, ObjectAccepted)
-    settle(deps, v2, "verified")
-    accepted, retired = await put(deps, inline_request(b"3"))
-    assert isinstance(retired, DeleteRequest)
-    assert (retired.version, retired.mode, accepted.version) == (1, "delete", 3)
-    assert retired.reason.startswith("retention")
+    for n in range(3):
+        (accepted,) = await put(deps, inline_request(f"edit {n}".encode()))
+        assert isinstance(accepted, ObjectAccepted) and accepted.version == n + 1
+        settle(deps, accepted, "verified")
 
 
 async def test_encrypt_refuses_a_source_that_changed_since_put(deps: Deps) -> None:

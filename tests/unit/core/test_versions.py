@@ -5,6 +5,7 @@ from workers.core.versions import (
     VersionView,
     latest_live,
     live_replicas,
+    retention_view,
     to_retire,
     unchanged_version,
     version_state,
@@ -64,10 +65,39 @@ def test_failed_degraded_lost_deleted_and_shredded_versions_never_count_as_uncha
     assert latest_live([VersionView(1, "pending", A)]) == VersionView(1, "pending", A)
 
 
-def test_retention_keeps_the_last_n_and_the_newest_verified() -> None:
-    views = [VersionView(v, "verified") for v in (1, 2, 3)]
-    assert to_retire(views, newest=4, keep=0) == []
-    assert to_retire(views, newest=4, keep=2) == [1, 2]  # 3 stays: newest verified
-    assert to_retire(views, newest=4, keep=1) == [1, 2]
-    assert to_retire([VersionView(1, "pending"), VersionView(2, "failed")], 3, 1) == [1, 2]
-    assert to_retire([VersionView(1, "deleted"), VersionView(2, "verified")], 3, 1) == []
+def views_of(*states: str) -> list[VersionView]:
+    """Versions 1, 2, ... of one object in these states."""
+    return [VersionView(n, state) for n, state in enumerate(states, start=1)]
+
+
+def test_retention_keeps_the_newest_n_verified_and_everything_newer() -> None:
+    three = views_of("verified", "verified", "verified")
+    assert to_retire(three, keep=0) == []  # 0: keep all
+    assert to_retire(three, keep=1) == [1, 2]
+    assert to_retire(three, keep=2) == [1]
+    assert to_retire(three, keep=3) == to_retire(three, keep=4) == []
+    mixed = views_of("failed", "verified", "pending", "verified", "failed", "pending")
+    assert to_retire(mixed, keep=1) == [1, 2, 3]  # v4 kept, and v5, v6 newer than it
+    assert to_retire(mixed, keep=2) == [1]
+    assert to_retire(views_of("deleted", "shredded", "verified", "verified"), keep=1) == [3]
+
+
+def test_retention_retires_nothing_until_a_newer_version_is_verified() -> None:
+    for newest in ("pending", "failed", "degraded", "lost"):
+        assert to_retire(views_of("verified", newest), keep=1) == []
+        assert to_retire(views_of("verified", "verified", newest), keep=2) == []
+        assert to_retire(views_of("verified", "verified", newest), keep=1) == [1]
+    # a degraded or lost version is itself retired once a newer one is verified
+    assert to_retire(views_of("degraded", "lost", "verified"), keep=1) == [1, 2]
+    assert to_retire([], keep=1) == []
+
+
+def test_retention_counts_a_version_whose_removal_was_asked_as_deleted() -> None:
+    doc = {"object_id": "o", "version": 2, "state": "verified"}
+    assert retention_view(doc) == VersionView(2, "verified")
+    assert retention_view({**doc, "state": None}) == VersionView(2, "pending")
+    for asked in ("delete_requested_at", "forget_requested_at"):
+        gone = retention_view({**doc, asked: 1})
+        assert gone == VersionView(2, "deleted")
+        # being removed, v2 neither lets v1 go nor is asked again
+        assert to_retire([VersionView(1, "verified"), gone], keep=1) == []
