@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import isolated, remove_run, write_json
+from bench.tamper import rewrite
 from schemas.events import Placement, object_id_for
 from workers.audit.checkpoints import all_signed
 from workers.audit.verify import verify
@@ -39,7 +40,6 @@ from workers.client.ops import request_removal, scrub, wait_removed
 from workers.client.puts import files_to_put, put_files, wait_puts
 from workers.client.restore import restore_best
 from workers.client.state import State
-from workers.core.auditchain import record_hash
 from workers.demo import start_worker, stop_worker
 from workers.deps import build_deps, prepare
 from workers.keys import open_signer
@@ -115,15 +115,8 @@ async def wait_state(state: State, doc: dict[str, Any], wanted: str, timeout_s: 
 async def tamper(state: State, doc: dict[str, Any]) -> str:
     """One chain rewritten consistently while the sink runs: a middle record edited, every
     later one re-hashed, its head moved; return the object's id."""
-    chain = await state.audit(doc["object_id"])
-    middle = len(chain) // 2
-    chain[middle]["detail"] = {"forged": True}
-    prev = chain[middle - 1]["hash"]
-    for record in chain[middle:]:
-        record["prev_hash"] = prev
-        record["hash"] = prev = record_hash(prev, record)
-        await state.db["audit"].replace_one({"_id": record["_id"]}, record)
-    await state.db["audit_heads"].update_one({"_id": doc["object_id"]}, {"$set": {"hash": prev}})
+    middle = len(await state.audit(doc["object_id"])) // 2
+    await rewrite(state.db, doc["object_id"], middle)
     return str(doc["object_id"])
 
 

@@ -88,6 +88,17 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+async def put_verified(
+    http: httpx.AsyncClient, name: str, content: bytes, headers: dict[str, str]
+) -> str:
+    """Upload ``content`` as ``name``, waiting until it is verified; return its object id."""
+    put = await http.post(
+        "/v1/objects", params={"name": name, "wait": "true"}, content=content, headers=headers
+    )
+    assert put.json()["outcome"] == "verified", put.text
+    return str(put.json()["object_id"])
+
+
 def is_problem(answer: httpx.Response, status: int) -> bool:
     return (
         answer.status_code == status
@@ -168,12 +179,7 @@ async def test_what_a_token_restores_scrubs_and_deletes_is_recorded_as_the_token
     answer's ``X-Request-Id``), never the API process's user."""
     writer = bearer(token(pipeline, "auditor", "writer", tenant="acme"))
     async with httpx.AsyncClient(base_url=api, timeout=300) as http:
-        put = await http.post(
-            "/v1/objects", params={"name": "who.txt", "wait": "true"}, content=b"who" * 100,
-            headers=writer,
-        )  # fmt: skip
-        assert put.json()["outcome"] == "verified", put.text
-        object_id = put.json()["object_id"]
+        object_id = await put_verified(http, "who.txt", b"who" * 100, writer)
         read = await http.get(f"/v1/objects/{object_id}/content", headers=writer)
         scrubbed = await http.post(f"/v1/objects/{object_id}/verify", headers=writer)
         deleted = await http.delete(f"/v1/objects/{object_id}", headers=writer)
@@ -215,12 +221,7 @@ async def test_a_delete_answers_a_request_id_whose_status_can_be_polled_until_do
     writer = bearer(token(pipeline, "remover", "writer"))
     other = bearer(token(pipeline, "outsider", "writer", tenant="elsewhere"))
     async with httpx.AsyncClient(base_url=api, timeout=300) as http:
-        put = await http.post(
-            "/v1/objects", params={"name": "gone.txt", "wait": "true"}, content=b"bye" * 99,
-            headers=writer,
-        )  # fmt: skip
-        assert put.json()["outcome"] == "verified", put.text
-        object_id = put.json()["object_id"]
+        object_id = await put_verified(http, "gone.txt", b"bye" * 99, writer)
         deleted = await http.delete(
             f"/v1/objects/{object_id}", params={"forget": "true"}, headers=writer
         )

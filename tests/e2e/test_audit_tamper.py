@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from bench import tamper
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from workers.audit.checkpoints import LOG, SIGNED, all_signed
 from workers.client.state import State
-from workers.core.auditchain import record_hash
 
 AUDIT = ("audit", "audit_heads", SIGNED, "audit_signed_changes", LOG)
 
@@ -50,19 +50,8 @@ async def test_a_rewritten_chain_and_a_cut_chain_are_refused_while_the_sink_runs
     )
     db = state.db
     rewritten, cut = [(await state.resolve(f"f{n}.txt", "default"))[0] for n in range(2)]
-    chain = await state.audit(rewritten)  # a middle record edited, every later one re-hashed
-    chain[3]["detail"] = {"forged": True}
-    prev = chain[2]["hash"]
-    for record in chain[3:]:
-        record["prev_hash"] = prev
-        record["hash"] = prev = record_hash(prev, record)
-        await db["audit"].replace_one({"_id": record["_id"]}, record)
-    await db["audit_heads"].update_one({"_id": rewritten}, {"$set": {"hash": prev}})
-    chain = await state.audit(cut)  # the last record deleted, the head moved back to match
-    await db["audit"].delete_one({"_id": chain[-1]["_id"]})
-    await db["audit_heads"].update_one(
-        {"_id": cut}, {"$set": {"seq": chain[-2]["seq"], "hash": chain[-2]["hash"]}}
-    )
+    await tamper.rewrite(db, rewritten, 3)  # a middle record edited, later ones re-hashed
+    await tamper.cut(db, cut)  # the last record deleted, the head moved back to match
 
     async def refused() -> bool:  # the sink's alerts, recorded in the chains themselves
         found = [await actions(state, o) for o in (rewritten, cut)]

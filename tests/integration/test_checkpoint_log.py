@@ -11,12 +11,12 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bench import tamper
 from tests.integration.test_audit_chain import records, trail
 from workers.agents.sink import append_audit, create_indexes
 from workers.audit import checkpoints
 from workers.audit.checkpoints import SIGNED, Signed, all_signed, sign_next
 from workers.audit.verify import verify
-from workers.core.auditchain import record_hash
 from workers.keys import AuditSigner, open_signer
 from workers.settings import Settings
 
@@ -77,19 +77,8 @@ async def test_a_consistent_rewrite_and_a_cut_end_are_refused_and_named(
     await signed_round(db, signer, 1)
     await db["audit"].delete_many({"object_id": "d"})  # a whole chain and its head deleted
     await db["audit_heads"].delete_one({"_id": "d"})
-    chain = await trail(db, "a")  # a middle record edited, every later one re-hashed
-    chain[1]["detail"] = {"forged": True}
-    prev = chain[0]["hash"]
-    for record in chain[1:]:
-        record["prev_hash"] = prev
-        record["hash"] = prev = record_hash(prev, record)
-        await db["audit"].replace_one({"_id": record["_id"]}, record)
-    await db["audit_heads"].update_one({"_id": "a"}, {"$set": {"hash": prev}})
-    cut = await trail(db, "b")  # the end cut, the head moved back to match
-    await db["audit"].delete_one({"_id": cut[-1]["_id"]})
-    await db["audit_heads"].update_one(
-        {"_id": "b"}, {"$set": {"seq": cut[-2]["seq"], "hash": cut[-2]["hash"]}}
-    )
+    prev = await tamper.rewrite(db, "a", 1)  # a middle record edited, later ones re-hashed
+    await tamper.cut(db, "b")  # the end cut, the head moved back to match
     await append_audit(db, records("c", 2, 3))  # an honest change goes on being signed
 
     done = await sign_next(db, signer, T0 + timedelta(seconds=2), None)
