@@ -304,6 +304,7 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
 
 async def run(base: Settings, minutes: float, kill_every_s: float, seed: int) -> dict[str, Any]:
     name = f"soak{uuid.uuid4().hex[:8]}"
+    (base.home / "bench").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=name, dir=base.home / "bench"))
     settings = isolated(
         base, name, work, kek_name=f"movingdata-{name}", broker_session_timeout_s=10.0,
