@@ -42,7 +42,8 @@ from workers.client.restore import restore_best
 from workers.client.state import State
 from workers.demo import start_worker, stop_worker
 from workers.deps import build_deps, prepare
-from workers.keys import open_signer
+from workers.errors import NotFound
+from workers.kms.keys import open_signer
 from workers.settings import Settings, load_settings
 from workers.stack.control import start_service, stop_service
 from workers.tiering.live import Tiering
@@ -73,28 +74,36 @@ async def body(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def damage(settings: Settings, doc: dict[str, Any], targets: Sequence[str]) -> bytes:
-    """Overwrite the replicas of ``targets`` behind MovingData's back; return the good bytes."""
+    """Overwrite the replicas of ``targets`` behind MovingData's back; return the good bytes
+    (empty when a replica is gone already: a removal under way)."""
     deps = build_deps(settings)
+    good = b""
     try:
-        good = b""
         for target in targets:
             store = deps.store(target)
-            good, bad = await other_bytes(store, doc["key"])
-            await store.write(doc["key"], body(bad))
-        return good
+            key = ((doc.get("replicas") or {}).get(target) or {}).get("key") or doc["key"]
+            good, bad = await other_bytes(store, key)
+            await store.write(key, body(bad))
+    except NotFound:
+        return b""
     finally:
         await deps.close()
+    return good
 
 
 async def lose_and_recover(settings: Settings, state: State, doc: dict[str, Any]) -> dict[str, Any]:
     """Every replica of one version damaged: the scrub finds it lost; a good copy put back in
     one store, the scrub repairs the others and it is verified again."""
     good = await damage(settings, doc, settings.targets)
+    if not good:
+        return {"lost_and_recovered": "skipped: the version was being removed"}
     await scrub(settings, [doc], actor=cli_actor())
     lost = await wait_state(state, doc, "lost", timeout_s=300)
     deps = build_deps(settings)
     try:
-        await deps.store(settings.targets[0]).write(doc["key"], body(good))
+        first = settings.targets[0]
+        key = ((doc.get("replicas") or {}).get(first) or {}).get("key") or doc["key"]
+        await deps.store(first).write(key, body(good))
     finally:
         await deps.close()
     await scrub(settings, [doc], actor=cli_actor())
@@ -210,9 +219,9 @@ async def operate(
         model.ops["unchanged"] += 1
         return name, data, await put_one(settings, folder, name, data)
     if op == "damage":  # one replica, behind MovingData's back: the scheduled scrub repairs it
-        await damage(settings, newest, [rng.choice(settings.targets)])
-        model.damaged.add(newest["_id"])
-        model.ops["damage"] += 1
+        if await damage(settings, newest, [rng.choice(settings.targets)]):
+            model.damaged.add(newest["_id"])
+            model.ops["damage"] += 1
         return None
     if op in ("rm", "forget"):
         mode = "delete" if op == "rm" else "forget"

@@ -70,7 +70,7 @@ from workers.errors import MovingDataError, Retryable
 from workers.health import readiness
 from workers.jobs import retention
 from workers.jobs.scrub import scheduled_scrub
-from workers.keys import open_signer
+from workers.kms.keys import open_signer
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store

@@ -647,7 +647,7 @@ def staging_sweep(
     from workers import staging
     from workers.catalog import MongoCatalog
     from workers.deps import target_url
-    from workers.keyregistry import MongoKeyRegistry
+    from workers.kms.keyregistry import MongoKeyRegistry
     from workers.stores import open_store
 
     s = settings()
@@ -831,7 +831,7 @@ def keys_rotate(
     from workers.client.identity import cli_actor
     from workers.client.ops import audit_key_event
     from workers.deps import build_deps
-    from workers.keyregistry import rotate_all
+    from workers.kms.keyregistry import rotate_all
 
     s = settings()
     actor = cli_actor()
@@ -855,7 +855,7 @@ def keys_rotate(
 @keys_app.command("backup")
 def keys_backup(path: Path) -> None:
     """Write the key registry (every wrapped data key and tombstone) to PATH, mode 600."""
-    from workers.keyregistry import MongoKeyRegistry
+    from workers.kms.keyregistry import MongoKeyRegistry
 
     s = settings()
     if path.exists():
@@ -874,7 +874,7 @@ def keys_backup(path: Path) -> None:
 @keys_app.command("restore")
 def keys_restore(path: Path) -> None:
     """Put back the records of a backup that the registry lacks (present ones are kept)."""
-    from workers.keyregistry import MongoKeyRegistry
+    from workers.kms.keyregistry import MongoKeyRegistry
 
     s = settings()
     if not path.is_file():
@@ -904,7 +904,7 @@ def audit_verify(
     from workers.audit.verify import verify
     from workers.client.kafka import audit_records_to_end
     from workers.client.state import State, Unknown
-    from workers.keys import open_signer
+    from workers.kms.keys import open_signer
 
     s = settings()
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from topics import create_topics
 from workers.broker import kafka_options
 from workers.catalog import Catalog, MongoCatalog
-from workers.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
-from workers.keys import KeyEncryptionKey, Role, open_kek
+from workers.kms.keyregistry import DataKeys, KeyRegistry, MongoKeyRegistry
+from workers.kms.keys import KeyEncryptionKey, Role, open_kek
 from workers.metrics import measured
 from workers.settings import Settings
 from workers.stores import open_store

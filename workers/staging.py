@@ -21,7 +21,7 @@ from pathlib import Path
 from workers.catalog import Catalog
 from workers.core.digests import MultiDigest
 from workers.errors import Permanent
-from workers.keyregistry import KeyRegistry, tombstoned
+from workers.kms.keyregistry import KeyRegistry, tombstoned
 from workers.stores.base import ObjectStore
 
 CHUNK = 1024 * 1024

@@ -48,8 +48,8 @@ from workers.core.digests import (
 )
 from workers.deps import Deps
 from workers.errors import Retryable
-from workers.keyregistry import MemoryKeyRegistry
-from workers.keyring import LocalKeyring
+from workers.kms.keyregistry import MemoryKeyRegistry
+from workers.kms.keyring import LocalKeyring
 from workers.settings import Settings
 from workers.stores.base import ObjectStore, ReportsDigest
 from workers.stores.memory import MemoryStore

@@ -15,8 +15,8 @@ from workers.client.identity import cli_actor
 from workers.client.kafka import produce
 from workers.client.puts import requests_for_path, wait_verified
 from workers.client.state import State
-from workers.keyregistry import key_ref
-from workers.keys import open_kek
+from workers.kms.keyregistry import key_ref
+from workers.kms.keys import open_kek
 from workers.stack.localenv import read_local_env
 from workers.stack.services import OpenBao
 

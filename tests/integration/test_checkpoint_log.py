@@ -17,7 +17,7 @@ from workers.agents.sink import append_audit, create_indexes
 from workers.audit import checkpoints
 from workers.audit.checkpoints import SIGNED, Signed, all_signed, sign_next
 from workers.audit.verify import verify
-from workers.keys import AuditSigner, open_signer
+from workers.kms.keys import AuditSigner, open_signer
 from workers.settings import Settings
 
 Doc = dict[str, Any]

@@ -16,7 +16,7 @@ from schemas.events import object_id_for
 from workers.agents.sink import create_indexes
 from workers.catalog import MongoCatalog, recent_versions
 from workers.client.state import State
-from workers.keyregistry import DataKeyRecord, MongoKeyRegistry
+from workers.kms.keyregistry import DataKeyRecord, MongoKeyRegistry
 from workers.settings import Settings
 
 

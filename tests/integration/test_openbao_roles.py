@@ -5,7 +5,7 @@ import os
 import pytest
 
 from workers.errors import Fatal
-from workers.keys import OpenBaoSigner, OpenBaoTransit, openbao_token
+from workers.kms.keys import OpenBaoSigner, OpenBaoTransit, openbao_token
 from workers.settings import Settings, load_settings
 
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from workers.errors import Fatal
-from workers.keys import OpenBaoTransit, openbao_token
+from workers.kms.keys import OpenBaoTransit, openbao_token
 from workers.settings import Settings, load_settings
 from workers.stack.services import OpenBao
 

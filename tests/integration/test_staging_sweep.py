@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from tests.stores import raw_s3, remove_container
 from workers import staging
 from workers.catalog import MongoCatalog
-from workers.keyregistry import MongoKeyRegistry
+from workers.kms.keyregistry import MongoKeyRegistry
 from workers.settings import Settings
 from workers.stores.s3 import S3Store
 

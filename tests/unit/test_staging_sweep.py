@@ -8,7 +8,7 @@ import pytest
 
 from workers import staging
 from workers.catalog import Decision, MemoryCatalog
-from workers.keyregistry import DataKeyRecord, MemoryKeyRegistry
+from workers.kms.keyregistry import DataKeyRecord, MemoryKeyRegistry
 from workers.stores.memory import MemoryStore
 
 PREFIX = "_staging/"

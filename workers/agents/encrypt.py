@@ -54,7 +54,7 @@ from workers.core.reconcile import progress_interval
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
 from workers.errors import Fatal, IntegrityError, MovingDataError, Permanent, Retryable
-from workers.keyregistry import WRAP_MAX_AGE_S, DataKeyRecord, key_ref, tombstoned
+from workers.kms.keyregistry import WRAP_MAX_AGE_S, DataKeyRecord, key_ref, tombstoned
 from workers.sources import check_source, open_path, split_url
 from workers.stores import WriteResult, open_store
 from workers.stores.fanout import StalledTarget, Writer, tee

@@ -20,7 +20,7 @@ from topics import REPLICATE, REPLICATED
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.errors import NotFound, Retryable
-from workers.keyregistry import gone
+from workers.kms.keyregistry import gone
 from workers.stores import holds
 
 STAGE = "replicate"

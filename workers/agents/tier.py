@@ -27,7 +27,7 @@ from workers.core.tiering import initial_tier
 from workers.core.versions import live_replicas, utc
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
-from workers.keyregistry import gone
+from workers.kms.keyregistry import gone
 from workers.stores.base import Tier
 from workers.tiering.live import Tiering, changes, recorded_tier
 

@@ -37,7 +37,7 @@ from workers.core.digests import digests_match
 from workers.deps import Deps
 from workers.dispatch import Emit, stamp
 from workers.errors import AccessDenied, IntegrityError, NotFound, Retryable
-from workers.keyregistry import gone
+from workers.kms.keyregistry import gone
 from workers.stores.base import ObjectStore, ReportsDigest, Tier
 
 STAGE = "verify"

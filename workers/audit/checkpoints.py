@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from schemas.events import AuditRecord, Outcome, event_id
 from workers.audit.merkle import MerkleRoot, head_leaf
 from workers.core.auditchain import GENESIS, checkpoint_digest, extension_problem
-from workers.keys import AuditSigner
+from workers.kms.keys import AuditSigner
 
 log = logging.getLogger("movingdata.audit")
 

@@ -24,7 +24,7 @@ from workers.client.ops import client_record
 from workers.core.envelope import FramingError, Header, associated_data, open_stream
 from workers.core.versions import live_replicas
 from workers.errors import IntegrityError, NotFound, Permanent, Retryable
-from workers.keyregistry import DataKeys, KeyRegistry, tombstoned
+from workers.kms.keyregistry import DataKeys, KeyRegistry, tombstoned
 from workers.settings import Settings
 from workers.stores.base import ObjectStore, Tier
 from workers.tiering.live import Tiering, recorded_tier

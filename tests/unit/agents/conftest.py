@@ -14,8 +14,8 @@ from workers.client.puts import put_request
 from workers.core.versions import Content
 from workers.deps import Deps
 from workers.dispatch import Message
-from workers.keyregistry import MemoryKeyRegistry
-from workers.keyring import LocalKeyring
+from workers.kms.keyregistry import MemoryKeyRegistry
+from workers.kms.keyring import LocalKeyring
 from workers.settings import Settings
 from workers.stores.memory import MemoryStore
 

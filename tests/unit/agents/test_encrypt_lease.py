@@ -18,7 +18,7 @@ from workers.client.identity import cli_actor
 from workers.client.puts import put_request
 from workers.core.reconcile import stalled
 from workers.deps import Deps, version_prefix
-from workers.keyregistry import DataKeyRecord
+from workers.kms.keyregistry import DataKeyRecord
 
 
 async def accepted(deps: Deps, data: bytes, request: IngestRequest | None = None) -> ObjectAccepted:

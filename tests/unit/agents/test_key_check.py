@@ -17,7 +17,7 @@ from workers.core.versions import version_state
 from workers.deps import Deps
 from workers.dispatch import stamp
 from workers.errors import IntegrityError, Permanent
-from workers.keyregistry import DataKeyRecord, MemoryKeyRegistry
+from workers.kms.keyregistry import DataKeyRecord, MemoryKeyRegistry
 
 GOOD = {"verified_at": 1, "verdict": "good", "checked_at": 1}
 EVERY_REPLICA_GOOD = {"targets": ["s3", "gcs"], "replicas": {"s3": GOOD, "gcs": GOOD}}

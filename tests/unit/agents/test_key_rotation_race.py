@@ -11,14 +11,14 @@ from tests.unit.agents.test_handlers import plaintext_of, run_chain
 from workers.agents import encrypt, ingest
 from workers.deps import Deps
 from workers.errors import Permanent, Retryable
-from workers.keyregistry import (
+from workers.kms.keyregistry import (
     WRAP_MAX_AGE_S,
     DataKeyRecord,
     KeyRegistry,
     MemoryKeyRegistry,
     rotate_all,
 )
-from workers.keys import KeyEncryptionKey
+from workers.kms.keys import KeyEncryptionKey
 
 
 class RotatingDuringInsert(MemoryKeyRegistry):

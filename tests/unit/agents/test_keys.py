@@ -14,7 +14,7 @@ from workers.agents import delete, encrypt, ingest, replicate, tier, verify
 from workers.deps import Deps, version_prefix
 from workers.dispatch import stamp
 from workers.errors import NotFound, Retryable
-from workers.keyregistry import (
+from workers.kms.keyregistry import (
     WRAP_MAX_AGE_S,
     DataKeyRecord,
     MemoryKeyRegistry,

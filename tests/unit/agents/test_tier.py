@@ -18,7 +18,7 @@ from workers.client.restore import Rehydrating, RestoreFailed, rehydrate_or_fail
 from workers.deps import Deps
 from workers.dispatch import stamp
 from workers.errors import NotFound
-from workers.keyregistry import MemoryKeyRegistry
+from workers.kms.keyregistry import MemoryKeyRegistry
 from workers.settings import Settings
 from workers.stores.base import Tier
 from workers.stores.memory import MemoryStore

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from workers.app import Checkpointer, build_app
 from workers.deps import Deps
 from workers.errors import Fatal
-from workers.keys import OpenBaoSigner, open_signer
+from workers.kms.keys import OpenBaoSigner, open_signer
 from workers.settings import Settings
 from workers.stack.openbao import ROLES, policies
 

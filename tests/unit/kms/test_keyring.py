@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from workers.errors import Fatal, IntegrityError, NotFound, Permanent
-from workers.keyring import LocalKeyring
+from workers.kms.keyring import LocalKeyring
 
 DEK = bytes(range(32))
 

@@ -29,7 +29,7 @@ from pymongo.errors import DuplicateKeyError
 
 from workers.coalesce import Coalesced
 from workers.errors import IntegrityError, NotFound, Permanent
-from workers.keys import KeyEncryptionKey
+from workers.kms.keys import KeyEncryptionKey
 from workers.mongo import by_ids, translated_errors
 
 Tombstone = Literal["deleted", "shredded"]

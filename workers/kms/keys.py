@@ -17,7 +17,7 @@ import aiohttp
 
 from workers import metrics
 from workers.errors import Fatal, IntegrityError, NotFound, Permanent, Retryable
-from workers.keyring import LocalKeyring
+from workers.kms.keyring import LocalKeyring
 from workers.settings import Settings
 
 _OPENBAO_WRAPPED = re.compile(r"^vault:v(\d+):[A-Za-z0-9+/=]+$")
