@@ -136,21 +136,36 @@ async def log_problem(
     return top, None
 
 
+async def by_id(
+    db: AsyncDatabase[Doc], name: str, only: str | None = None
+) -> AsyncIterator[tuple[str, Doc]]:
+    """A collection's documents (``only``: one) as (``_id``, document), sorted by ``_id``."""
+    query = {"_id": only} if only else {}
+    async for doc in db[name].find(query, {"ids": 0}, sort=[("_id", ASCENDING)]):
+        yield doc["_id"], doc
+
+
+async def merged(
+    *streams: AsyncIterator[tuple[str, Any]],
+) -> AsyncIterator[tuple[str, list[Any]]]:
+    """Streams sorted by key, joined: each key once, with each stream's item (or None)."""
+    heads = [await anext(s, None) for s in streams]
+    while any(h is not None for h in heads):
+        key = min(h[0] for h in heads if h is not None)
+        items = []
+        for n, h in enumerate(heads):
+            if h is not None and h[0] == key:
+                items.append(h[1])
+                heads[n] = await anext(streams[n], None)
+            else:
+                items.append(None)
+        yield key, items
+
+
 async def joined(db: AsyncDatabase[Doc]) -> AsyncIterator[tuple[str, Doc | None, Doc | None]]:
     """(object id, head, signed head) of every object with either, by object id."""
-    heads = db["audit_heads"].find({}, {"ids": 0}, sort=[("_id", ASCENDING)])
-    signed = db[SIGNED].find({}, sort=[("_id", ASCENDING)])
-    head, sig = await anext(heads, None), await anext(signed, None)
-    while head is not None or sig is not None:
-        if sig is None or (head is not None and head["_id"] < sig["_id"]):
-            yield head["_id"], head, None  # type: ignore[index]
-            head = await anext(heads, None)
-        elif head is None or sig["_id"] < head["_id"]:
-            yield sig["_id"], None, sig
-            sig = await anext(signed, None)
-        else:
-            yield head["_id"], head, sig
-            head, sig = await anext(heads, None), await anext(signed, None)
+    async for object_id, (head, signed) in merged(by_id(db, "audit_heads"), by_id(db, SIGNED)):
+        yield object_id, head, signed
 
 
 async def moved_heads(db: AsyncDatabase[Doc]) -> tuple[Heads, Refused]:

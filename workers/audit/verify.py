@@ -18,7 +18,16 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from workers.audit.checkpoints import CHAIN, LOG, SIGNED, changes_of, digest_of, root_of
+from workers.audit.checkpoints import (
+    CHAIN,
+    LOG,
+    SIGNED,
+    by_id,
+    changes_of,
+    digest_of,
+    merged,
+    root_of,
+)
 from workers.core.auditchain import GENESIS, chain_problem, signed_problem
 
 Doc = dict[str, Any]
@@ -66,31 +75,6 @@ async def check_log(
         elif digests[n] != digest:
             problems.append(f"checkpoint {n} differs from the one published")
     return top, problems
-
-
-async def by_id(
-    db: AsyncDatabase[Doc], name: str, only: str | None
-) -> AsyncIterator[tuple[str, Doc]]:
-    query = {"_id": only} if only else {}
-    async for doc in db[name].find(query, {"ids": 0}, sort=[("_id", ASCENDING)]):
-        yield doc["_id"], doc
-
-
-async def merged(
-    *streams: AsyncIterator[tuple[str, Any]],
-) -> AsyncIterator[tuple[str, list[Any]]]:
-    """Streams sorted by key, joined: each key once, with each stream's item (or None)."""
-    heads = [await anext(s, None) for s in streams]
-    while any(h is not None for h in heads):
-        key = min(h[0] for h in heads if h is not None)
-        items = []
-        for n, h in enumerate(heads):
-            if h is not None and h[0] == key:
-                items.append(h[1])
-                heads[n] = await anext(streams[n], None)
-            else:
-                items.append(None)
-        yield key, items
 
 
 async def chains(db: AsyncDatabase[Doc], only: str | None) -> AsyncIterator[tuple[str, list[Doc]]]:

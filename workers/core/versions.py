@@ -32,7 +32,6 @@ STATES = ("pending", "verified", "degraded", "lost", "failed", "deleted", "shred
 LIVE = frozenset({"pending", "verified"})  # what an unchanged put may point at
 GONE = frozenset({"deleted", "shredded"})
 RESTORABLE = frozenset({"verified", "degraded"})  # at least one good replica
-VERDICTS = ("good", "damaged", "missing", "unreadable")
 BAD = frozenset({"damaged", "missing", "unreadable"})
 
 
