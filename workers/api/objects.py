@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas.events import Placement, Source
+from schemas.events import Placement, Source, Verdict
 from topics import INGEST
 from workers import staging
 from workers.api.app import Reader, RequestId, Svc, Writer
@@ -42,7 +42,7 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class Replica(BaseModel):
     key: str | None = None
-    verdict: Literal["good", "damaged", "missing", "unreadable"] | None = None
+    verdict: Verdict | None = None
     checked_at: UtcDateTime | None = None
     proven_at: UtcDateTime | None = None
     verified_at: UtcDateTime | None = None
