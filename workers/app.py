@@ -359,7 +359,9 @@ class Checkpointer:
             await checkpoints.create_indexes(self.db)
         try:
             now = datetime.now(UTC)
-            done = await checkpoints.sign_next(self.db, self.signer, now, self.last)
+            done = await checkpoints.sign_next(
+                self.db, self.signer, now, self.last, self.settings.audit_sweep_segments
+            )
             records = [
                 checkpoints.refusal(o, why, now, self.actor) for o, why in done.refused.items()
             ]

@@ -62,6 +62,7 @@ WORKER_SETTINGS = (
     "retain_versions",
     "retention_interval_s",
     "audit_checkpoint_s",
+    "audit_sweep_segments",
     "tier_policy",
     "tier_prices",
     "tier_sweep_s",

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     scrub_window_days: float = Field(default=30.0, gt=0.0)
     """Every readable replica is read back within this window: each scheduled scrub takes at
     least what that needs (``movingdata_scrub_behind_seconds`` says how far past it is)."""
+    scrub_rehydrate_bytes_per_day: int = Field(default=0, ge=0)
+    """Ciphertext bytes a UTC day the scheduled scrub may rehydrate (0: never) to read back the
+    archived replicas no store digest proves, shared by every sink worker; each such
+    rehydration is billed (Azure about $0.02/GB, S3 Glacier's restore too), so none unless
+    an operator sets what they will pay for."""
     reconcile_interval_s: float = 300.0
     """How often the sink's leader looks for pending versions that stopped moving (0: never)."""
     reconcile_after_s: float = 900.0
@@ -221,6 +226,10 @@ class Settings(BaseSettings):
     """Transit key signing audit checkpoints."""
     audit_checkpoint_s: float = 30.0
     """How often the sink signs the next checkpoint of the audit log (heads that moved)."""
+    audit_sweep_segments: int = Field(default=128, ge=1, le=4096)
+    """Segments of the signed heads (of 4,096) each checkpoint round re-checks besides the
+    heads the sink moved: a head changed behind its back is found within 4,096 / this rounds
+    (16 minutes at the defaults; about 31,000 heads a round at a million objects)."""
 
     # S3 (SeaweedFS locally).
     s3_port: int = 18333

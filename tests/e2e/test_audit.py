@@ -13,7 +13,7 @@ from workers.client.state import State
 
 @pytest.fixture
 def pipeline_overrides() -> dict[str, object]:
-    return {"source_roots": (), "audit_checkpoint_s": 1.0}
+    return {"source_roots": (), "audit_checkpoint_s": 1.0, "audit_sweep_segments": 512}
 
 
 async def trail(state: State, name: str) -> list[dict]:  # type: ignore[type-arg]

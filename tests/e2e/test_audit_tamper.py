@@ -19,7 +19,7 @@ AUDIT = ("audit", "audit_heads", SIGNED, "audit_signed_changes", LOG)
 
 @pytest.fixture
 def pipeline_overrides() -> dict[str, object]:
-    return {"source_roots": (), "audit_checkpoint_s": 1.0}
+    return {"source_roots": (), "audit_checkpoint_s": 1.0, "audit_sweep_segments": 512}
 
 
 async def put_files(pipeline: Pipeline, folder: Path, names: list[str]) -> None:

@@ -140,3 +140,79 @@ async def test_a_crash_between_a_checkpoint_and_its_signed_heads_is_completed(
     assert done.problem is None, done.problem
     assert await all_signed(db)
     assert (await verify(db, signer, ())).broken == {}
+
+
+async def test_a_round_checks_marked_heads_at_once_and_finds_an_unmarked_one_by_its_sweep(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    names = [f"o{n}" for n in range(40)]
+    await append_audit(db, [r for name in names for r in records(name, 0, 2)])
+    await signed_round(db, signer, 1)
+    assert await db["audit_heads"].count_documents({"dirty": True}) == 0  # settled
+    await tamper.cut(db, "o7")  # behind the sink's back: no mark
+    await append_audit(db, records("o8", 2, 3))  # the sink's own change: marked
+    rounds = []
+    for n in range(4):  # a quarter of the segments a round: o7's comes within four
+        done = await sign_next(db, signer, T0 + timedelta(seconds=2 + n), None, sweep=1024)
+        assert done.problem is None, done.problem
+        rounds.append(done)
+        if done.refused:
+            break
+    assert rounds[0].signed is not None and rounds[0].signed["moved"] == 1  # o8, at once
+    assert set(rounds[-1].refused) == {"o7"} and "moved back" in rounds[-1].refused["o7"][0]
+    cursor = await db["audit_sweep"].find_one({"_id": "cursor"})
+    assert cursor is not None and cursor["next"] == len(rounds) * 1024 % 4096
+    # Only the segments a change touched were re-hashed: o8's segment root moved, no other.
+    segments = {d["_id"]: d["number"] async for d in db["audit_segments"].find({})}
+    assert segments[checkpoints.segment_of("o8")] == 2
+    assert sorted(set(segments.values())) == [1, 2]
+    assert sum(n == 2 for n in segments.values()) == 1
+
+
+async def test_one_chain_is_proven_by_its_inclusion_path(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(db, [r for name in "abcdef" for r in records(name, 0, 3)])
+    top = await signed_round(db, signer, 1)
+    found = await verify(db, signer, (), only="c")
+    assert found.broken == {} and found.chains == 1, found.broken
+    assert "c: its signed head is in checkpoint 1 (an inclusion path of" in found.log
+    proof = await checkpoints.inclusion(db, "c", top)
+    assert proof is not None and proof.root() == top["root"]
+    await append_audit(db, records("a", 3, 4))
+    top = await signed_round(db, signer, 2)  # c's signed head now stands in audit_signed alone
+    # The signed head and its segment's root rewritten to agree: the signed root refuses it.
+    forged = (await trail(db, "c"))[1]
+    await db[SIGNED].update_one({"_id": "c"}, {"$set": {"seq": 2, "hash": forged["hash"]}})
+    segment = checkpoints.segment_of("c")
+    root = checkpoints.tree_of(await checkpoints.segment_heads(db, segment, {}))
+    await db["audit_segments"].update_one(
+        {"_id": segment}, {"$set": {"root": root[0], "size": root[1]}}
+    )
+    found = await verify(db, signer, (), only="c")
+    assert "is not in checkpoint 2's root" in found.broken["c"], found.broken
+    assert (
+        "no longer give checkpoint 2's root" in (await verify(db, signer, ())).broken["checkpoint"]
+    )
+
+
+async def test_a_checkpoint_from_before_segments_is_checked_flat_then_continued(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    await append_audit(db, records("a", 0, 2) + records("b", 0, 2))
+    heads = {d["_id"]: (d["seq"], d["hash"]) async for d in db["audit_heads"].find({})}
+    for object_id, (seq, hash_) in heads.items():  # as the flat log stored them: no segment
+        await db[SIGNED].insert_one({"_id": object_id, "seq": seq, "hash": hash_, "number": 1})
+    root, size = await checkpoints.flat_root(db, {})
+    doc = {"_id": 1, "at": T0, "prev": "0" * 64, "root": root, "size": size, "moved": 2}
+    doc["digest"] = checkpoints.digest_of(doc)
+    doc["signature"] = await signer.sign(doc["digest"].encode())
+    await db["audit_log"].insert_one(doc)
+    await db["audit_heads"].update_many({}, {"$unset": {"dirty": ""}})
+    assert (await verify(db, signer, ())).broken == {}
+    await append_audit(db, records("a", 2, 3))
+    second = await signed_round(db, signer, 2)
+    assert second["segments"] == 4096 and second["prev"] == doc["digest"]
+    assert await db[SIGNED].count_documents({"seg": {"$exists": True}}) == 2
+    assert await all_signed(db)
+    assert (await verify(db, signer, ())).broken == {}

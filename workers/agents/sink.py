@@ -427,7 +427,8 @@ async def append_audit(
         [
             UpdateOne(
                 {"_id": o},
-                {"$set": {"hash": h.hash, "seq": h.seq, "ids": list(h.ids)}},
+                # dirty: the next checkpoint checks this head (workers.audit.checkpoints)
+                {"$set": {"hash": h.hash, "seq": h.seq, "ids": list(h.ids), "dirty": True}},
                 upsert=True,
             )
             for o, h in moved

@@ -4,21 +4,35 @@ Collections (MongoDB):
 - ``audit_log``: one document per checkpoint, ``_id`` its number (1, 2, ...), never replaced:
   its time, the previous checkpoint's digest, the Merkle root over the signed heads and their
   count, the digest of all that (``checkpoint_digest``) and its signature.
-- ``audit_signed``: the head each object's chain had when last signed (``_id`` its object id):
-  one small document per object, so no document grows with the estate.
+- ``audit_signed``: the head each object's chain had when last signed (``_id`` its object id,
+  ``seg`` its segment): one small document per object, so no document grows with the estate.
+- ``audit_segments``: each segment's root (the RFC 6962 tree over its signed heads, by object
+  id) and size. The checkpoint's root is the tree over the ``SEGMENTS`` segment roots, so a
+  checkpoint re-hashes only the segments whose heads moved, and one chain is proven by two
+  short inclusion paths (``inclusion``).
 - ``audit_signed_changes``: the heads each checkpoint signed anew (``number``), written before
   the checkpoint and applied to ``audit_signed`` after it: a crash in between is completed by
   the next round, and a reader can tell which heads a checkpoint moved.
 
+A round costs what changed, not the estate: the sink marks each head it moves ``dirty``, and
+the round checks those and a rolling share of the segments (``audit_sweep`` holds where it
+is): each swept segment's signed heads must still give its root, and each of their heads must
+be there and extend its signed one. A head moved behind the sink's back (no mark) is thus
+found within one sweep of all segments; ``audit verify`` checks everything at once.
+
 Before signing, the sink checks the log's latest checkpoint (its signature, and that the
-signed heads still give its root), that the database has not gone back to an older
-checkpoint than this process signed (a rollback), and that each moved head extends the head
-signed before (``extension_problem``). A head that does not is not signed: the object keeps
-its last signed head, and an alert record names it on the audit topic. Each checkpoint is
-also published on the audit topic (the ``audit-checkpoints`` chain), outside the database:
-``audit verify`` checks the database's log against it.
+signed heads of the segments it moved still give its root), that the database has not gone
+back to an older checkpoint than this process signed (a rollback), and that each moved head
+extends the head signed before (``extension_problem``). A head that does not is not signed:
+the object keeps its last signed head, and an alert record names it on the audit topic. Each
+checkpoint is also published on the audit topic (the ``audit-checkpoints`` chain), outside the
+database: ``audit verify`` checks the database's log against it.
+
+Checkpoints from before segments (no ``segments`` field) have a flat root over every head:
+the first round checks it that way, then gives every signed head its segment.
 """
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -29,16 +43,26 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.events import AuditRecord, Outcome, event_id
-from workers.audit.merkle import MerkleRoot, head_leaf
+from workers.audit.merkle import (
+    MerkleRoot,
+    audit_path,
+    head_leaf,
+    leaf_hash,
+    root_from_path,
+    segment_leaf,
+)
 from workers.core.auditchain import GENESIS, checkpoint_digest, extension_problem
 from workers.kms.keys import AuditSigner
 
 log = logging.getLogger("movingdata.audit")
 
 LOG, SIGNED, CHANGES = "audit_log", "audit_signed", "audit_signed_changes"
+SEGS, SWEEP = "audit_segments", "audit_sweep"
+SEGMENTS = 4096  # ~250 heads a segment at a million objects; the top tree: 4,096 leaves
 CHAIN = "audit-checkpoints"  # the object id the log is published under on the audit topic
 Doc = dict[str, Any]
 Heads = dict[str, tuple[int, str]]
+Roots = dict[int, tuple[str, int]]  # segment -> (root, size)
 Refused = dict[str, tuple[str, str]]  # object id -> (problem, the signed head it breaks)
 
 
@@ -63,6 +87,115 @@ class Round:
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[CHANGES].create_index([("number", ASCENDING)])
+    await db[SIGNED].create_index([("seg", ASCENDING), ("_id", ASCENDING)])
+    await db["audit_heads"].create_index([("dirty", ASCENDING)])
+
+
+def segment_of(object_id: str) -> int:
+    """The segment an object's signed head belongs to (by the hash of its id)."""
+    return int.from_bytes(hashlib.sha256(object_id.encode()).digest()[:2], "big") % SEGMENTS
+
+
+EMPTY = MerkleRoot().root()
+
+
+def top_root(roots: Roots) -> tuple[str, int]:
+    """The root over every segment's (root, size), empty ones included, and the head count."""
+    tree = MerkleRoot()
+    for segment in range(SEGMENTS):
+        tree.add(segment_leaf(segment, *roots.get(segment, (EMPTY, 0))))
+    return tree.root(), sum(size for _, size in roots.values())
+
+
+def tree_of(heads: list[tuple[str, int, str]]) -> tuple[str, int]:
+    """The root over heads (sorted by object id) and their count."""
+    tree = MerkleRoot()
+    for object_id, seq, hash_ in heads:
+        tree.add(head_leaf(object_id, seq, hash_))
+    return tree.root(), tree.size
+
+
+async def segment_heads(
+    db: AsyncDatabase[Doc], segment: int, overlay: Heads
+) -> list[tuple[str, int, str]]:
+    """One segment's signed heads by object id, those of ``overlay`` taking their place."""
+    heads = {d["_id"]: (d["seq"], d["hash"]) async for d in db[SIGNED].find({"seg": segment})}
+    heads |= {o: h for o, h in overlay.items() if segment_of(o) == segment}
+    return [(o, *heads[o]) for o in sorted(heads)]
+
+
+async def stored_roots(db: AsyncDatabase[Doc]) -> Roots:
+    return {d["_id"]: (d["root"], d["size"]) async for d in db[SEGS].find({})}
+
+
+async def roots_with(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
+    """The segments' roots with ``overlay`` applied: only its segments are re-hashed."""
+    roots = await stored_roots(db)
+    for segment in sorted({segment_of(o) for o in overlay}):
+        roots[segment] = tree_of(await segment_heads(db, segment, overlay))
+    return roots
+
+
+async def all_roots(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
+    """Every segment's root from the signed heads themselves (streamed, one segment at a
+    time), ``overlay`` applied: what ``audit verify`` checks the latest root with."""
+    roots: Roots = {}
+    segment, heads = -1, []
+    cursor = db[SIGNED].find({}, sort=[("seg", ASCENDING), ("_id", ASCENDING)])
+    async for doc in cursor:
+        if doc["seg"] != segment:
+            if heads:
+                roots[segment] = tree_of(heads)
+            segment, heads = doc["seg"], []
+        heads.append((doc["_id"], doc["seq"], doc["hash"]))
+    if heads:
+        roots[segment] = tree_of(heads)
+    for touched in sorted({segment_of(o) for o in overlay}):
+        roots[touched] = tree_of(await segment_heads(db, touched, overlay))
+    return roots
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """That one chain's signed head is in a checkpoint: its leaf and place in its segment's
+    tree with the audit path to the segment's root, then the segment's place in the tree
+    over segments with the path to the checkpoint's root (RFC 6962 inclusion proofs)."""
+
+    leaf: bytes
+    index: int
+    size: int
+    path: list[bytes]
+    segment: int
+    top_path: list[bytes]
+
+    def root(self) -> str | None:
+        """The checkpoint root this proof gives (None: it does not fit its trees)."""
+        inner = root_from_path(self.leaf, self.index, self.size, self.path)
+        if inner is None:
+            return None
+        leaf = segment_leaf(self.segment, inner, self.size)
+        return root_from_path(leaf, self.segment, SEGMENTS, self.top_path)
+
+
+async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any]) -> Proof | None:
+    """The proof that ``object_id``'s signed head is in checkpoint ``top`` (None: no head of
+    it is signed), read from one segment and the segments' roots."""
+    changes = await changes_of(db, top["_id"])
+    segment = segment_of(object_id)
+    heads = await segment_heads(db, segment, changes)
+    at = next((n for n, h in enumerate(heads) if h[0] == object_id), None)
+    if at is None:
+        return None
+    roots = await roots_with(db, changes)
+    tops = [leaf_hash(segment_leaf(s, *roots.get(s, (EMPTY, 0)))) for s in range(SEGMENTS)]
+    return Proof(
+        leaf=head_leaf(*heads[at]),
+        index=at,
+        size=len(heads),
+        path=audit_path([leaf_hash(head_leaf(*h)) for h in heads], at),
+        segment=segment,
+        top_path=audit_path(tops, segment),
+    )
 
 
 async def latest(db: AsyncDatabase[Doc]) -> Doc | None:
@@ -80,32 +213,27 @@ async def changes_of(db: AsyncDatabase[Doc], number: int) -> Heads:
     }
 
 
-async def signed_heads(
-    db: AsyncDatabase[Doc], overlay: Heads
-) -> AsyncIterator[tuple[str, int, str]]:
-    """Every signed head by object id, ``overlay`` taking the place of what is stored."""
-    pending = sorted(overlay)
-    at = 0
-    async for doc in db[SIGNED].find({}, sort=[("_id", ASCENDING)]):
-        while at < len(pending) and pending[at] < doc["_id"]:
-            yield pending[at], *overlay[pending[at]]
-            at += 1
-        if at < len(pending) and pending[at] == doc["_id"]:
-            at += 1
-            yield doc["_id"], *overlay[doc["_id"]]
-        else:
-            yield doc["_id"], doc["seq"], doc["hash"]
-    for object_id in pending[at:]:
-        yield object_id, *overlay[object_id]
-
-
-async def root_of(db: AsyncDatabase[Doc], overlay: Heads) -> tuple[str, int]:
-    """The Merkle root over the signed heads with ``overlay`` applied, and their count:
-    streamed, in constant memory."""
+async def flat_root(db: AsyncDatabase[Doc], overlay: Heads) -> tuple[str, int]:
+    """The root of a checkpoint from before segments: one tree over every signed head by
+    object id, ``overlay`` applied (streamed)."""
     tree = MerkleRoot()
-    async for object_id, seq, hash_ in signed_heads(db, overlay):
-        tree.add(head_leaf(object_id, seq, hash_))
+    stored = ((o, (d["seq"], d["hash"])) async for o, d in by_id(db, SIGNED))
+    async for object_id, (head, over) in merged(stored, aiter_sorted(overlay)):
+        tree.add(head_leaf(object_id, *(over or head)))
     return tree.root(), tree.size
+
+
+async def aiter_sorted(heads: Heads) -> AsyncIterator[tuple[str, tuple[int, str]]]:
+    for object_id in sorted(heads):
+        yield object_id, heads[object_id]
+
+
+async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any], changes: Heads) -> bool:
+    """Whether the signed heads the latest checkpoint moved no longer give its root (the
+    segments it did not move are checked by the sweep)."""
+    if "segments" not in top:
+        return await flat_root(db, changes) != (top["root"], top["size"])
+    return top_root(await roots_with(db, changes)) != (top["root"], top["size"])
 
 
 async def log_problem(
@@ -130,10 +258,24 @@ async def log_problem(
     ):
         return top, f"checkpoint {top['_id']} is not validly signed"
     changes = await changes_of(db, top["_id"])
-    if await root_of(db, changes) != (top["root"], top["size"]):
+    if await root_problem(db, top, changes):
         return top, f"the signed heads no longer give checkpoint {top['_id']}'s root"
     await apply(db, top["_id"], changes)  # done already, unless a crash came between
+    if "segments" not in top:
+        await segment_all(db)
     return top, None
+
+
+async def segment_all(db: AsyncDatabase[Doc]) -> None:
+    """Give every signed head its segment and every segment its root (once, after a
+    checkpoint from before segments was checked the flat way)."""
+    updates = [
+        UpdateOne({"_id": d["_id"]}, {"$set": {"seg": segment_of(d["_id"])}})
+        async for d in db[SIGNED].find({"seg": {"$exists": False}}, {"_id": 1})
+    ]
+    for start in range(0, len(updates), 500):
+        await db[SIGNED].bulk_write(updates[start : start + 500], ordered=False)
+    await save_roots(db, 0, await all_roots(db, {}))
 
 
 async def by_id(
@@ -168,55 +310,154 @@ async def joined(db: AsyncDatabase[Doc]) -> AsyncIterator[tuple[str, Doc | None,
         yield object_id, head, signed
 
 
-async def moved_heads(db: AsyncDatabase[Doc]) -> tuple[Heads, Refused]:
-    """The heads that moved since they were signed and extend the signed ones, and the
-    objects whose heads do not (why)."""
-    moved: Heads = {}
-    refused: Refused = {}
-    async for object_id, head, signed in joined(db):
+@dataclass(slots=True)
+class Found:
+    """What one round's check of the candidate heads found: the heads that moved and extend
+    their signed ones, those that do not (why), the marked heads that did not move, and a
+    swept segment whose signed heads no longer give its root."""
+
+    moved: Heads = field(default_factory=dict)
+    refused: Refused = field(default_factory=dict)
+    settled: Heads = field(default_factory=dict)
+    problem: str | None = None
+
+
+async def next_sweep(db: AsyncDatabase[Doc], count: int) -> list[int]:
+    """The next ``count`` segments of the rolling sweep (wrapping), the cursor moved on."""
+    cursor = await db[SWEEP].find_one({"_id": "cursor"})
+    first = int(cursor["next"]) if cursor else 0
+    count = min(count, SEGMENTS)
+    await db[SWEEP].update_one(
+        {"_id": "cursor"}, {"$set": {"next": (first + count) % SEGMENTS}}, upsert=True
+    )
+    return [(first + n) % SEGMENTS for n in range(count)]
+
+
+async def candidates(
+    db: AsyncDatabase[Doc], sweep: list[int]
+) -> tuple[dict[str, Doc | None], dict[str, Doc], str | None]:
+    """The heads to check (the marked ones and the swept segments', None: gone), the signed
+    heads of the same objects, and a swept segment that no longer gives its root."""
+    heads: dict[str, Doc | None] = {
+        d["_id"]: d async for d in db["audit_heads"].find({"dirty": True}, {"ids": 0})
+    }
+    signed = {d["_id"]: d async for d in db[SIGNED].find({"seg": {"$in": sweep}})}
+    stored = await stored_roots(db)
+    for segment in sweep:
+        mine = sorted((o, d["seq"], d["hash"]) for o, d in signed.items() if d["seg"] == segment)
+        if tree_of(mine) != stored.get(segment, (EMPTY, 0)):
+            return heads, signed, f"segment {segment} differs"
+    unseen = [o for o in signed if o not in heads]
+    query = {"_id": {"$in": unseen}}
+    found = {d["_id"]: d async for d in db["audit_heads"].find(query, {"ids": 0})}
+    heads |= {o: found.get(o) for o in unseen}
+    unsigned = [o for o in heads if o not in signed]
+    signed |= {d["_id"]: d async for d in db[SIGNED].find({"_id": {"$in": unsigned}})}
+    return heads, signed, None
+
+
+async def moved_heads(db: AsyncDatabase[Doc], sweep: list[int]) -> Found:
+    """The marked heads and the swept segments' heads, checked against their signed ones."""
+    heads, signed_heads, problem = await candidates(db, sweep)
+    found = Found(problem=problem)
+    if problem is not None:
+        return found
+    for object_id in sorted(heads):
+        head, signed = heads[object_id], signed_heads.get(object_id)
         before = (signed["seq"], signed["hash"]) if signed else None
         anchor = f"{before[0]}:{before[1]}" if before else "genesis"
         if object_id == CHAIN:
             continue
         if head is None:
-            refused[object_id] = (f"its head is gone (signed at {anchor})", anchor)
+            found.refused[object_id] = (f"its head is gone (signed at {anchor})", anchor)
             continue
         current = (head["seq"], head["hash"])
         if current == before:
+            if head.get("dirty"):
+                found.settled[object_id] = current
             continue
         first = before[0] if before else 1
         query = {"object_id": object_id, "seq": {"$gte": first, "$lte": current[0]}}
         records = [r async for r in db["audit"].find(query, sort=[("seq", ASCENDING)])]
         if (problem := extension_problem(before, records, current)) is not None:
-            refused[object_id] = (problem, anchor)
+            found.refused[object_id] = (problem, anchor)
         else:
-            moved[object_id] = current
-    return moved, refused
+            found.moved[object_id] = current
+    return found
+
+
+async def bulk(db: AsyncDatabase[Doc], name: str, updates: list[UpdateOne]) -> None:
+    for start in range(0, len(updates), 500):
+        await db[name].bulk_write(updates[start : start + 500], ordered=False)
+
+
+async def save_roots(db: AsyncDatabase[Doc], number: int, roots: Roots) -> None:
+    await bulk(
+        db,
+        SEGS,
+        [
+            UpdateOne({"_id": s}, {"$set": {"root": r, "size": n, "number": number}}, upsert=True)
+            for s, (r, n) in roots.items()
+        ],
+    )
+
+
+async def settle(db: AsyncDatabase[Doc], heads: Heads) -> None:
+    """Clear the mark of each head still where it was signed (one moved since keeps it)."""
+    await bulk(
+        db,
+        "audit_heads",
+        [
+            UpdateOne({"_id": o, "seq": s, "hash": h}, {"$unset": {"dirty": ""}})
+            for o, (s, h) in heads.items()
+        ],
+    )
 
 
 async def apply(db: AsyncDatabase[Doc], number: int, heads: Heads) -> None:
-    updates = [
-        UpdateOne({"_id": o}, {"$set": {"seq": s, "hash": h, "number": number}}, upsert=True)
-        for o, (s, h) in heads.items()
-    ]
-    for start in range(0, len(updates), 500):
-        await db[SIGNED].bulk_write(updates[start : start + 500], ordered=False)
+    """Store checkpoint ``number``'s signed heads and their segments' roots; settle them."""
+    await bulk(
+        db,
+        SIGNED,
+        [
+            UpdateOne(
+                {"_id": o},
+                {"$set": {"seq": s, "hash": h, "number": number, "seg": segment_of(o)}},
+                upsert=True,
+            )
+            for o, (s, h) in heads.items()
+        ],
+    )
+    touched = sorted({segment_of(o) for o in heads})
+    await save_roots(db, number, {s: tree_of(await segment_heads(db, s, {})) for s in touched})
+    await settle(db, heads)
 
 
 async def sign_next(
-    db: AsyncDatabase[Doc], signer: AuditSigner, now: datetime, last: Signed | None
+    db: AsyncDatabase[Doc],
+    signer: AuditSigner,
+    now: datetime,
+    last: Signed | None,
+    sweep: int = SEGMENTS,
 ) -> Round:
-    """Check the log and the moved heads; sign and append the next checkpoint if any head
-    moved and extends its signed one."""
+    """Check the log, the marked heads and the next ``sweep`` segments; sign and append the
+    next checkpoint if any head moved and extends its signed one."""
     top, problem = await log_problem(db, signer, last)
     if problem is not None:
         return Round(problem=problem)
-    moved, refused = await moved_heads(db)
+    found = await moved_heads(db, await next_sweep(db, sweep))
+    if found.problem is not None:  # a signed head edited where no mark or checkpoint shows
+        number = top["_id"] if top else 0
+        return Round(
+            problem=f"the signed heads no longer give checkpoint {number}'s root ({found.problem})"
+        )
+    await settle(db, found.settled)
+    moved = found.moved
     if not moved:
-        return Round(refused=refused)
+        return Round(refused=found.refused)
     number = (top["_id"] if top else 0) + 1
     prev = top["digest"] if top else GENESIS
-    root, size = await root_of(db, moved)
+    root, size = top_root(await roots_with(db, moved))
     at = now.astimezone(UTC).replace(microsecond=now.microsecond // 1000 * 1000)
     digest = checkpoint_digest(number, at, prev, root, size)
     doc = {
@@ -225,23 +466,26 @@ async def sign_next(
         "prev": prev,
         "root": root,
         "size": size,
+        "segments": SEGMENTS,
         "moved": len(moved),
         "digest": digest,
         "signature": await signer.sign(digest.encode()),
     }
-    changes = [
-        UpdateOne(
-            {"_id": f"{number}:{o}"},
-            {"$set": {"number": number, "object_id": o, "seq": s, "hash": h}},
-            upsert=True,
-        )
-        for o, (s, h) in moved.items()
-    ]
-    for start in range(0, len(changes), 500):
-        await db[CHANGES].bulk_write(changes[start : start + 500], ordered=False)
+    await bulk(
+        db,
+        CHANGES,
+        [
+            UpdateOne(
+                {"_id": f"{number}:{o}"},
+                {"$set": {"number": number, "object_id": o, "seq": s, "hash": h}},
+                upsert=True,
+            )
+            for o, (s, h) in moved.items()
+        ],
+    )
     await db[LOG].insert_one(doc)  # a second signer of the same number is refused here
     await apply(db, number, moved)
-    return Round(signed=doc, refused=refused)
+    return Round(signed=doc, refused=found.refused)
 
 
 def published(doc: Mapping[str, Any], actor: str) -> AuditRecord:

@@ -4,7 +4,8 @@ published on the audit topic.
 
 - The log: numbered from 1 with no gap, each checkpoint naming the digest of the one before,
   each digest what its fields give, the latest validly signed (through the links, it vouches
-  for every one before), and the signed heads giving its Merkle root.
+  for every one before), and the signed heads giving its Merkle root (for one chain: its
+  signed head's inclusion proof against that root, read from its segment alone).
 - Each chain: every link holds, it reaches its head (``chain_problem``), and it still holds
   its signed head's record (a chain rewritten or cut after it was signed).
 - Published: every checkpoint seen on the audit topic is in the log with the same digest;
@@ -22,11 +23,14 @@ from workers.audit.checkpoints import (
     CHAIN,
     LOG,
     SIGNED,
+    all_roots,
     by_id,
     changes_of,
     digest_of,
+    flat_root,
+    inclusion,
     merged,
-    root_of,
+    top_root,
 )
 from workers.core.auditchain import GENESIS, chain_problem, signed_problem
 
@@ -46,7 +50,8 @@ class Verdict:
 async def check_log(
     db: AsyncDatabase[Doc], signer: Any, published: Iterable[Mapping[str, Any]]
 ) -> tuple[Doc | None, list[str]]:
-    """The latest checkpoint and what is wrong with the log."""
+    """The latest checkpoint and what is wrong with the log (its root apart: ``root_problem``
+    or ``proven``)."""
     problems: list[str] = []
     prev, number, top = GENESIS, 0, None
     digests: dict[int, str] = {}
@@ -61,11 +66,8 @@ async def check_log(
             problems.append(f"checkpoint {number}'s fields do not give its digest")
         prev, top = doc["digest"], doc
         digests[number] = doc["digest"]
-    if top is not None:
-        if not await signer.verify(top["digest"].encode(), top["signature"]):
-            problems.append(f"checkpoint {top['_id']} is not validly signed")
-        if await root_of(db, await changes_of(db, top["_id"])) != (top["root"], top["size"]):
-            problems.append(f"the signed heads no longer give checkpoint {top['_id']}'s root")
+    if top is not None and not await signer.verify(top["digest"].encode(), top["signature"]):
+        problems.append(f"checkpoint {top['_id']} is not validly signed")
     for record in published:
         n, digest = record["number"], record["digest"]
         if n not in digests:
@@ -75,6 +77,38 @@ async def check_log(
         elif digests[n] != digest:
             problems.append(f"checkpoint {n} differs from the one published")
     return top, problems
+
+
+async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any]) -> str | None:
+    """Whether every signed head, re-hashed, gives the latest checkpoint's root."""
+    changes = await changes_of(db, top["_id"])
+    if "segments" in top:
+        found = top_root(await all_roots(db, changes))
+    else:  # from before segments
+        found = await flat_root(db, changes)
+    if found != (top["root"], top["size"]):
+        return f"the signed heads no longer give checkpoint {top['_id']}'s root"
+    return None
+
+
+async def proven(db: AsyncDatabase[Doc], top: Mapping[str, Any], object_id: str) -> str:
+    """One chain's signed head proven in the latest checkpoint by its inclusion path: what
+    was proven, or raise ``Unproven``."""
+    if "segments" not in top:
+        if (problem := await root_problem(db, top)) is not None:
+            raise Unproven(problem)
+        return "its signed head is under the checkpoint's root (checked over every head)"
+    proof = await inclusion(db, object_id, top)
+    if proof is None:
+        return "no head of it signed yet"
+    if proof.root() != top["root"]:
+        raise Unproven(f"its signed head is not in checkpoint {top['_id']}'s root")
+    hashes = len(proof.path) + len(proof.top_path)
+    return f"its signed head is in checkpoint {top['_id']} (an inclusion path of {hashes} hashes)"
+
+
+class Unproven(Exception):
+    """A signed head the latest checkpoint's root does not include."""
 
 
 async def chains(db: AsyncDatabase[Doc], only: str | None) -> AsyncIterator[tuple[str, list[Doc]]]:
@@ -101,11 +135,19 @@ async def verify(
     """Check the log and every chain (``only``: one object's) against its head and signed head."""
     out = Verdict()
     top, problems = await check_log(db, signer, published)
+    proof = ""
+    if top is not None and only is None:
+        problems += [p for p in [await root_problem(db, top)] if p is not None]
+    elif top is not None and only is not None:
+        try:
+            proof = f"; {only}: " + await proven(db, top, only)
+        except Unproven as exc:
+            out.broken[only] = str(exc)
     if problems:
         out.broken["checkpoint"] = "; ".join(problems)
     if top is not None:
         at = f"{top['at']:%Y-%m-%d %H:%M:%S}"
-        out.log = f"checkpoint {top['_id']} of {at} UTC verified ({top['size']} heads)"
+        out.log = f"checkpoint {top['_id']} of {at} UTC verified ({top['size']} heads){proof}"
     joined = merged(chains(db, only), by_id(db, "audit_heads", only), by_id(db, SIGNED, only))
     async for object_id, (records, head, signed) in joined:
         if object_id == CHAIN:

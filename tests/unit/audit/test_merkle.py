@@ -3,7 +3,14 @@ recursive definition for every size up to 40."""
 
 import hashlib
 
-from workers.audit.merkle import MerkleRoot, leaf_hash, node_hash
+from workers.audit.merkle import (
+    MerkleRoot,
+    audit_path,
+    leaf_hash,
+    node_hash,
+    root_from_path,
+    tree_hash,
+)
 
 # RFC 6962's reference leaves (certificate-transparency's merkle tree tests).
 LEAVES = [
@@ -57,3 +64,18 @@ def test_any_change_changes_the_root() -> None:
     assert root(leaves) != root(changed)
     assert root(leaves) != root(leaves[:-1])
     assert root(leaves) != root([*leaves[1:], leaves[0]])  # order counts
+
+
+def test_audit_paths_prove_every_leaf_of_every_size_and_nothing_else() -> None:
+    leaves = [f"leaf {n}".encode() for n in range(20)]
+    for n in range(1, 21):
+        hashes = [leaf_hash(leaf) for leaf in leaves[:n]]
+        top = root(leaves[:n])
+        assert tree_hash(hashes).hex() == top
+        for m in range(n):
+            path = audit_path(hashes, m)
+            assert root_from_path(leaves[m], m, n, path) == top, (n, m)
+            assert root_from_path(b"other", m, n, path) != top
+            if n > 1:
+                assert root_from_path(leaves[m], (m + 1) % n, n, path) != top
+    assert root_from_path(leaves[0], 3, 3, []) is None  # outside the tree
