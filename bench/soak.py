@@ -250,6 +250,7 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
     by_version = Counter((d["name"], d["version"]) for d in docs)
     duplicates = sum(n - 1 for n in by_version.values() if n > 1)
     lost = wrong_state = 0
+    wrong: list[dict[str, Any]] = []  # what each version in a wrong state shows, to explain it
     deps = build_deps(settings)
     tiering = Tiering.load(settings)
     trails: dict[str, list[dict[str, Any]]] = {}
@@ -263,6 +264,23 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
             expected = model.removed.get(key, "verified")
             if doc.get("state") != expected:
                 wrong_state += 1
+                wrong.append(
+                    {
+                        "name": doc["name"],
+                        "version": doc["version"],
+                        "expected": expected,
+                        "state": doc.get("state"),
+                        "replicas": {
+                            t: {k: str(r.get(k)) for k in ("verdict", "checked_at", "removed_at")}
+                            for t, r in (doc.get("replicas") or {}).items()
+                        },
+                        "trail": [
+                            f"{r['action']}:{r['outcome']}"
+                            for r in trails.get(doc["object_id"], [])
+                            if r["version"] == doc["version"]
+                        ][-12:],
+                    }
+                )
                 continue
             steps = Counter(
                 r["action"]
@@ -297,6 +315,7 @@ async def check(settings: Settings, model: Model, state: State, folder: Path) ->
         "versions_put": put_versions,
         "objects_lost": lost + max(0, put_versions - len(docs)),
         "wrong_state": wrong_state,
+        "wrong_states": wrong[:10],
         "duplicates": duplicates,
         "chains_broken": broken,
         "tamper_named_by_verify": tamper_named,
