@@ -69,3 +69,24 @@ async def raw_keys(backend: str, bucket: str, prefix: str, settings: Settings) -
         async with http.get(url, params={"prefix": prefix}) as response:
             response.raise_for_status()
             return [o["name"] for o in (await response.json()).get("items", [])]
+
+
+async def drop_locked_bucket(settings: Settings, bucket: str, timeout_s: float = 60) -> None:
+    """Delete an object-locked bucket: each version once its retention has passed."""
+    from botocore.exceptions import ClientError
+
+    from tests.waiting import wait_for
+
+    async with s3_client(settings) as s3:
+
+        async def emptied() -> bool:
+            versions = (await s3.list_object_versions(Bucket=bucket)).get("Versions", [])
+            for v in versions:
+                try:
+                    await s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+                except ClientError:  # still retained
+                    return False
+            return True
+
+        await wait_for(emptied, timeout_s=timeout_s)
+        await s3.delete_bucket(Bucket=bucket)

@@ -57,20 +57,18 @@ from topics import (
 )
 from workers import metrics, staging
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
-from workers.audit import checkpoints
 from workers.batches import take_batches
 from workers.broker import faust_credentials, kafka_options
 from workers.budget import ByteBudget
 from workers.client import ops
-from workers.client.kafka import produce_events
 from workers.client.state import State
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
 from workers.health import readiness
 from workers.jobs import retention
+from workers.jobs.checkpointer import Checkpointer
 from workers.jobs.scrub import scheduled_scrub
-from workers.kms.keys import open_signer
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store
@@ -338,52 +336,6 @@ def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
         committed = consumer._committed_offset.get(tp) or 0
         lag[tp.topic, tp.partition] = max(0, end - committed)
     return lag
-
-
-class Checkpointer:
-    """Signs the next audit checkpoint on a timer (``workers.audit.checkpoints``), with the
-    sink; publishes it and each refusal on the audit topic, and remembers what it signed, so
-    a database put back to an older checkpoint is refused while it runs."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.db: Any = None
-        self.signer = open_signer(settings, "sink")  # the sink's own token: only it signs
-        self.last: checkpoints.Signed | None = None
-        self.actor = f"worker:sink@{socket.gethostname()}"
-
-    async def run(self) -> None:
-        if self.db is None:  # inside the event loop that uses it
-            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.settings.mongo_url)
-            self.db = client[self.settings.mongo_database]
-            await checkpoints.create_indexes(self.db)
-        try:
-            now = datetime.now(UTC)
-            done = await checkpoints.sign_next(
-                self.db, self.signer, now, self.last, self.settings.audit_sweep_segments
-            )
-            records = [
-                checkpoints.refusal(o, why, now, self.actor) for o, why in done.refused.items()
-            ]
-            if done.signed is not None:
-                self.last = checkpoints.Signed(done.signed["_id"], done.signed["digest"])
-                records.append(checkpoints.published(done.signed, self.actor))
-            if records:
-                await produce_events(self.settings, AUDIT, records)
-        except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
-            log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
-            return
-        metrics.CHECKPOINT_REFUSED.set(len(done.refused) + (done.problem is not None))
-        if done.problem is not None:
-            log.error("audit checkpoint refused", extra={"stage": "sink", "reason": done.problem})
-        for object_id, (problem, _) in done.refused.items():
-            log.error(
-                "audit head refused",
-                extra={"stage": "sink", "object_id": object_id, "reason": problem},
-            )
-        if done.signed is not None:
-            signed = {"number": done.signed["_id"], "moved": done.signed["moved"]}
-            log.info("audit checkpoint signed", extra={"stage": "sink", **signed})
 
 
 class StateJob:

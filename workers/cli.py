@@ -897,9 +897,12 @@ def audit_verify(
     tenant: str = "default",
 ) -> None:
     """Check the signed checkpoint log (continuity, signature, the signed heads' Merkle
-    root, against the copy published on the audit topic) and every audit hash chain (or one)
-    against its head and its signed head; name what is broken, and exit 1 if anything is.
+    root, against its copies on the audit topic and, where MOVINGDATA_AUDIT_LOCK_BUCKET is
+    set, in the object-locked bucket) and every audit hash chain (or one: its signed head
+    proven in the latest checkpoint by its inclusion path) against its head and its signed
+    head; name what is broken, and exit 1 if anything is.
     An operator command: it reads the database, the broker and the signing key directly."""
+    from workers.audit import lockcopy
     from workers.audit.checkpoints import CHAIN
     from workers.audit.verify import verify
     from workers.client.kafka import audit_records_to_end
@@ -914,7 +917,8 @@ def audit_verify(
         try:
             only = (await state.resolve(ref, tenant))[0] if ref else None
             published = [r.detail async for r in audit_records_to_end(s) if r.object_id == CHAIN]
-            return await verify(state.db, signer, published, only)
+            locked = [r async for r in lockcopy.records(s)] if s.audit_lock_bucket else []
+            return await verify(state.db, signer, published, only, locked)
         finally:
             await state.close()
             await signer.close()

@@ -226,6 +226,12 @@ class Settings(BaseSettings):
     """Transit key signing audit checkpoints."""
     audit_checkpoint_s: float = 30.0
     """How often the sink signs the next checkpoint of the audit log (heads that moved)."""
+    audit_lock_bucket: str | None = None
+    """An S3 bucket with Object Lock (created with it where missing) where the sink also
+    writes each checkpoint, locked in COMPLIANCE mode: `audit verify` checks the log against
+    it (unset: no such copy)."""
+    audit_lock_days: float = Field(default=365.0, gt=0.0)
+    """How long each checkpoint's copy in `MOVINGDATA_AUDIT_LOCK_BUCKET` cannot be deleted."""
     audit_sweep_segments: int = Field(default=128, ge=1, le=4096)
     """Segments of the signed heads (of 4,096) each checkpoint round re-checks besides the
     heads the sink moved: a head changed behind its back is found within 4,096 / this rounds

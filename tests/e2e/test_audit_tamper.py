@@ -3,6 +3,7 @@ checkpoint every second), a chain rewritten consistently, a chain cut at its end
 head moved back, and the database put back to an older checkpoint are each refused by the
 sink, named by ``audit verify``, and the other chains go on being signed."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,32 @@ import pytest
 
 from bench import tamper
 from tests.pipeline import Pipeline
+from tests.stores import drop_locked_bucket
 from tests.waiting import wait_for
-from workers.audit.checkpoints import LOG, SIGNED, all_signed
+from workers.audit.checkpoints import LOG, SEGS, SIGNED, SWEEP, all_signed
 from workers.client.state import State
 
-AUDIT = ("audit", "audit_heads", SIGNED, "audit_signed_changes", LOG)
+AUDIT = ("audit", "audit_heads", SIGNED, "audit_signed_changes", LOG, SEGS, SWEEP)
+
+
+LOCK_S = 20.0  # each checkpoint's locked copy is retained this long (then cleaned up)
 
 
 @pytest.fixture
-def pipeline_overrides() -> dict[str, object]:
-    return {"source_roots": (), "audit_checkpoint_s": 1.0, "audit_sweep_segments": 512}
+def pipeline_overrides(unique: str) -> dict[str, object]:
+    return {
+        "source_roots": (),
+        "audit_checkpoint_s": 1.0,
+        "audit_sweep_segments": 512,
+        "audit_lock_bucket": f"lock-{unique}",
+        "audit_lock_days": LOCK_S / 86400,
+    }
+
+
+@pytest.fixture(autouse=True)
+async def locked_bucket(pipeline: Pipeline) -> AsyncIterator[None]:
+    yield
+    await drop_locked_bucket(pipeline.settings, str(pipeline.settings.audit_lock_bucket), 120)
 
 
 async def put_files(pipeline: Pipeline, folder: Path, names: list[str]) -> None:
@@ -114,6 +131,8 @@ async def test_a_database_put_back_to_an_older_checkpoint_is_caught(
     )  # nothing signed over the rolled-back log
     caught = pipeline.cli("audit", "verify")
     assert caught.returncode == 1, caught.stdout
-    assert f"checkpoint {newest['_id']} was published but the log does not hold it" in (
-        caught.stdout.replace("\n", " ")
-    ), caught.stdout
+    found = caught.stdout.replace("\n", " ")
+    for copy in ("published", "locked"):  # the audit topic's copy and the locked bucket's
+        assert f"checkpoint {newest['_id']} was {copy} but the log does not hold it" in found, (
+            caught.stdout
+        )

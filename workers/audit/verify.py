@@ -8,8 +8,9 @@ published on the audit topic.
   signed head's inclusion proof against that root, read from its segment alone).
 - Each chain: every link holds, it reaches its head (``chain_problem``), and it still holds
   its signed head's record (a chain rewritten or cut after it was signed).
-- Published: every checkpoint seen on the audit topic is in the log with the same digest;
-  one the log lacks means the database was put back to an older state.
+- Published: every checkpoint seen on the audit topic, or in the object-locked bucket
+  (``lockcopy``), is in the log with the same digest; one the log lacks means the database
+  was put back to an older state.
 """
 
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -48,7 +49,10 @@ class Verdict:
 
 
 async def check_log(
-    db: AsyncDatabase[Doc], signer: Any, published: Iterable[Mapping[str, Any]]
+    db: AsyncDatabase[Doc],
+    signer: Any,
+    published: Iterable[Mapping[str, Any]],
+    locked: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[Doc | None, list[str]]:
     """The latest checkpoint and what is wrong with the log (its root apart: ``root_problem``
     or ``proven``)."""
@@ -68,14 +72,15 @@ async def check_log(
         digests[number] = doc["digest"]
     if top is not None and not await signer.verify(top["digest"].encode(), top["signature"]):
         problems.append(f"checkpoint {top['_id']} is not validly signed")
-    for record in published:
-        n, digest = record["number"], record["digest"]
-        if n not in digests:
-            problems.append(
-                f"checkpoint {n} was published but the log does not hold it (rolled back)"
-            )
-        elif digests[n] != digest:
-            problems.append(f"checkpoint {n} differs from the one published")
+    for copy, records in (("published", published), ("locked", locked)):
+        for record in records:
+            n, digest = record["number"], record["digest"]
+            if n not in digests:
+                problems.append(
+                    f"checkpoint {n} was {copy} but the log does not hold it (rolled back)"
+                )
+            elif digests[n] != digest:
+                problems.append(f"checkpoint {n} differs from the one {copy}")
     return top, problems
 
 
@@ -131,10 +136,13 @@ async def verify(
     signer: Any,
     published: Iterable[Mapping[str, Any]],
     only: str | None = None,
+    locked: Iterable[Mapping[str, Any]] = (),
 ) -> Verdict:
-    """Check the log and every chain (``only``: one object's) against its head and signed head."""
+    """Check the log (against its copies: ``published`` on the audit topic, ``locked`` in the
+    object-locked bucket) and every chain (``only``: one object's) against its head and
+    signed head."""
     out = Verdict()
-    top, problems = await check_log(db, signer, published)
+    top, problems = await check_log(db, signer, published, locked)
     proof = ""
     if top is not None and only is None:
         problems += [p for p in [await root_problem(db, top)] if p is not None]
