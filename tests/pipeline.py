@@ -6,7 +6,9 @@ see each other's events.
 
 import contextlib
 import hashlib
+import json
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -183,6 +185,20 @@ async def group_lag(pipeline: Pipeline, group: str) -> int:
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def endpoint(pipeline: Pipeline) -> str:
+    """The worker's /metrics address, from its log line ``worker endpoints``."""
+    for line in pipeline.worker_logs().splitlines():
+        if '"worker endpoints"' in line:
+            return str(json.loads(line)["url"])
+    raise AssertionError("no worker endpoints logged")
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """``name{label="x"} v`` lines of a Prometheus exposition, by their one label's value."""
+    pattern = re.compile(rf'^{name}\{{\w+="([^"]*)"\}} (\S+)$', re.M)
+    return {label: float(value) for label, value in pattern.findall(text)}
 
 
 async def snapshot(pipeline: Pipeline, state: State) -> dict[str, object]:

@@ -263,9 +263,11 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         # Once per interval for the whole group, not per worker: on its leader only.
         sink_leads = partial(leads, app, SINK_TOPICS[0].name(settings.topic_prefix))
         if settings.scrub_interval_s > 0:
+            scrub_tiering = Tiering.load(settings)  # which tiers a read must rehydrate first
 
             async def scrub(s: Settings, state: State) -> int:
-                return await scheduled_scrub(s, state, datetime.now(UTC))
+                now = datetime.now(UTC)
+                return await scheduled_scrub(s, state, deps.stores, scrub_tiering, now)
 
             job = StateJob(settings, scrub, "scheduled scrub", "scheduled scrub sent")
             app.timer(settings.scrub_interval_s)(when(sink_leads, job.run))

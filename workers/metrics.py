@@ -39,6 +39,16 @@ SCRUB_UNPROVEN = Counter(
     "Scrubs of an archived replica with no store digest to prove it by (left for later)",
     ["store"],
 )
+SCRUB_REHYDRATIONS = Counter(
+    "movingdata_scrub_rehydrations_total",
+    "Rehydrations the scheduled scrub started, to read back an archived replica",
+    ["store"],
+)
+SCRUB_REHYDRATIONS_DEFERRED = Counter(
+    "movingdata_scrub_rehydrations_deferred_total",
+    "Archived replicas the scrub would rehydrate that the day's budget had no room for",
+    ["store"],
+)
 VERSIONS = Gauge(
     "movingdata_versions", "Stored versions by state (the scheduled scrub's count)", ["state"]
 )

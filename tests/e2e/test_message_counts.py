@@ -2,30 +2,24 @@
 collection and the KMS requests, through the real pipeline (``-s`` prints the counts)."""
 
 import json
-import re
 from pathlib import Path
 
 import aiohttp
 
-from tests.pipeline import EXPECTED_STEPS, Pipeline, group_lag, messages_on, settled_trails, steps
+from tests.pipeline import (
+    EXPECTED_STEPS,
+    Pipeline,
+    endpoint,
+    group_lag,
+    messages_on,
+    samples,
+    settled_trails,
+    steps,
+)
 from tests.waiting import wait_for
 from topics import ALL
 from workers.app import STAGES
 from workers.client.state import State
-
-
-def endpoint(pipeline: Pipeline) -> str:
-    """The worker's /metrics address, from its log line ``worker endpoints``."""
-    for line in pipeline.worker_logs().splitlines():
-        if '"worker endpoints"' in line:
-            return str(json.loads(line)["url"])
-    raise AssertionError("no worker endpoints logged")
-
-
-def samples(text: str, name: str) -> dict[str, float]:
-    """``name{label="x"} v`` lines of a Prometheus exposition, by their one label's value."""
-    pattern = re.compile(rf'^{name}\{{\w+="([^"]*)"\}} (\S+)$', re.M)
-    return {label: float(value) for label, value in pattern.findall(text)}
 
 
 async def test_one_small_object_counts(

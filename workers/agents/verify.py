@@ -18,8 +18,9 @@ When no copy can repair it, a first verification retries (other replicas may be 
 a scrub reports its verdict (``damaged`` or ``missing``), which makes the version degraded
 or lost until a later check finds it good. A scrub of a replica the store will not read
 (archived) proves it by the store's digest against the one recorded at its write, without
-rehydration; with no digest to compare it is left for later (``movingdata_scrub_unproven``);
-one the store refuses to read otherwise is ``unreadable``.
+rehydration; with no digest to compare it is left for later (``movingdata_scrub_unproven``:
+the scheduled scrub rehydrates it within its daily budget, ``workers.jobs.scrub``); one the
+store refuses to read otherwise is ``unreadable``.
 Idempotency key: (object, version, target); re-verifying is harmless. A deleted or shredded
 version is never repaired (checked before, and after a repair wrote). Its tombstone is not
 looked up for a replica the store reports or returns intact: one read before its removal is

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from schemas.events import Event, ObjectAccessed, Outcome, ReplicaTiered, event_id
+from schemas.events import Event, ObjectAccessed, Outcome, event_id
 from topics import ACCESS, AUDIT, TIERED, TopicSpec
 from workers.client.identity import Actor
 from workers.client.kafka import produce_all
@@ -27,7 +27,7 @@ from workers.errors import IntegrityError, NotFound, Permanent, Retryable
 from workers.kms.keyregistry import DataKeys, KeyRegistry, tombstoned
 from workers.settings import Settings
 from workers.stores.base import ObjectStore, Tier
-from workers.tiering.live import Tiering, recorded_tier
+from workers.tiering.live import Tiering, recorded_tier, rehydrated
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +218,16 @@ async def record_restore(
             detail["rehydrating"] = rehydrating.target
             detail["retry_after_hours"] = rehydrating.hours
             if rehydrating.moved_to is not None:
-                events.append((TIERED, rehydrated(doc, rehydrating, run_id, actor)))
+                tiered = rehydrated(
+                    doc,
+                    rehydrating.target,
+                    rehydrating.moved_to,
+                    run_id,
+                    actor.name,
+                    "rehydrated for a read",
+                    datetime.now(UTC),
+                )
+                events.append((TIERED, tiered))
         record = client_record(doc, "restore", detail, run_id, Outcome.FAILED, actor=actor)
         await produce_all(settings, [(AUDIT, record), *events])
         return
@@ -237,28 +246,6 @@ async def record_restore(
     )
     record = client_record(doc, "restore", detail, run_id, actor=actor)
     await produce_all(settings, [(AUDIT, record), (ACCESS, accessed)])
-
-
-def rehydrated(
-    doc: dict[str, Any], rehydrating: Rehydrating, run_id: str, actor: Actor
-) -> ReplicaTiered:
-    """The placement a rehydration makes: the replica leaves the archive tier."""
-    target = rehydrating.target
-    return ReplicaTiered(
-        kind=ReplicaTiered.KIND,
-        v=ReplicaTiered.VERSION,
-        event_id=event_id(ReplicaTiered.KIND, doc["object_id"], doc["version"], target, run_id),
-        object_id=doc["object_id"],
-        version=doc["version"],
-        correlation_id=run_id,
-        produced_at=datetime.now(UTC),
-        actor=actor.name,
-        target=target,  # type: ignore[arg-type]
-        key=doc["replicas"][target]["key"],
-        tier=str(rehydrating.moved_to),  # type: ignore[arg-type]
-        reason="rehydrated for a read",
-        previous=recorded_tier(doc["replicas"][target]),  # type: ignore[arg-type]
-    )
 
 
 async def open_plaintext(

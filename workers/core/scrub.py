@@ -5,10 +5,14 @@ A replica's turn comes by its last attempt, not its last success: a replica the 
 and could not prove (archived, a store refusing) goes to the back of the line like one it
 proved, so no failing replica starves the others. Each round takes at least ``share`` of the
 replicas and at least what reading every one back within ``window`` needs at this interval.
+
+An archived replica no store digest proves is rehydrated within a daily byte budget
+(``to_rehydrate``); once its rehydration should be done (``readable_at``) it goes to the front
+of the line, since neither S3's temporary readable copy nor Azure's Cold placement lasts long.
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,15 +48,19 @@ def last_attempt(replica: Mapping[str, Any]) -> datetime:
     return NEVER
 
 
+def replica_of(doc: Doc, target: str) -> Mapping[str, Any]:
+    """The recorded state of ``doc``'s replica in ``target`` (empty before its write)."""
+    return (doc.get("replicas") or {}).get(target) or {}
+
+
 def replicas_of(docs: Iterable[Doc]) -> list[tuple[datetime, str, str, Doc]]:
     """(last attempt, version id, target, document) of every replica of the scrubbable docs."""
     out = []
     for doc in docs:
         if not scrubbable(doc):
             continue
-        replicas = doc.get("replicas") or {}
         for target in doc.get("targets", ()):
-            out.append((last_attempt(replicas.get(target) or {}), doc["_id"], target, doc))
+            out.append((last_attempt(replica_of(doc, target)), doc["_id"], target, doc))
     return out
 
 
@@ -65,13 +73,73 @@ def per_round(total: int, share: float, interval: timedelta, window: timedelta) 
     return min(total, max(1, math.ceil(share * total), math.ceil(needed)))
 
 
+def rehydration_due(replica: Mapping[str, Any], now: datetime) -> bool:
+    """A rehydration the scrub started should be done by ``now``, and no scrub tried the
+    replica since."""
+    ready = replica.get("readable_at")
+    return ready is not None and last_attempt(replica) < utc(ready) <= now
+
+
 def choose(
-    docs: Iterable[Doc], share: float, interval: timedelta, window: timedelta
+    docs: Iterable[Doc], share: float, interval: timedelta, window: timedelta, now: datetime
 ) -> list[tuple[Doc, str]]:
-    """The replicas this round reads back: those attempted longest ago first."""
-    replicas = sorted(replicas_of(docs), key=lambda r: r[:3])
+    """The replicas this round reads back: those whose rehydration is due first, then those
+    attempted longest ago."""
+    replicas = sorted(
+        replicas_of(docs),
+        key=lambda r: (not rehydration_due(replica_of(r[3], r[2]), now), *r[:3]),
+    )
     count = per_round(len(replicas), share, interval, window)
     return [(doc, target) for _, _, target, doc in replicas[:count]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rehydrations:
+    """A round's archived replicas no store digest proves: those to rehydrate now, and those
+    the day's budget has no room left for."""
+
+    start: tuple[tuple[Doc, str], ...] = ()
+    deferred: tuple[tuple[Doc, str], ...] = ()
+
+
+def to_rehydrate(
+    chosen: Iterable[tuple[Doc, str]],
+    archived: Callable[[Doc, str], bool],
+    budget: int,
+    now: datetime,
+) -> Rehydrations:
+    """Which of this round's ``chosen`` replicas to rehydrate with ``budget`` bytes: those
+    written and not removed, in an ``archived`` tier, with no store digest to prove them by
+    (``store_digest``), and none whose last rehydration no scrub tried since (under way, or
+    due: read back this round); attempted longest ago first, whole replicas only (the
+    ciphertext's size; one larger than what is left waits, a smaller one behind it may still
+    fit)."""
+
+    def unproven(doc: Doc, target: str) -> bool:
+        replica = replica_of(doc, target)
+        if not replica.get("key") or replica.get("removed_at") or replica.get("store_digest"):
+            return False
+        ready = replica.get("readable_at")
+        return not (ready and last_attempt(replica) < utc(ready)) and archived(doc, target)
+
+    wanted = sorted(
+        [
+            (last_attempt(replica_of(doc, target)), doc["_id"], target, doc)
+            for doc, target in chosen
+            if unproven(doc, target)
+        ],
+        key=lambda r: r[:3],
+    )
+    start: list[tuple[Doc, str]] = []
+    deferred: list[tuple[Doc, str]] = []
+    for _, _, target, doc in wanted:
+        size = int(doc.get("ciphertext_size") or 0)
+        if size <= budget:
+            start.append((doc, target))
+            budget -= size
+        else:
+            deferred.append((doc, target))
+    return Rehydrations(tuple(start), tuple(deferred))
 
 
 def coverage(docs: Iterable[Doc], now: datetime, window: timedelta) -> Coverage:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from schemas.events import TierChange, event_id
+from schemas.events import ReplicaTiered, TierChange, event_id
 from topics import RETIER
 from workers.client.kafka import produce_all
 from workers.core.policy import ObjectStats, Policy, Replica
@@ -123,6 +123,28 @@ def changes(
         )
         for m in decision.moves
     ]
+
+
+def rehydrated(
+    doc: Doc, target: str, tier: str, run_id: str, actor: str, reason: str, at: datetime
+) -> ReplicaTiered:
+    """The placement a rehydration makes: the replica leaves the archive tier for ``tier``
+    (Azure rehydrates into Cold), asked by ``actor`` for ``reason`` (a read, a scrub)."""
+    return ReplicaTiered(
+        kind=ReplicaTiered.KIND,
+        v=ReplicaTiered.VERSION,
+        event_id=event_id(ReplicaTiered.KIND, doc["object_id"], doc["version"], target, run_id),
+        object_id=doc["object_id"],
+        version=doc["version"],
+        correlation_id=run_id,
+        produced_at=at,
+        actor=actor,
+        target=target,  # type: ignore[arg-type]
+        key=doc["replicas"][target]["key"],
+        tier=tier,  # type: ignore[arg-type]
+        reason=reason,
+        previous=recorded_tier(doc["replicas"][target]),  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True, slots=True)

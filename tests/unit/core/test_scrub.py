@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.core.scrub import choose, coverage, per_round
+from workers.core.scrub import choose, coverage, per_round, to_rehydrate
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -19,8 +19,10 @@ def doc(n: int, replicas: dict[str, dict[str, Any]], state: str = "verified") ->
     }
 
 
-def chosen(docs: list[dict[str, Any]], share: float) -> list[tuple[str, str]]:
-    return [(d["_id"], t) for d, t in choose(docs, share, HOUR, 30 * DAY)]
+def chosen(
+    docs: list[dict[str, Any]], share: float, now: datetime = T0 + DAY
+) -> list[tuple[str, str]]:
+    return [(d["_id"], t) for d, t in choose(docs, share, HOUR, 30 * DAY, now)]
 
 
 def test_the_replica_attempted_longest_ago_goes_first() -> None:
@@ -63,12 +65,71 @@ def test_repeated_rounds_read_every_replica_back_even_with_failing_ones() -> Non
     now = T0
     for _ in range(10):  # 10% a round: ten rounds cover all thirty replicas
         now += HOUR
-        for d, target in choose(docs, 0.1, HOUR, 30 * DAY):
+        for d, target in choose(docs, 0.1, HOUR, 30 * DAY, now):
             seen.add((d["_id"], target))
             d["replicas"][target]["scrub_attempted_at"] = now  # what the job records
             if target != "azure":  # azure's are archived: never read back
                 d["replicas"][target]["read_back_at"] = now
     assert len(seen) == 30
+
+
+def test_a_replica_goes_first_once_its_rehydration_should_be_done() -> None:
+    """Its readable copy (S3) or readable tier (Azure) may not last until its turn would
+    come: it is read back first, once, after the store's rehydration time."""
+    tried = T0 + 5 * HOUR
+    rehydrating = {"key": "k", "scrub_attempted_at": tried, "readable_at": tried + 12 * HOUR}
+    docs = [doc(1, {"azure": rehydrating, "s3": {"read_back_at": T0}})]
+    assert chosen(docs, 0.0001, now=tried + 11 * HOUR) == [("o1:1", "s3")]  # not done yet
+    assert chosen(docs, 0.0001, now=tried + 12 * HOUR) == [("o1:1", "azure")]
+    rehydrating["scrub_attempted_at"] = tried + 13 * HOUR  # tried since: back in the line
+    assert chosen(docs, 0.0001, now=tried + 14 * HOUR) == [("o1:1", "s3")]
+
+
+def archive_doc(n: int, size: int, **replica: Any) -> dict[str, Any]:
+    found = doc(n, {"azure": {"key": f"k{n}", "tier": "archive", **replica}})
+    return {**found, "ciphertext_size": size}
+
+
+def starting(
+    docs: list[dict[str, Any]], budget: int, now: datetime = T0 + DAY
+) -> tuple[list[str], list[str]]:
+    """The ids of the versions ``to_rehydrate`` starts and defers within ``budget``."""
+    plan = to_rehydrate(
+        [(d, "azure") for d in docs],
+        lambda d, t: d["replicas"][t]["tier"] == "archive",
+        budget,
+        now,
+    )
+    return [d["_id"] for d, _ in plan.start], [d["_id"] for d, _ in plan.deferred]
+
+
+def test_the_budget_rehydrates_whole_replicas_attempted_longest_ago_first() -> None:
+    docs = [
+        archive_doc(1, 600, scrub_attempted_at=T0 + 2 * HOUR),
+        archive_doc(2, 500, scrub_attempted_at=T0),
+        archive_doc(3, 300, scrub_attempted_at=T0 + HOUR),
+    ]
+    assert starting(docs, 10_000) == (["o2:1", "o3:1", "o1:1"], [])
+    # o2 and o3 fit (800), o1 does not fit the 200 left: it waits for another day
+    assert starting(docs, 1000) == (["o2:1", "o3:1"], ["o1:1"])
+    # o2 does not fit: o3, smaller and behind it, still does
+    assert starting(docs, 400) == (["o3:1"], ["o2:1", "o1:1"])
+    assert starting(docs, 0) == ([], ["o2:1", "o3:1", "o1:1"])
+
+
+def test_only_archived_replicas_with_nothing_to_prove_them_by_are_rehydrated() -> None:
+    now = T0 + DAY
+    docs = [
+        archive_doc(1, 10, store_digest="md5:AAAA"),  # proven by the store's digest
+        archive_doc(2, 10, tier="cold"),  # readable
+        archive_doc(3, 10, scrub_attempted_at=T0, readable_at=now + HOUR),  # under way
+        archive_doc(4, 10, scrub_attempted_at=T0, readable_at=now - HOUR),  # read back now
+        archive_doc(5, 10, removed_at=T0),  # removed
+        {**archive_doc(6, 10), "replicas": {}},  # not written yet
+        # rehydrated before and tried since (S3's readable copy is gone): another one
+        archive_doc(7, 10, readable_at=now - 2 * HOUR, scrub_attempted_at=now - HOUR),
+    ]
+    assert starting(docs, 10_000, now) == (["o7:1"], [])
 
 
 def test_coverage_counts_states_oldest_proofs_and_lag() -> None:
