@@ -55,20 +55,22 @@ from topics import (
     VERIFIED,
     TopicSpec,
 )
-from workers import metrics, staging
+from workers import metrics
 from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
 from workers.batches import take_batches
 from workers.broker import faust_credentials, kafka_options
 from workers.budget import ByteBudget
-from workers.client import ops
 from workers.client.state import State
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
 from workers.health import readiness
+from workers.jobs import reconcile as reconcile_job
 from workers.jobs import retention
 from workers.jobs.checkpointer import Checkpointer
+from workers.jobs.runner import StateJob
 from workers.jobs.scrub import scheduled_scrub
+from workers.jobs.staging import sweep_staging
 from workers.mongo import transient
 from workers.settings import Settings
 from workers.stores import open_store
@@ -274,7 +276,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         if settings.reconcile_interval_s > 0:
 
             async def reconcile(s: Settings, state: State) -> int:
-                return await ops.reconcile(s, state, datetime.now(UTC))
+                return await reconcile_job.reconcile(s, state, datetime.now(UTC))
 
             job = StateJob(settings, reconcile, "reconcile", "stalled versions re-driven")
             app.timer(settings.reconcile_interval_s)(when(sink_leads, job.run))
@@ -338,50 +340,6 @@ def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
         committed = consumer._committed_offset.get(tp) or 0
         lag[tp.topic, tp.partition] = max(0, end - committed)
     return lag
-
-
-class StateJob:
-    """A once-per-group job over MongoDB's state, with the sink: the scheduled scrub (a share
-    of the replicas read back, longest ago first: in store-digest mode, how every replica is
-    still read back), the reconcile (pending versions that stopped moving, re-driven) and the
-    retention (versions older than the verified ones kept, deleted).
-    Its client opens inside the event loop that runs it; a failure waits for the next round."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        job: Callable[[Settings, State], Awaitable[int]],
-        name: str,
-        done: str,
-    ) -> None:
-        self.settings, self.job, self.name, self.done = settings, job, name, done
-        self.state: State | None = None
-
-    async def run(self) -> None:
-        if self.state is None:
-            self.state = State(self.settings)
-        try:
-            sent = await self.job(self.settings, self.state)
-        except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
-            log.warning(f"{self.name} failed", extra={"error": str(exc)[:200]})
-            return
-        if sent:
-            log.info(self.done, extra={"stage": "sink", "events": sent})
-
-
-async def sweep_staging(deps: Deps) -> None:
-    """Remove staged uploads older than the TTL that nothing needs (``staging.sweep``)."""
-    settings = deps.settings
-    older_than = staging.cutoff(deps.now(), settings.staging_ttl_s)
-    try:
-        swept = await staging.sweep(
-            deps.staging, settings.staging_prefix, older_than, deps.catalog, deps.registry
-        )
-    except MovingDataError as exc:  # the next round tries again
-        log.warning("staging sweep failed", extra={"error": str(exc)})
-        return
-    if swept:
-        log.info("staging swept", extra={"removed": swept})
 
 
 def ref_of(event: faust.EventT) -> MessageRef:

@@ -1,5 +1,5 @@
 """Only the sink signs audit checkpoints, with an OpenBao token of its own: the roles' policies
-(workers/stack/openbao.py) and the sink's start without its token (workers/app.py)."""
+(workers/stack/openbao.py) and the sink's start without its token (workers/jobs/checkpointer.py)."""
 
 import types
 from pathlib import Path
@@ -8,9 +8,10 @@ from typing import cast
 import pytest
 from pydantic import SecretStr
 
-from workers.app import Checkpointer, build_app
+from workers.app import build_app
 from workers.deps import Deps
 from workers.errors import Fatal
+from workers.jobs.checkpointer import Checkpointer
 from workers.kms.keys import OpenBaoSigner, open_signer
 from workers.settings import Settings
 from workers.stack.openbao import ROLES, policies
