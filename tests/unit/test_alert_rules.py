@@ -20,6 +20,8 @@ def exported() -> dict[str, set[str]]:
         for sample in family.samples:
             names.setdefault(sample.name, set()).update(sample.labels)
         names.setdefault(family.name, set())
+        if family.type == "counter":  # a labelled counter has no sample before its first use
+            names.setdefault(f"{family.name}_total", set())
     return names
 
 
