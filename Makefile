@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser stack demo test unit lint image bench bench-backpressure bench-puts soak down clean
+.PHONY: install browser stack demo test unit lint image bench bench-backpressure bench-puts bench-scale soak down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-backpressure: stack
 
 bench-puts: stack
 	$(BIN)/python -m bench.puts
+
+# Every metadata operation at 10k, 100k and 1M versions (capped where seeding would take over 30 min).
+bench-scale: stack
+	$(BIN)/python -m bench.scale
 
 soak: stack
 	$(BIN)/python -m bench.soak
