@@ -706,15 +706,32 @@ def dashboard(
     raise typer.Exit(subprocess.call(argv))
 
 
-tokens_app = typer.Typer(no_args_is_help=True, help="API tokens: a role and a tenant each.")
+tokens_app = typer.Typer(
+    no_args_is_help=True, help="API tokens: a tenant, scopes and an expiry each."
+)
 app.add_typer(tokens_app, name="tokens")
 
 
 @tokens_app.command("create")
 def tokens_create(
     name: str,
-    role: str = typer.Option("reader", help="reader, writer or admin."),
+    role: str | None = typer.Option(
+        None,
+        help="A preset of scopes: reader (read), writer (read, write, delete) or admin "
+        "(every scope). Default: reader, unless --scope is given.",
+    ),
+    scope: list[str] = typer.Option(
+        [],
+        "--scope",
+        help="read, write, delete, forget (crypto-shredding) or admin (every tenant); "
+        "repeat it or separate with commas. Instead of --role.",
+    ),
     tenant: str = "default",
+    expires: str = typer.Option(
+        "90d",
+        help="A duration (12h, 90d), an ISO date (2027-06-01, UTC) or never. The default "
+        "makes a token nobody remembers stop working on its own.",
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the token to this file (mode 600), not stdout."
     ),
@@ -724,13 +741,18 @@ def tokens_create(
     from workers.client.state import State
     from workers.stack.localenv import write_secret
 
-    if role not in tokens.ROLES:
-        raise typer.BadParameter(f"role must be one of {', '.join(tokens.ROLES)}")
+    if role is not None and scope:
+        fail("give --role or --scope, not both")
+    try:
+        scopes = tokens.parse_scopes(scope) if scope else tokens.role_scopes(role or "reader")
+        expires_at = tokens.parse_expiry(expires, datetime.now(UTC))
+    except tokens.TokenError as exc:
+        fail(str(exc))
 
     async def go() -> str:
         state = State(settings())
         try:
-            return await tokens.create(state.db, name, role, tenant)  # type: ignore[arg-type]
+            return await tokens.create(state.db, name, tenant, scopes, expires_at)
         finally:
             await state.close()
 
@@ -742,12 +764,15 @@ def tokens_create(
         console.print(token)
         return
     write_secret(output, token + "\n")
-    console.print(f"{role} token {name!r} for tenant {tenant} written to {output}")
+    until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expiring"
+    held = ", ".join(tokens.ordered(scopes))
+    console.print(f"token {name!r} ({held}) for tenant {tenant}, {until}, written to {output}")
 
 
 @tokens_app.command("list")
 def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every token: name, role, tenant, when created and revoked (never the token)."""
+    """Every token: name, tenant, scopes, when created, expiring, last used and revoked
+    (never the token)."""
     from workers.api import tokens
     from workers.client.state import State
 
@@ -763,11 +788,15 @@ def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
         for doc in docs:
             emit_json(doc)
         return
-    table = Table("name", "role", "tenant", "created", "revoked")
+
+    def when(at: datetime | None, none: str = "-") -> str:
+        return f"{at:%Y-%m-%d %H:%M}" if at else none
+
+    table = Table("name", "tenant", "scopes", "created", "expires", "last used", "revoked")
     for doc in docs:
         table.add_row(
-            doc["name"], doc["role"], doc["tenant"], f"{doc['created_at']:%Y-%m-%d %H:%M}",
-            f"{doc['revoked_at']:%Y-%m-%d %H:%M}" if doc.get("revoked_at") else "-",
+            doc["name"], doc["tenant"], ", ".join(doc["scopes"]), when(doc["created_at"]),
+            when(doc["expires_at"], "never"), when(doc["last_used_at"]), when(doc["revoked_at"]),
         )  # fmt: skip
     console.print(table)
 

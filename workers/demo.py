@@ -195,7 +195,9 @@ async def start_surface(settings: Settings) -> dict[str, str]:
         state = State(settings)
         try:
             name = f"demo-reader-{os.urandom(3).hex()}"
-            write_secret(token_file, await tokens.create(state.db, name, "reader", "demo") + "\n")
+            # Never expires: the demo reuses this file on every run; it reads one tenant.
+            made = await tokens.create(state.db, name, "demo", tokens.ROLE_SCOPES["reader"], None)
+            write_secret(token_file, made + "\n")
         finally:
             await state.close()
     movingdata = str(Path(sys.executable).parent / "movingdata")

@@ -1,13 +1,15 @@
 """The HTTP API as a client sees it: a real ``movingdata api`` process, real workers, real
-services. Uploads and reads (0 B to 33 MiB, ranges), auth and tenant isolation, bad input as
-problem+json with nothing left behind, readiness of a stopped store, metrics."""
+services. Uploads and reads (0 B to 33 MiB, ranges), auth, scopes, expiry and tenant isolation,
+bad input as problem+json with nothing left behind, readiness of a stopped store, metrics."""
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from bench.relay import relay
 from tests.pipeline import Pipeline
 from tests.stores import raw_keys
 from tests.waiting import wait_for
+from workers.api import tokens
 from workers.client.state import State
 from workers.deps import build_deps, version_prefix
 from workers.settings import load_settings
@@ -79,7 +82,12 @@ async def api(pipeline: Pipeline, worker_all: subprocess.Popen[bytes]) -> AsyncI
 
 
 def token(pipeline: Pipeline, name: str, role: str, tenant: str = "default") -> str:
-    made = pipeline.cli("tokens", "create", name, "--role", role, "--tenant", tenant)
+    return scoped(pipeline, name, "--role", role, "--tenant", tenant)
+
+
+def scoped(pipeline: Pipeline, name: str, *options: str) -> str:
+    """A token made by ``movingdata tokens create NAME OPTIONS``."""
+    made = pipeline.cli("tokens", "create", name, *options)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
 
@@ -218,7 +226,7 @@ async def test_a_delete_answers_a_request_id_whose_status_can_be_polled_until_do
     """``DELETE`` answers 202 with the request's id and a ``Location`` to its status, which
     says per version and replica what is pending and what is done, and ends done; another
     tenant's token, or an id that names no removal, is told there is none."""
-    writer = bearer(token(pipeline, "remover", "writer"))
+    writer = bearer(scoped(pipeline, "remover", "--scope", "read,write", "--scope", "forget"))
     other = bearer(token(pipeline, "outsider", "writer", tenant="elsewhere"))
     async with httpx.AsyncClient(base_url=api, timeout=300) as http:
         object_id = await put_verified(http, "gone.txt", b"bye" * 99, writer)
@@ -259,6 +267,79 @@ async def test_a_delete_answers_a_request_id_whose_status_can_be_polled_until_do
         hidden = await http.get(location, headers=other)
         unknown = await http.get(f"/v1/objects/{object_id}/removals/nope", headers=writer)
         assert is_problem(hidden, 404) and is_problem(unknown, 404)
+
+
+async def test_each_route_needs_its_scope_and_an_expired_token_is_refused(
+    pipeline: Pipeline, api: str, state: State
+) -> None:
+    """A reader may not delete and a writer may not forget (crypto-shredding is a scope of its
+    own); a token given the forget scope may. Each refusal is a 403 naming the scope. An expired
+    token is refused like a revoked one, told only that it expired; a token stored before
+    scopes existed keeps its role's."""
+    writer = bearer(token(pipeline, "s-writer", "writer"))
+    reader = bearer(token(pipeline, "s-reader", "reader"))
+    shredder = bearer(scoped(pipeline, "s-shredder", "--scope", "read,forget", "--expires", "1h"))
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    expired = await tokens.create(state.db, "s-expired", "default", tokens.SCOPES, past)
+    old = tokens.PREFIX + "before-scopes"
+    await state.db["tokens"].insert_one(
+        {"_id": tokens.digest(old), "name": "s-old", "role": "reader", "tenant": "default",
+         "created_at": past, "revoked_at": None}
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        object_id = await put_verified(http, "scoped.txt", b"scoped" * 50, writer)
+        path = f"/v1/objects/{object_id}"
+        forget = {"forget": "true"}
+        for who, params, missing in [
+            (reader, {}, "delete"),
+            (bearer(old), {}, "delete"),
+            (writer, forget, "forget"),
+            (shredder, {}, "delete"),  # forget does not imply a plain delete
+        ]:
+            refused = await http.delete(path, params=params, headers=who)
+            assert is_problem(refused, 403), refused.text
+            assert f"needs the {missing} scope" in refused.json()["detail"]
+        assert (await http.get(path, headers=bearer(old))).status_code == 200
+        other_tenant = await http.get("/v1/objects", params={"tenant": "x"}, headers=writer)
+        assert is_problem(other_tenant, 403) and "admin scope" in other_tenant.json()["detail"]
+        forgot = await http.delete(path, params=forget, headers=shredder)
+        assert forgot.status_code == 202 and forgot.json()["mode"] == "forget", forgot.text
+        late = await http.get("/v1/objects", headers=bearer(expired))
+        assert is_problem(late, 401) and late.json()["detail"] == "this token has expired"
+        assert late.headers["www-authenticate"] == "Bearer"
+
+
+async def test_last_use_is_recorded_once_a_minute_and_listed(
+    pipeline: Pipeline, api: str, state: State
+) -> None:
+    """The API writes a token's ``last_used_at`` when it is used, not again within the minute
+    (no database write per request); ``tokens list`` shows scopes, expiry and last use."""
+    reader = bearer(token(pipeline, "u-reader", "reader"))
+    never = scoped(pipeline, "u-never", "--scope", "read", "--expires", "never")
+
+    async def last_used(name: str) -> datetime | None:
+        doc = await state.db["tokens"].find_one({"name": name})
+        assert doc is not None
+        return doc["last_used_at"]  # type: ignore[no-any-return]
+
+    assert await last_used("u-reader") is None
+    async with httpx.AsyncClient(base_url=api, timeout=60) as http:
+        assert (await http.get("/v1/objects", headers=reader)).status_code == 200
+        first = await last_used("u-reader")
+        assert first is not None
+        assert (await http.get("/v1/objects", headers=reader)).status_code == 200
+        assert await last_used("u-reader") == first
+    listed = pipeline.cli("tokens", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert never not in listed.stdout
+    assert rows["u-reader"]["scopes"] == ["read"] and rows["u-reader"]["last_used_at"]
+    made = datetime.fromisoformat(rows["u-reader"]["created_at"])
+    expires = datetime.fromisoformat(rows["u-reader"]["expires_at"])
+    assert abs(expires - made - timedelta(days=90)) < timedelta(minutes=1)  # the default
+    assert rows["u-never"]["expires_at"] is None and rows["u-never"]["last_used_at"] is None
+    table = pipeline.cli("tokens", "list")
+    assert table.returncode == 0 and "u-never" in table.stdout, table.stderr
 
 
 async def test_bad_input_is_a_problem_and_leaves_nothing_behind(

@@ -6,13 +6,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request, Response
 from prometheus_client import Counter, Histogram
 
 from workers.api import problems, tokens
-from workers.api.tokens import Principal, Role
+from workers.api.tokens import Principal, Scope
 from workers.client.kafka import Producer
 from workers.client.state import State
 from workers.deps import Deps, build_deps
@@ -82,20 +83,27 @@ async def authenticated(
     if scheme.lower() != "bearer" or not token:
         raise problems.Problem(401, "a bearer token is required", challenge)
     svc = services(request)
-    who = await tokens.principal(svc.state.db, token.strip())
-    if who is None:
-        raise problems.Problem(401, "unknown or revoked token", challenge)
+    try:
+        who = await tokens.principal(svc.state.db, token.strip(), datetime.now(UTC))
+    except tokens.Refused as exc:
+        raise problems.Problem(401, str(exc), challenge) from None
     if not svc.limiter.allow(who.name):
         raise problems.Problem(429, "too many requests for this token", {"Retry-After": "1"})
     return who
 
 
-def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency granting the request only to tokens of ``needed`` role or above."""
+def require(who: Principal, needed: Scope) -> None:
+    """403, naming the scope, unless the token holds ``needed``."""
+    if not who.allows(needed):
+        held = ", ".join(tokens.ordered(who.scopes))
+        raise problems.Problem(403, f"this needs the {needed} scope (this token has {held})")
+
+
+def scope(needed: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency granting the request only to tokens holding the ``needed`` scope."""
 
     async def check(who: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if not who.may(needed):
-            raise problems.Problem(403, f"this needs a {needed} token (this one is {who.role})")
+        require(who, needed)
         return who
 
     return check
@@ -159,8 +167,9 @@ LATENCY = Histogram(
 )
 
 
-Reader = Annotated[Principal, Depends(role("reader"))]
-Writer = Annotated[Principal, Depends(role("writer"))]
-Admin = Annotated[Principal, Depends(role("admin"))]
+Authenticated = Annotated[Principal, Depends(authenticated)]  # the route calls require()
+MayRead = Annotated[Principal, Depends(scope("read"))]
+MayWrite = Annotated[Principal, Depends(scope("write"))]
+MayAdmin = Annotated[Principal, Depends(scope("admin"))]
 RequestId = Annotated[str, Depends(request_id)]
 Svc = Annotated[Services, Depends(services)]

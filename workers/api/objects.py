@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from schemas.events import Placement, Source, Verdict
 from topics import INGEST
 from workers import staging
-from workers.api.app import Reader, RequestId, Svc, Writer
+from workers.api.app import Authenticated, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
 from workers.client.ops import TOMBSTONE, request_removal, scrub
@@ -185,7 +185,7 @@ async def versions_of(svc: Svc, who: Principal, object_id: str) -> list[dict[str
 )
 async def put_object(
     request: Request,
-    who: Writer,
+    who: MayWrite,
     svc: Svc,
     request_id: RequestId,
     name: Annotated[str, Query(description="The object's name (NFC, relative).")],
@@ -252,7 +252,7 @@ async def put_object(
 
 @router.get("", summary="List objects: the newest version of each name, or every version")
 async def list_objects(
-    who: Reader,
+    who: MayRead,
     svc: Svc,
     prefix: str = "",
     state: StateName | None = None,
@@ -261,10 +261,10 @@ async def list_objects(
     all_versions: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    tenant: Annotated[str | None, Query(description="Admin tokens only.")] = None,
+    tenant: Annotated[str | None, Query(description="Another tenant: the admin scope.")] = None,
 ) -> Listing:
     if tenant is not None and not who.sees(tenant):
-        raise Problem(403, "a token sees its own tenant only")
+        require(who, "admin")
     page = await svc.state.listing(
         tenant=tenant or who.tenant,
         prefix=prefix,
@@ -291,7 +291,7 @@ async def list_objects(
 
 
 @router.get("/{object_id}", summary="An object: every version, its replicas and digests")
-async def get_object(object_id: str, who: Reader, svc: Svc) -> ObjectView:
+async def get_object(object_id: str, who: MayRead, svc: Svc) -> ObjectView:
     docs = await versions_of(svc, who, object_id)
     return ObjectView(
         object_id=object_id,
@@ -343,7 +343,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 )
 async def get_content(
     object_id: str,
-    who: Reader,
+    who: MayRead,
     svc: Svc,
     request_id: RequestId,
     version: Annotated[int | None, Query(ge=1)] = None,
@@ -414,10 +414,14 @@ async def get_content(
     )
 
 
-@router.delete("/{object_id}", status_code=202, summary="Delete (or forget) versions")
+@router.delete(
+    "/{object_id}",
+    status_code=202,
+    summary="Delete versions (the delete scope), or forget them (the forget scope)",
+)
 async def delete_object(
     object_id: str,
-    who: Writer,
+    who: Authenticated,
     svc: Svc,
     request_id: RequestId,
     response: Response,
@@ -425,6 +429,8 @@ async def delete_object(
     all_versions: bool = False,
     forget: Annotated[bool, Query(description="Crypto-shred: destroy the key first.")] = False,
 ) -> Removal:
+    # Forget is crypto-shredding (the key destroyed first): the delete scope is not enough.
+    require(who, "forget" if forget else "delete")
     docs = await versions_of(svc, who, object_id)
     mode = "forget" if forget else "delete"
     if version is not None and all_versions:
@@ -470,7 +476,7 @@ async def delete_object(
     "/{object_id}/removals/{request_id}",
     summary="How far a delete (or forget) is: per version and replica, pending or done",
 )
-async def removal_status(object_id: str, request_id: str, who: Reader, svc: Svc) -> RemovalStatus:
+async def removal_status(object_id: str, request_id: str, who: MayRead, svc: Svc) -> RemovalStatus:
     asked = await svc.state.db["removal_requests"].find_one({"_id": request_id})
     if asked is None or asked["object_id"] != object_id or not who.sees(asked["tenant"]):
         raise Problem(404, f"no removal {request_id} of object {object_id}")
@@ -505,7 +511,7 @@ class VerifyRequest(BaseModel):
 @router.post("/{object_id}/verify", status_code=202, summary="Re-verify replicas (a scrub)")
 async def verify_object(
     object_id: str,
-    who: Writer,
+    who: MayWrite,
     svc: Svc,
     request_id: RequestId,
     body: VerifyRequest | None = None,
@@ -520,6 +526,6 @@ async def verify_object(
 
 
 @router.get("/{object_id}/audit", summary="The object's audit trail, in chain order")
-async def object_audit(object_id: str, who: Reader, svc: Svc) -> list[AuditEntry]:
+async def object_audit(object_id: str, who: MayRead, svc: Svc) -> list[AuditEntry]:
     await versions_of(svc, who, object_id)
     return [AuditEntry(**r) for r in await svc.state.audit(object_id)]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from schemas.events import RecordRef
 from schemas.jsonschema import documents
 from topics import ALL
-from workers.api.app import VERSION, Admin, Reader, Svc
+from workers.api.app import VERSION, MayAdmin, MayRead, Svc
 from workers.api.objects import AuditEntry
 from workers.api.problems import Problem, UtcDateTime
 from workers.app import fetch_record
@@ -97,7 +97,7 @@ async def metrics() -> PlainTextResponse:
 
 @router.get("/v1/audit", tags=["audit"], summary="Audit records of every object (admin)")
 async def audit(
-    who: Admin,
+    who: MayAdmin,
     svc: Svc,
     object_id: str | None = None,
     action: str | None = None,
@@ -126,7 +126,7 @@ def letter_view(doc: dict[str, Any]) -> DeadLetterView:
     "/v1/deadletters", tags=["dead letters"], summary="Dead letters with their reasons (admin)"
 )
 async def deadletters(
-    who: Admin,
+    who: MayAdmin,
     svc: Svc,
     stage: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -150,7 +150,7 @@ async def deadletters(
     tags=["dead letters"],
     summary="Send a dead letter's original record again, once its cause is fixed (admin)",
 )
-async def replay(letter_id: str, who: Admin, svc: Svc) -> Replayed:
+async def replay(letter_id: str, who: MayAdmin, svc: Svc) -> Replayed:
     letter = await svc.state.db["deadletters"].find_one({"_id": letter_id})
     if letter is None:
         raise Problem(404, f"no dead letter {letter_id}")
@@ -172,7 +172,7 @@ async def replay(letter_id: str, who: Admin, svc: Svc) -> Replayed:
 
 
 @router.get("/v1/schemas", tags=["schemas"], summary="The event kinds with a JSON Schema")
-async def schema_index(who: Reader) -> list[str]:
+async def schema_index(who: MayRead) -> list[str]:
     return sorted(name.removesuffix(".json") for name in documents())
 
 
@@ -181,7 +181,7 @@ async def schema_index(who: Reader) -> list[str]:
     tags=["schemas"],
     summary="The JSON Schema of one event kind (as committed in schemas/json)",
 )
-async def schema(name: str, who: Reader) -> dict[str, Any]:
+async def schema(name: str, who: MayRead) -> dict[str, Any]:
     found = documents().get(f"{name}.json")
     if found is None:
         raise Problem(404, f"no schema {name!r}")

@@ -7,6 +7,7 @@ or typed in); it shows that token's tenant only, and never a secret.
 import pandas as pd
 import streamlit as st
 
+from workers.api.tokens import ordered
 from workers.core.versions import STATES
 from workers.dashboard.data import (
     Data,
@@ -28,7 +29,7 @@ if who is None:
     st.title("MovingData")
     st.info("A reader token is needed (movingdata tokens create NAME --role reader).")
     st.stop()
-st.sidebar.write(f"**{who.name}** · {who.role} · tenant {who.tenant}")
+st.sidebar.write(f"**{who.name}** · {', '.join(ordered(who.scopes))} · tenant {who.tenant}")
 
 docs = data.objects(who)
 ids = sorted({d["object_id"] for d in docs})

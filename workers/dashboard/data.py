@@ -3,7 +3,7 @@
 import asyncio
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
 from topics import ALL
-from workers.api.tokens import Principal, digest
+from workers.api.tokens import Principal, Refused, digest, granted
 from workers.broker import kafka_options
 from workers.core.versions import live_replicas
 from workers.settings import Settings
@@ -75,13 +75,18 @@ class Data:
         ]
 
     def principal(self, token: str) -> Principal | None:
+        """The token's principal if it is live and holds the read scope (None: not)."""
         doc = self.db["tokens"].find_one({"_id": digest(token)})
-        if doc is None or doc.get("revoked_at") is not None:
+        if doc is None:
             return None
-        return Principal(doc["name"], doc["role"], doc["tenant"])
+        try:
+            who = granted(doc, datetime.now(UTC))
+        except Refused:
+            return None
+        return who if who.allows("read") else None
 
     def objects(self, who: Principal) -> list[Doc]:
-        query = {} if who.role == "admin" else {"tenant": who.tenant}
+        query = {} if who.allows("admin") else {"tenant": who.tenant}
         return list(self.db["objects"].find(query))
 
     def audit(self, object_ids: Iterable[str], limit: int | None = None) -> list[Doc]:
@@ -94,7 +99,7 @@ class Data:
         return records[:limit] if limit else records
 
     def deadletters(self, object_ids: Iterable[str], who: Principal) -> list[Doc]:
-        query: Doc = {} if who.role == "admin" else {"object_id": {"$in": list(object_ids)}}
+        query: Doc = {} if who.allows("admin") else {"object_id": {"$in": list(object_ids)}}
         fields = {"payload_b64": 0}
         return sorted(
             self.db["deadletters"].find(query, fields), key=lambda d: d["produced_at"], reverse=True

@@ -13,12 +13,12 @@ from fastapi import Response
 from schemas.events import AuditRecord, DeleteRequest, Event, ReplicaWritten, object_id_for
 from topics import AUDIT, TopicSpec
 from workers.api import objects
-from workers.api.tokens import Principal
+from workers.api.tokens import ROLE_SCOPES, Principal
 from workers.client import identity, ops, restore
 
 DATA = b"who did it" * 100
 OBJECT_ID = object_id_for("acme", "a.txt")
-ALICE = Principal("alice", "writer", "acme")
+ALICE = Principal("alice", "acme", ROLE_SCOPES["writer"] | {"forget"})
 
 
 def version() -> dict[str, Any]:
@@ -127,7 +127,7 @@ async def test_an_api_restore_names_the_token_tenant_and_request(
         return "s3", plaintext(), {}
 
     monkeypatch.setattr(objects, "open_plaintext", open_plaintext)
-    reader = Principal("bob", "reader", "acme")
+    reader = Principal("bob", "acme", ROLE_SCOPES["reader"])
     answer = await objects.get_content(OBJECT_ID, reader, svc(), "req-3")
     assert b"".join([c async for c in answer.body_iterator]) == DATA  # type: ignore[misc]
     (record,) = audit_records(sent)

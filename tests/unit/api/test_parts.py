@@ -1,11 +1,22 @@
-"""The API's pure parts: ranges, rate limits, roles, problem bodies."""
+"""The API's pure parts: ranges, rate limits, scopes, token expiry, problem bodies."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from workers.api.app import RateLimiter
 from workers.api.objects import byte_range
 from workers.api.problems import Problem
-from workers.api.tokens import Principal
+from workers.api.tokens import (
+    ROLE_SCOPES,
+    Principal,
+    Refused,
+    TokenError,
+    granted,
+    parse_expiry,
+    parse_scopes,
+    stale,
+)
 from workers.dashboard.data import by_state, by_store_and_tier, per_minute
 
 
@@ -42,11 +53,67 @@ def test_the_rate_limit_refills_over_time() -> None:
     assert limiter.allow("a") and not limiter.allow("a")
 
 
-def test_roles_rank_and_tenants_separate() -> None:
-    reader, admin = Principal("r", "reader", "acme"), Principal("a", "admin", "ops")
-    assert reader.may("reader") and not reader.may("writer")
-    assert admin.may("writer") and admin.sees("acme")
+NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+
+
+def test_roles_give_their_scopes_and_only_admin_forgets() -> None:
+    assert ROLE_SCOPES["reader"] == {"read"}
+    assert ROLE_SCOPES["writer"] == {"read", "write", "delete"}  # no forget: crypto-shredding
+    assert ROLE_SCOPES["admin"] == {"read", "write", "delete", "forget", "admin"}
+    reader = Principal("r", "acme", ROLE_SCOPES["reader"])
+    admin = Principal("a", "ops", ROLE_SCOPES["admin"])
+    assert reader.allows("read") and not reader.allows("delete")
+    assert admin.allows("forget") and admin.sees("acme")
     assert reader.sees("acme") and not reader.sees("other")
+
+
+def test_scopes_are_given_repeated_or_comma_separated() -> None:
+    assert parse_scopes(["read", "forget,delete", " write "]) == {
+        "read", "write", "delete", "forget",
+    }  # fmt: skip
+    with pytest.raises(TokenError, match="unknown scope shred"):
+        parse_scopes(["read,shred"])
+    with pytest.raises(TokenError, match="at least one"):
+        parse_scopes([","])
+
+
+@pytest.mark.parametrize(
+    ("text", "expires"),
+    [
+        ("never", None),
+        ("12h", NOW + timedelta(hours=12)),
+        ("90d", NOW + timedelta(days=90)),
+        ("2027-06-01", datetime(2027, 6, 1, tzinfo=UTC)),
+        ("2027-06-01T08:00:00+02:00", datetime(2027, 6, 1, 6, tzinfo=UTC)),
+    ],
+)
+def test_expiry_is_a_duration_a_date_or_never(text: str, expires: datetime | None) -> None:
+    assert parse_expiry(text, NOW) == expires
+
+
+@pytest.mark.parametrize("text", ["soon", "90", "-1d", "1y", "99999999999d", "2026-01-01", "0h"])
+def test_an_expiry_that_is_none_or_past_is_refused(text: str) -> None:
+    with pytest.raises(TokenError, match="expiry"):
+        parse_expiry(text, NOW)
+
+
+def test_a_token_is_refused_when_revoked_or_expired_and_old_ones_keep_their_role() -> None:
+    doc = {"name": "ci", "tenant": "acme", "scopes": ["read", "forget"], "expires_at": None}
+    assert granted(doc, NOW) == Principal("ci", "acme", frozenset({"read", "forget"}))
+    naive = (NOW + timedelta(seconds=1)).replace(tzinfo=None)  # as MongoDB answers
+    assert granted({**doc, "expires_at": naive}, NOW).name == "ci"
+    with pytest.raises(Refused, match=r"^this token has expired$"):
+        granted({**doc, "expires_at": NOW}, NOW)
+    with pytest.raises(Refused, match=r"^unknown or revoked token$"):
+        granted({**doc, "revoked_at": NOW - timedelta(days=1)}, NOW)
+    before_scopes = {"name": "old", "tenant": "acme", "role": "writer", "revoked_at": None}
+    assert granted(before_scopes, NOW).scopes == ROLE_SCOPES["writer"]
+
+
+def test_last_used_is_written_at_most_once_a_minute() -> None:
+    assert stale(None, NOW)
+    assert not stale((NOW - timedelta(seconds=59)).replace(tzinfo=None), NOW)
+    assert stale(NOW - timedelta(seconds=60), NOW)
 
 
 def test_dashboard_sums() -> None:
