@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from workers.client.identity import Actor
+from workers.core.versions import utc
 
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "writer", "admin")
@@ -116,11 +117,6 @@ def parse_expiry(text: str, now: datetime) -> datetime | None:
     if at <= now:
         raise TokenError(f"expiry {text!r} is not in the future")
     return at
-
-
-def utc(at: datetime) -> datetime:
-    """``at`` with its zone: MongoDB hands back naive UTC datetimes."""
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def scopes_of(doc: Mapping[str, Any]) -> frozenset[Scope]:
