@@ -14,7 +14,9 @@ events are the stages' own: ingest's ``ObjectAccepted``, encrypt's ``announce`` 
 and one replicated per target), a good store-digest verification and the initial hot
 placement per target, stamped as verify and tier stamp them. One version in a thousand
 fails instead (encrypt's dead letter): ``ls --state failed`` has 0.1% to find. Each object
-has one version. Then the first checkpoint signs every head (the real OpenBao signer).
+has one version. Then checkpoint 1 signs every head with the sink's OpenBao key, built in
+streamed passes of the checkpoint log's own functions (``first_checkpoint``: ``sign_next``
+over every head re-hashes all 4,096 segments, each with a scan on FerretDB).
 
 The seeding rate is measured at the first size; a size that would take more than
 ``SEED_BUDGET_S`` to seed here is capped (the cap and the rate are printed and recorded).
