@@ -121,7 +121,8 @@ async def test_a_log_put_back_or_signed_heads_edited_stop_the_round(
     assert "a" not in found.broken  # the chain agrees with the rolled-back log
 
     # A signed head edited where the latest checkpoint's own record of it is kept.
-    await db["audit_signed_changes"].update_one({"_id": "1:a"}, {"$set": {"seq": 1}})
+    change = checkpoints.change_id(1, "a")
+    await db["audit_signed_changes"].update_one({"_id": change}, {"$set": {"seq": 1}})
     done = await sign_next(db, signer, T0 + timedelta(seconds=4), None)
     assert done.signed is None and "no longer give checkpoint 1's root" in str(done.problem)
 
@@ -148,7 +149,7 @@ async def test_a_round_checks_marked_heads_at_once_and_finds_an_unmarked_one_by_
     names = [f"o{n}" for n in range(40)]
     await append_audit(db, [r for name in names for r in records(name, 0, 2)])
     await signed_round(db, signer, 1)
-    assert await db["audit_heads"].count_documents({"dirty": True}) == 0  # settled
+    assert await db["audit_heads"].count_documents({"dirty": {"$exists": True}}) == 0  # settled
     await tamper.cut(db, "o7")  # behind the sink's back: no mark
     await append_audit(db, records("o8", 2, 3))  # the sink's own change: marked
     rounds = []
@@ -164,7 +165,7 @@ async def test_a_round_checks_marked_heads_at_once_and_finds_an_unmarked_one_by_
     assert cursor is not None and cursor["next"] == len(rounds) * 1024 % 4096
     # Only the segments a change touched were re-hashed: o8's segment root moved, no other.
     segments = {d["_id"]: d["number"] async for d in db["audit_segments"].find({})}
-    assert segments[checkpoints.segment_of("o8")] == 2
+    assert segments[checkpoints.seg_key(checkpoints.segment_of("o8"))] == 2
     assert sorted(set(segments.values())) == [1, 2]
     assert sum(n == 2 for n in segments.values()) == 1
 
@@ -187,7 +188,7 @@ async def test_one_chain_is_proven_by_its_inclusion_path(
     segment = checkpoints.segment_of("c")
     root = checkpoints.tree_of(await checkpoints.segment_heads(db, segment, {}))
     await db["audit_segments"].update_one(
-        {"_id": segment}, {"$set": {"root": root[0], "size": root[1]}}
+        {"_id": checkpoints.seg_key(segment)}, {"$set": {"root": root[0], "size": root[1]}}
     )
     found = await verify(db, signer, (), only="c")
     assert "is not in checkpoint 2's root" in found.broken["c"], found.broken

@@ -38,6 +38,7 @@ from schemas.events import (
     ReplicaWritten,
 )
 from workers import metrics
+from workers.audit.checkpoints import MOVED
 from workers.audit.trail import step_of, step_record
 from workers.core.auditchain import GENESIS, record_hash
 from workers.core.versions import doc_id, version_state
@@ -428,7 +429,7 @@ async def append_audit(
             UpdateOne(
                 {"_id": o},
                 # dirty: the next checkpoint checks this head (workers.audit.checkpoints)
-                {"$set": {"hash": h.hash, "seq": h.seq, "ids": list(h.ids), "dirty": True}},
+                {"$set": {"hash": h.hash, "seq": h.seq, "ids": list(h.ids), "dirty": MOVED}},
                 upsert=True,
             )
             for o, h in moved

@@ -3,18 +3,24 @@
 Collections (MongoDB):
 - ``audit_log``: one document per checkpoint, ``_id`` its number (1, 2, ...), never replaced:
   its time, the previous checkpoint's digest, the Merkle root over the signed heads and their
-  count, the digest of all that (``checkpoint_digest``) and its signature.
+  count, the digest of all that (``checkpoint_digest``) and its signature; ``key``, its
+  number in 12 digits, is what the latest is found by.
 - ``audit_signed``: the head each object's chain had when last signed (``_id`` its object id,
-  ``seg`` its segment): one small document per object, so no document grows with the estate.
+  ``seg`` its segment in hex): one small document per object, so no document grows with the
+  estate.
 - ``audit_segments``: each segment's root (the RFC 6962 tree over its signed heads, by object
   id) and size. The checkpoint's root is the tree over the ``SEGMENTS`` segment roots, so a
   checkpoint re-hashes only the segments whose heads moved, and one chain is proven by two
   short inclusion paths (``inclusion``).
-- ``audit_signed_changes``: the heads each checkpoint signed anew (``number``), written before
-  the checkpoint and applied to ``audit_signed`` after it: a crash in between is completed by
-  the next round, and a reader can tell which heads a checkpoint moved.
+- ``audit_signed_changes``: the heads each checkpoint signed anew (``_id`` its number, 12
+  digits, and the object id), written before the checkpoint and applied to ``audit_signed``
+  after it: a crash in between is completed by the next round, and a reader can tell which
+  heads a checkpoint moved.
 
-A round costs what changed, not the estate: the sink marks each head it moves ``dirty``, and
+Every query a round makes is an equality or ``$in`` on strings (or an ``_id`` range): the
+ones FerretDB on SQLite answers from an index.
+
+A round costs what changed, not the estate: the sink marks each head it moves (``dirty``), and
 the round checks those and a rolling share of the segments (``audit_sweep`` holds where it
 is): each swept segment's signed heads must still give its root, and each of their heads must
 be there and extend its signed one. A head moved behind the sink's back (no mark) is thus
@@ -53,12 +59,16 @@ from workers.audit.merkle import (
 )
 from workers.core.auditchain import GENESIS, checkpoint_digest, extension_problem
 from workers.kms.keys import AuditSigner
+from workers.mongo import IDS_PER_QUERY, by_ids
 
 log = logging.getLogger("movingdata.audit")
 
 LOG, SIGNED, CHANGES = "audit_log", "audit_signed", "audit_signed_changes"
 SEGS, SWEEP = "audit_segments", "audit_sweep"
 SEGMENTS = 4096  # ~250 heads a segment at a million objects; the top tree: 4,096 leaves
+MOVED = "moved"  # audit_heads' ``dirty`` mark, set by the sink (a string: FerretDB indexes it)
+CLAIMED = "checking"  # the mark while a round checks the head (a move since sets MOVED again)
+MOVED_PER_ROUND = 10_000  # marked heads a round checks; the rest wait for the next rounds
 CHAIN = "audit-checkpoints"  # the object id the log is published under on the audit topic
 Doc = dict[str, Any]
 Heads = dict[str, tuple[int, str]]
@@ -86,14 +96,19 @@ class Round:
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
-    await db[CHANGES].create_index([("number", ASCENDING)])
-    await db[SIGNED].create_index([("seg", ASCENDING), ("_id", ASCENDING)])
+    await db[SIGNED].create_index([("seg", ASCENDING)])
+    await db[LOG].create_index([("key", ASCENDING)])
     await db["audit_heads"].create_index([("dirty", ASCENDING)])
 
 
 def segment_of(object_id: str) -> int:
     """The segment an object's signed head belongs to (by the hash of its id)."""
     return int.from_bytes(hashlib.sha256(object_id.encode()).digest()[:2], "big") % SEGMENTS
+
+
+def seg_key(segment: int) -> str:
+    """A segment as stored: three hex digits (sorted as the segments are)."""
+    return f"{segment:03x}"
 
 
 EMPTY = MerkleRoot().root()
@@ -119,21 +134,33 @@ async def segment_heads(
     db: AsyncDatabase[Doc], segment: int, overlay: Heads
 ) -> list[tuple[str, int, str]]:
     """One segment's signed heads by object id, those of ``overlay`` taking their place."""
-    heads = {d["_id"]: (d["seq"], d["hash"]) async for d in db[SIGNED].find({"seg": segment})}
-    heads |= {o: h for o, h in overlay.items() if segment_of(o) == segment}
-    return [(o, *heads[o]) for o in sorted(heads)]
+    return (await segments_heads(db, [segment], overlay))[segment]
+
+
+async def segments_heads(
+    db: AsyncDatabase[Doc], segments: list[int], overlay: Heads
+) -> dict[int, list[tuple[str, int, str]]]:
+    """Each segment's signed heads by object id, ``overlay`` applied: 64 segments a query."""
+    found: dict[int, dict[str, tuple[int, str]]] = {s: {} for s in segments}
+    for start in range(0, len(segments), 64):
+        query = {"seg": {"$in": [seg_key(s) for s in segments[start : start + 64]]}}
+        async for d in db[SIGNED].find(query, {"seq": 1, "hash": 1, "seg": 1}):
+            found[int(d["seg"], 16)][d["_id"]] = (d["seq"], d["hash"])
+    for object_id, head in overlay.items():
+        if (segment := segment_of(object_id)) in found:
+            found[segment][object_id] = head
+    return {s: [(o, *heads[o]) for o in sorted(heads)] for s, heads in found.items()}
 
 
 async def stored_roots(db: AsyncDatabase[Doc]) -> Roots:
-    return {d["_id"]: (d["root"], d["size"]) async for d in db[SEGS].find({})}
+    return {int(d["_id"], 16): (d["root"], d["size"]) async for d in db[SEGS].find({})}
 
 
 async def roots_with(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
     """The segments' roots with ``overlay`` applied: only its segments are re-hashed."""
     roots = await stored_roots(db)
-    for segment in sorted({segment_of(o) for o in overlay}):
-        roots[segment] = tree_of(await segment_heads(db, segment, overlay))
-    return roots
+    touched = await segments_heads(db, sorted({segment_of(o) for o in overlay}), overlay)
+    return roots | {segment: tree_of(heads) for segment, heads in touched.items()}
 
 
 async def all_roots(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
@@ -143,10 +170,10 @@ async def all_roots(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
     segment, heads = -1, []
     cursor = db[SIGNED].find({}, sort=[("seg", ASCENDING), ("_id", ASCENDING)])
     async for doc in cursor:
-        if doc["seg"] != segment:
+        if int(doc["seg"], 16) != segment:
             if heads:
                 roots[segment] = tree_of(heads)
-            segment, heads = doc["seg"], []
+            segment, heads = int(doc["seg"], 16), []
         heads.append((doc["_id"], doc["seq"], doc["hash"]))
     if heads:
         roots[segment] = tree_of(heads)
@@ -180,13 +207,12 @@ class Proof:
 async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any]) -> Proof | None:
     """The proof that ``object_id``'s signed head is in checkpoint ``top`` (None: no head of
     it is signed), read from one segment and the segments' roots."""
-    changes = await changes_of(db, top["_id"])
     segment = segment_of(object_id)
-    heads = await segment_heads(db, segment, changes)
+    heads = await segment_heads(db, segment, await changes_of(db, top))
     at = next((n for n, h in enumerate(heads) if h[0] == object_id), None)
     if at is None:
         return None
-    roots = await roots_with(db, changes)
+    roots = await stored_roots(db) | {segment: tree_of(heads)}
     tops = [leaf_hash(segment_leaf(s, *roots.get(s, (EMPTY, 0)))) for s in range(SEGMENTS)]
     return Proof(
         leaf=head_leaf(*heads[at]),
@@ -198,8 +224,17 @@ async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, An
     )
 
 
-async def latest(db: AsyncDatabase[Doc]) -> Doc | None:
-    return await db[LOG].find_one({}, sort=[("_id", DESCENDING)])
+def log_key(number: int) -> str:
+    return f"{number:012d}"
+
+
+async def latest(db: AsyncDatabase[Doc], since: int = 0) -> Doc | None:
+    """The log's newest checkpoint, read from checkpoint ``since`` on (what this process
+    signed last: one or two documents, not the whole log)."""
+    by_key = [("key", DESCENDING)]
+    if (top := await db[LOG].find_one({"key": {"$gte": log_key(since)}}, sort=by_key)) is None:
+        top = await db[LOG].find_one({}, sort=[("_id", DESCENDING)])  # none, or from before keys
+    return top
 
 
 def digest_of(doc: Mapping[str, Any]) -> str:
@@ -207,10 +242,19 @@ def digest_of(doc: Mapping[str, Any]) -> str:
     return checkpoint_digest(doc["_id"], doc["at"], doc["prev"], doc["root"], doc["size"])
 
 
-async def changes_of(db: AsyncDatabase[Doc], number: int) -> Heads:
-    return {
-        d["object_id"]: (d["seq"], d["hash"]) async for d in db[CHANGES].find({"number": number})
-    }
+def change_id(number: int, object_id: str) -> str:
+    return f"{log_key(number)}:{object_id}"
+
+
+async def changes_of(db: AsyncDatabase[Doc], top: Mapping[str, Any]) -> Heads:
+    """The heads checkpoint ``top`` signed anew (an ``_id`` range; by its number before
+    segments)."""
+    number = top["_id"]
+    if "segments" in top:
+        query: Doc = {"_id": {"$gte": change_id(number, ""), "$lt": f"{log_key(number)};"}}
+    else:
+        query = {"number": number}
+    return {d["object_id"]: (d["seq"], d["hash"]) async for d in db[CHANGES].find(query)}
 
 
 async def flat_root(db: AsyncDatabase[Doc], overlay: Heads) -> tuple[str, int]:
@@ -228,19 +272,31 @@ async def aiter_sorted(heads: Heads) -> AsyncIterator[tuple[str, tuple[int, str]
         yield object_id, heads[object_id]
 
 
+async def unapplied(db: AsyncDatabase[Doc], changes: Heads) -> bool:
+    """Whether some head a checkpoint signed is not (or no longer) in ``audit_signed``: a
+    crash between the checkpoint and its heads, or an edit."""
+    stored = await by_ids(db[SIGNED], list(changes))
+    return any(
+        (d := stored.get(o)) is None or (d["seq"], d["hash"]) != h for o, h in changes.items()
+    )
+
+
 async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any], changes: Heads) -> bool:
-    """Whether the signed heads the latest checkpoint moved no longer give its root (the
-    segments it did not move are checked by the sweep)."""
+    """Whether the segments' roots no longer give the latest checkpoint's root, its own heads
+    re-hashed where they are not all stored (the segments' own heads are checked by the
+    sweep)."""
     if "segments" not in top:
         return await flat_root(db, changes) != (top["root"], top["size"])
-    return top_root(await roots_with(db, changes)) != (top["root"], top["size"])
+    if await unapplied(db, changes):
+        return top_root(await roots_with(db, changes)) != (top["root"], top["size"])
+    return top_root(await stored_roots(db)) != (top["root"], top["size"])
 
 
 async def log_problem(
     db: AsyncDatabase[Doc], signer: AuditSigner, last: Signed | None
 ) -> tuple[Doc | None, str | None]:
     """The log's latest checkpoint, and what is wrong with it (None: it holds)."""
-    top = await latest(db)
+    top = await latest(db, last.number if last else 0)
     if last is not None and (
         top is None
         or top["_id"] < last.number
@@ -257,10 +313,11 @@ async def log_problem(
         top["digest"].encode(), top["signature"]
     ):
         return top, f"checkpoint {top['_id']} is not validly signed"
-    changes = await changes_of(db, top["_id"])
+    changes = await changes_of(db, top)
     if await root_problem(db, top, changes):
         return top, f"the signed heads no longer give checkpoint {top['_id']}'s root"
-    await apply(db, top["_id"], changes)  # done already, unless a crash came between
+    if "segments" not in top or await unapplied(db, changes):  # a crash came between the
+        await apply(db, top["_id"], changes, await roots_with(db, changes))  # checkpoint and heads
     if "segments" not in top:
         await segment_all(db)
     return top, None
@@ -270,7 +327,7 @@ async def segment_all(db: AsyncDatabase[Doc]) -> None:
     """Give every signed head its segment and every segment its root (once, after a
     checkpoint from before segments was checked the flat way)."""
     updates = [
-        UpdateOne({"_id": d["_id"]}, {"$set": {"seg": segment_of(d["_id"])}})
+        UpdateOne({"_id": d["_id"]}, {"$set": {"seg": seg_key(segment_of(d["_id"]))}})
         async for d in db[SIGNED].find({"seg": {"$exists": False}}, {"_id": 1})
     ]
     for start in range(0, len(updates), 500):
@@ -338,21 +395,23 @@ async def candidates(
 ) -> tuple[dict[str, Doc | None], dict[str, Doc], str | None]:
     """The heads to check (the marked ones and the swept segments', None: gone), the signed
     heads of the same objects, and a swept segment that no longer gives its root."""
-    heads: dict[str, Doc | None] = {
-        d["_id"]: d async for d in db["audit_heads"].find({"dirty": True}, {"ids": 0})
-    }
-    signed = {d["_id"]: d async for d in db[SIGNED].find({"seg": {"$in": sweep}})}
+    query = {"dirty": {"$in": [MOVED, CLAIMED]}}
+    cursor = db["audit_heads"].find(query, {"_id": 1}).limit(MOVED_PER_ROUND)
+    marked = [d["_id"] async for d in cursor]
+    await remark(db, marked, MOVED, {"$set": {"dirty": CLAIMED}})
+    heads: dict[str, Doc | None] = dict(await by_ids(db["audit_heads"], marked))  # as claimed
+    query = {"seg": {"$in": [seg_key(s) for s in sweep]}}
+    signed = {d["_id"]: d async for d in db[SIGNED].find(query)}
     stored = await stored_roots(db)
     for segment in sweep:
-        mine = sorted((o, d["seq"], d["hash"]) for o, d in signed.items() if d["seg"] == segment)
+        key = seg_key(segment)
+        mine = sorted((o, d["seq"], d["hash"]) for o, d in signed.items() if d["seg"] == key)
         if tree_of(mine) != stored.get(segment, (EMPTY, 0)):
             return heads, signed, f"segment {segment} differs"
     unseen = [o for o in signed if o not in heads]
-    query = {"_id": {"$in": unseen}}
-    found = {d["_id"]: d async for d in db["audit_heads"].find(query, {"ids": 0})}
+    found = await by_ids(db["audit_heads"], unseen)
     heads |= {o: found.get(o) for o in unseen}
-    unsigned = [o for o in heads if o not in signed]
-    signed |= {d["_id"]: d async for d in db[SIGNED].find({"_id": {"$in": unsigned}})}
+    signed |= await by_ids(db[SIGNED], [o for o in heads if o not in signed])
     return heads, signed, None
 
 
@@ -362,6 +421,7 @@ async def moved_heads(db: AsyncDatabase[Doc], sweep: list[int]) -> Found:
     found = Found(problem=problem)
     if problem is not None:
         return found
+    checks: dict[str, tuple[tuple[int, str] | None, tuple[int, str], str]] = {}
     for object_id in sorted(heads):
         head, signed = heads[object_id], signed_heads.get(object_id)
         before = (signed["seq"], signed["hash"]) if signed else None
@@ -370,20 +430,37 @@ async def moved_heads(db: AsyncDatabase[Doc], sweep: list[int]) -> Found:
             continue
         if head is None:
             found.refused[object_id] = (f"its head is gone (signed at {anchor})", anchor)
-            continue
-        current = (head["seq"], head["hash"])
-        if current == before:
+        elif (current := (head["seq"], head["hash"])) == before:
             if head.get("dirty"):
                 found.settled[object_id] = current
-            continue
-        first = before[0] if before else 1
-        query = {"object_id": object_id, "seq": {"$gte": first, "$lte": current[0]}}
-        records = [r async for r in db["audit"].find(query, sort=[("seq", ASCENDING)])]
+        else:
+            checks[object_id] = (before, current, anchor)
+    chains = await records_from(db, {o: (b[0] if b else 1) for o, (b, _, _) in checks.items()})
+    for object_id, (before, current, anchor) in checks.items():
+        records = [r for r in chains.get(object_id, []) if r["seq"] <= current[0]]
         if (problem := extension_problem(before, records, current)) is not None:
             found.refused[object_id] = (problem, anchor)
         else:
             found.moved[object_id] = current
     return found
+
+
+async def records_from(db: AsyncDatabase[Doc], first: Mapping[str, int]) -> dict[str, list[Doc]]:
+    """Each object's chain records from its ``first`` seq on, in seq order: chains not
+    signed before (from seq 1) read 500 objects a query, the others one range each."""
+    chains: dict[str, list[Doc]] = {}
+    new = [o for o, seq in first.items() if seq == 1]
+    for start in range(0, len(new), IDS_PER_QUERY):
+        query = {"object_id": {"$in": new[start : start + IDS_PER_QUERY]}}
+        async for record in db["audit"].find(query):
+            chains.setdefault(record["object_id"], []).append(record)
+    for object_id, seq in first.items():
+        if seq != 1:
+            query = {"object_id": object_id, "seq": {"$gte": seq}}
+            chains[object_id] = [r async for r in db["audit"].find(query)]
+    for records in chains.values():
+        records.sort(key=lambda r: r["seq"])
+    return chains
 
 
 async def bulk(db: AsyncDatabase[Doc], name: str, updates: list[UpdateOne]) -> None:
@@ -396,40 +473,42 @@ async def save_roots(db: AsyncDatabase[Doc], number: int, roots: Roots) -> None:
         db,
         SEGS,
         [
-            UpdateOne({"_id": s}, {"$set": {"root": r, "size": n, "number": number}}, upsert=True)
+            UpdateOne(
+                {"_id": seg_key(s)}, {"$set": {"root": r, "size": n, "number": number}}, upsert=True
+            )
             for s, (r, n) in roots.items()
         ],
     )
 
 
+async def remark(db: AsyncDatabase[Doc], ids: list[str], mark: str, change: Doc) -> None:
+    """Change the mark of these heads where it is still ``mark``: 500 a query."""
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        await db["audit_heads"].update_many({"_id": {"$in": chunk}, "dirty": mark}, change)
+
+
 async def settle(db: AsyncDatabase[Doc], heads: Heads) -> None:
-    """Clear the mark of each head still where it was signed (one moved since keeps it)."""
-    await bulk(
-        db,
-        "audit_heads",
-        [
-            UpdateOne({"_id": o, "seq": s, "hash": h}, {"$unset": {"dirty": ""}})
-            for o, (s, h) in heads.items()
-        ],
-    )
+    """Clear the claimed mark of these heads (one the sink moved since is marked anew)."""
+    await remark(db, list(heads), CLAIMED, {"$unset": {"dirty": ""}})
 
 
-async def apply(db: AsyncDatabase[Doc], number: int, heads: Heads) -> None:
-    """Store checkpoint ``number``'s signed heads and their segments' roots; settle them."""
+async def apply(db: AsyncDatabase[Doc], number: int, heads: Heads, roots: Roots) -> None:
+    """Store checkpoint ``number``'s signed heads and the roots of the segments they are in
+    (``roots``: every segment's, as the checkpoint has them); settle the heads."""
     await bulk(
         db,
         SIGNED,
         [
             UpdateOne(
                 {"_id": o},
-                {"$set": {"seq": s, "hash": h, "number": number, "seg": segment_of(o)}},
+                {"$set": {"seq": s, "hash": h, "number": number, "seg": seg_key(segment_of(o))}},
                 upsert=True,
             )
             for o, (s, h) in heads.items()
         ],
     )
-    touched = sorted({segment_of(o) for o in heads})
-    await save_roots(db, number, {s: tree_of(await segment_heads(db, s, {})) for s in touched})
+    await save_roots(db, number, {s: roots[s] for s in {segment_of(o) for o in heads}})
     await settle(db, heads)
 
 
@@ -457,11 +536,13 @@ async def sign_next(
         return Round(refused=found.refused)
     number = (top["_id"] if top else 0) + 1
     prev = top["digest"] if top else GENESIS
-    root, size = top_root(await roots_with(db, moved))
+    roots = await roots_with(db, moved)
+    root, size = top_root(roots)
     at = now.astimezone(UTC).replace(microsecond=now.microsecond // 1000 * 1000)
     digest = checkpoint_digest(number, at, prev, root, size)
     doc = {
         "_id": number,
+        "key": log_key(number),
         "at": at,
         "prev": prev,
         "root": root,
@@ -476,7 +557,7 @@ async def sign_next(
         CHANGES,
         [
             UpdateOne(
-                {"_id": f"{number}:{o}"},
+                {"_id": change_id(number, o)},
                 {"$set": {"number": number, "object_id": o, "seq": s, "hash": h}},
                 upsert=True,
             )
@@ -484,7 +565,7 @@ async def sign_next(
         ],
     )
     await db[LOG].insert_one(doc)  # a second signer of the same number is refused here
-    await apply(db, number, moved)
+    await apply(db, number, moved, roots)
     return Round(signed=doc, refused=found.refused)
 
 

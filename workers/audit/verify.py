@@ -86,7 +86,7 @@ async def check_log(
 
 async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any]) -> str | None:
     """Whether every signed head, re-hashed, gives the latest checkpoint's root."""
-    changes = await changes_of(db, top["_id"])
+    changes = await changes_of(db, top)
     if "segments" in top:
         found = top_root(await all_roots(db, changes))
     else:  # from before segments

@@ -74,8 +74,8 @@ class Checkpointer:
         if self.copied is None:
             await lockcopy.ensure(self.settings)
             self.copied = await lockcopy.newest(self.settings)
-        query = {"_id": {"$gt": self.copied}}
-        async for doc in self.db[checkpoints.LOG].find(query, sort=[("_id", ASCENDING)]):
+        query = {"key": {"$gt": checkpoints.log_key(self.copied)}}
+        async for doc in self.db[checkpoints.LOG].find(query, sort=[("key", ASCENDING)]):
             await lockcopy.put(
                 self.settings, checkpoints.published(doc, self.actor).detail, doc["at"]
             )
