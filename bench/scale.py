@@ -14,9 +14,8 @@ events are the stages' own: ingest's ``ObjectAccepted``, encrypt's ``announce`` 
 and one replicated per target), a good store-digest verification and the initial hot
 placement per target, stamped as verify and tier stamp them. One version in a thousand
 fails instead (encrypt's dead letter): ``ls --state failed`` has 0.1% to find. Each object
-has one version. Then checkpoint 1 signs every head with the sink's OpenBao key, built in
-streamed passes of the checkpoint log's own functions (``first_checkpoint``: ``sign_next``
-over every head re-hashes all 4,096 segments, each with a scan on FerretDB).
+has one version. Then the sink's checkpoint rounds (``sign_next``, with its OpenBao key) sign
+every head, 10,000 marked heads a round, as a sink catching up would.
 
 The seeding rate is measured at the first size; a size that would take more than
 ``SEED_BUDGET_S`` to seed here is capped (the cap and the rate are printed and recorded).
@@ -46,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient
 
 from bench.report import RESULTS
 from schemas.events import (
@@ -305,7 +304,7 @@ OPS = (
     Op("tier sweep, per 10,000 versions", "scan", 1, per=10_000),
 )
 SEED = Op("seed, per 10,000 versions", "scan", 1, per=10_000)
-FIRST_CHECKPOINT = Op("first checkpoint, every head (streamed, not sign_next)", "scan", 1)
+FIRST_CHECKPOINT = Op("checkpoints until every head is signed", "scan", 1)
 
 
 def row(size: int, op: Op, seconds: Sequence[float], peak: float, **extra: Any) -> Row:
@@ -484,17 +483,23 @@ async def op_sink_batch(child: Child, op: Op) -> list[float]:
         await deps.close()
 
 
-async def signed_all(child: Child, signer: Any, now: datetime) -> checkpoints.Signed | None:
-    """Sign until no head is marked (what other children moved), as the sink's timer would."""
+async def signed_all(
+    db: Any, signer: Any, settings: Settings, now: datetime
+) -> checkpoints.Signed | None:
+    """Sign until no head is marked (what the seeding or other children moved), as the
+    sink's timer would; the last checkpoint signed."""
     last = None
-    while await child.db["audit_heads"].find_one({"dirty": True}, {"_id": 1}):
-        done = await checkpoints.sign_next(
-            child.db, signer, now, last, child.settings.audit_sweep_segments
-        )
+    while await db_marked(db):
+        done = await checkpoints.sign_next(db, signer, now, last, settings.audit_sweep_segments)
         assert done.problem is None and not done.refused, (done.problem, done.refused)
         if done.signed is not None:
             last = checkpoints.Signed(done.signed["_id"], done.signed["digest"])
     return last
+
+
+async def db_marked(db: Any) -> bool:
+    """Whether some head is marked for the next checkpoint round."""
+    return await db["audit_heads"].find_one({"dirty": {"$exists": True}}, {"_id": 1}) is not None
 
 
 async def op_checkpoint(child: Child, op: Op) -> list[float]:
@@ -503,7 +508,7 @@ async def op_checkpoint(child: Child, op: Op) -> list[float]:
     signer = open_signer(child.settings, "sink")
     try:
         now = datetime.now(UTC)
-        last = await signed_all(child, signer, now)
+        last = await signed_all(child.db, signer, child.settings, now)
         seconds = []
         for run in range(op.runs):
             picks = sample(child.size, CHANGED_HEADS, 100 + run)
@@ -719,55 +724,17 @@ async def seed(child: Child, chunk: int = 200) -> dict[str, Any]:
 
 
 async def first_checkpoint(db: Any, settings: Settings) -> Doc:
-    """Checkpoint 1 over every head, as ``sign_next`` would sign it, built in streamed passes
-    (``sign_next`` re-hashes each of the 4,096 segments it touches with a query FerretDB on
-    SQLite answers by scanning every signed head: 2,000 heads took 132 s, a million would
-    take days): every head written as signed with its segment, ``all_roots`` in one pass
-    sorted by segment, ``save_roots``, the digest signed by the sink's key, the marks
-    settled. ``audit verify`` then checks it like any other."""
-    from workers.core.auditchain import GENESIS, checkpoint_digest
+    """Every head signed by the sink's own rounds (``sign_next``); the last checkpoint."""
     from workers.kms.keys import open_signer
 
-    heads = {
-        d["_id"]: (d["seq"], d["hash"])
-        async for d in db["audit_heads"].find({}, {"seq": 1, "hash": 1})
-    }
-    await checkpoints.bulk(
-        db,
-        checkpoints.SIGNED,
-        [
-            UpdateOne(
-                {"_id": o},
-                {"$set": {"seq": q, "hash": h, "number": 1, "seg": checkpoints.segment_of(o)}},
-                upsert=True,
-            )
-            for o, (q, h) in heads.items()
-        ],
-    )
-    roots = await checkpoints.all_roots(db, {})
-    await checkpoints.save_roots(db, 1, roots)
-    root, size = checkpoints.top_root(roots)
-    at = datetime.now(UTC).replace(microsecond=0)
-    digest = checkpoint_digest(1, at, GENESIS, root, size)
     signer = open_signer(settings, "sink")
     try:
-        signature = await signer.sign(digest.encode())
+        await signed_all(db, signer, settings, datetime.now(UTC))
     finally:
         await signer.close()
-    doc = {
-        "_id": 1,
-        "at": at,
-        "prev": GENESIS,
-        "root": root,
-        "size": size,
-        "segments": checkpoints.SEGMENTS,
-        "moved": size,
-        "digest": digest,
-        "signature": signature,
-    }
-    await db[checkpoints.LOG].insert_one(doc)
-    await checkpoints.settle(db, heads)
-    return doc
+    top = await checkpoints.latest(db)
+    assert top is not None
+    return top
 
 
 def child_main(op_name: str, size: int, database: str) -> None:
