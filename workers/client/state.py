@@ -9,7 +9,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from schemas.events import OBJECT_ID, object_id_for, safe_key
 from workers.core.versions import RESTORABLE, STATES, doc_id
-from workers.mongo import by_ids
+from workers.mongo import IDS_PER_QUERY, by_ids
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -89,6 +89,9 @@ class State:
         if after is not None:
             names["$gt"] = after
         query: Doc = {"tenant": tenant, **({"name": names} if names else {})}
+        if state is not None and not all_versions:
+            states = {"$in": ["pending", None]} if state == "pending" else state  # None: unset
+            return await self.newest_in_state(query | {"state": states}, store, tier, limit)
         order = [("name", ASCENDING), ("version", DESCENDING)]
         rows: list[Doc] = []
         last_name: str | None = None
@@ -101,6 +104,35 @@ class State:
                 break
             if (all_versions or newest) and matches(doc, state, store, tier):
                 rows.append(doc)
+        return Listing(rows, rows[-1]["name"] if more and rows else None)
+
+    async def newest_in_state(
+        self, query: Doc, store: str | None, tier: str | None, limit: int
+    ) -> Listing:
+        """A page of the names whose newest version matches ``query`` (a state among them):
+        read by the (tenant, state) equality FerretDB answers from its index, then each
+        candidate's next version looked up by ``_id`` (there is one: it is not the newest)."""
+        best: dict[str, Doc] = {}
+        async for doc in self.db["objects"].find(query):
+            if doc["version"] > best.get(doc["name"], {"version": 0})["version"]:
+                best[doc["name"]] = doc
+        candidates = [best[name] for name in sorted(best)]
+        rows: list[Doc] = []
+        for start in range(0, len(candidates), IDS_PER_QUERY):
+            chunk = candidates[start : start + IDS_PER_QUERY]
+            newer = await by_ids(
+                self.db["objects"], [doc_id(d["object_id"], d["version"] + 1) for d in chunk]
+            )
+            rows += [
+                d
+                for d in chunk
+                if doc_id(d["object_id"], d["version"] + 1) not in newer
+                and matches(d, None, store, tier)
+            ]
+            if len(rows) > limit:
+                break
+        more = len(rows) > limit
+        rows = rows[:limit]
         return Listing(rows, rows[-1]["name"] if more and rows else None)
 
     async def decisions(self, request_ids: Sequence[str]) -> dict[str, Doc]:
