@@ -435,13 +435,16 @@ async def moved_heads(db: AsyncDatabase[Doc], sweep: list[int]) -> Found:
                 found.settled[object_id] = current
         else:
             checks[object_id] = (before, current, anchor)
-    chains = await records_from(db, {o: (b[0] if b else 1) for o, (b, _, _) in checks.items()})
-    for object_id, (before, current, anchor) in checks.items():
-        records = [r for r in chains.get(object_id, []) if r["seq"] <= current[0]]
-        if (problem := extension_problem(before, records, current)) is not None:
-            found.refused[object_id] = (problem, anchor)
-        else:
-            found.moved[object_id] = current
+    ids = list(checks)
+    for start in range(0, len(ids), IDS_PER_QUERY):  # 500 chains in memory at a time
+        chunk = {o: checks[o] for o in ids[start : start + IDS_PER_QUERY]}
+        chains = await records_from(db, {o: (b[0] if b else 1) for o, (b, _, _) in chunk.items()})
+        for object_id, (before, current, anchor) in chunk.items():
+            records = [r for r in chains.get(object_id, []) if r["seq"] <= current[0]]
+            if (problem := extension_problem(before, records, current)) is not None:
+                found.refused[object_id] = (problem, anchor)
+            else:
+                found.moved[object_id] = current
     return found
 
 
