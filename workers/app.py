@@ -260,10 +260,10 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
 
         app.timer(settings.staging_sweep_s)(staging_sweep)
     if "sink" in stages:
-        checkpointer = Checkpointer(settings)
-        app.timer(settings.audit_checkpoint_s)(checkpointer.run)
         # Once per interval for the whole group, not per worker: on its leader only.
         sink_leads = partial(leads, app, SINK_TOPICS[0].name(settings.topic_prefix))
+        checkpointer = Checkpointer(settings)
+        app.timer(settings.audit_checkpoint_s)(when(sink_leads, checkpointer.run))
         if settings.scrub_interval_s > 0:
             scrub_tiering = Tiering.load(settings)  # which tiers a read must rehydrate first
 

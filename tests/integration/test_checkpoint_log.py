@@ -132,15 +132,46 @@ async def test_a_crash_between_a_checkpoint_and_its_signed_heads_is_completed(
 ) -> None:
     await append_audit(db, records("a", 0, 2) + records("b", 0, 1))
     await signed_round(db, signer, 1)
+    segment = {"_id": checkpoints.seg_key(checkpoints.segment_of("a"))}
+    old_root = await db["audit_segments"].find_one(segment)
     await append_audit(db, records("a", 2, 4))
     await signed_round(db, signer, 2)
-    # As if the process stopped after the checkpoint and before applying its signed heads.
+    assert old_root is not None
+    # As if the process stopped after writing the signed head, before its segment's root.
+    await db["audit_segments"].replace_one(segment, old_root)
+    done = await sign_next(db, signer, T0 + timedelta(seconds=3), None, sweep=1)
+    assert done.problem is None, done.problem
+    assert (await verify(db, signer, ())).broken == {}
+    # As if it stopped after the checkpoint and before applying anything.
     before = (await trail(db, "a"))[1]
     await db[SIGNED].update_one({"_id": "a"}, {"$set": {"seq": 2, "hash": before["hash"]}})
-    done = await sign_next(db, signer, T0 + timedelta(seconds=3), None)
+    await db["audit_segments"].replace_one(segment, old_root)
+    done = await sign_next(db, signer, T0 + timedelta(seconds=4), None)
     assert done.problem is None, done.problem
     assert await all_signed(db)
     assert (await verify(db, signer, ())).broken == {}
+
+
+async def test_a_signed_head_edited_outside_the_sweep_is_not_signed_over(
+    db: AsyncDatabase[Doc], signer: AuditSigner
+) -> None:
+    names = [f"o{n}" for n in range(40)]
+    await append_audit(db, [r for name in names for r in records(name, 0, 2)])
+    await signed_round(db, signer, 1)
+    await append_audit(db, records("o8", 2, 3))
+    await signed_round(db, signer, 2)  # o3's signed head now stands in audit_signed alone
+    # o3's signed head deleted and its chain rewritten from the start, then a head in its
+    # segment moved by the sink: the round must not sign o3 as a new chain.
+    victim = "o3"
+    await db[SIGNED].delete_one({"_id": victim})
+    await tamper.rewrite(db, victim, 1)
+    await db["audit_heads"].update_one({"_id": victim}, {"$set": {"dirty": checkpoints.MOVED}})
+    done = await sign_next(db, signer, T0 + timedelta(seconds=3), None, sweep=1)
+    assert done.signed is None and "differs" in str(done.problem), done
+    again = await sign_next(db, signer, T0 + timedelta(seconds=4), None, sweep=1)
+    assert again.signed is None and again.problem == done.problem  # until it is mended
+    found = await verify(db, signer, (), only=victim)
+    assert "does not give checkpoint 2's root" in found.broken[victim], found.broken
 
 
 async def test_a_round_checks_marked_heads_at_once_and_finds_an_unmarked_one_by_its_sweep(

@@ -45,6 +45,8 @@ async def test_a_state_lists_the_names_whose_newest_version_is_in_it(state: Stat
             version("b", 1, "failed"),
             version("b", 2, "failed"),
             version("c", 1, "verified"),
+            version("e", 1, "failed"),
+            version("e", 3, "verified"),  # a gap: version 2 handed out, never recorded
             version("d", 1, None),  # pending, its state not written yet
             *[version(f"f{n}", 1, "failed") for n in range(5)],
         ]
@@ -54,7 +56,7 @@ async def test_a_state_lists_the_names_whose_newest_version_is_in_it(state: Stat
     rest = await state.listing(tenant="default", state="failed", limit=3, after=page.after)
     assert [d["name"] for d in rest.rows] == ["f2", "f3", "f4"] and rest.after is None
     verified = await state.listing(tenant="default", state="verified")
-    assert [d["name"] for d in verified.rows] == ["a", "c"]
+    assert [d["name"] for d in verified.rows] == ["a", "c", "e"]
     pending = await state.listing(tenant="default", state="pending")
     assert [d["name"] for d in pending.rows] == ["d"]
     assert [

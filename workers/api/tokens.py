@@ -60,7 +60,7 @@ class Principal:
     scopes: frozenset[Scope]
 
     def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes
+        return scope in self.scopes or "admin" in self.scopes  # admin: every scope
 
     def sees(self, tenant: str) -> bool:
         return self.allows("admin") or tenant == self.tenant

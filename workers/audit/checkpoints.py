@@ -134,33 +134,48 @@ async def segment_heads(
     db: AsyncDatabase[Doc], segment: int, overlay: Heads
 ) -> list[tuple[str, int, str]]:
     """One segment's signed heads by object id, those of ``overlay`` taking their place."""
-    return (await segments_heads(db, [segment], overlay))[segment]
+    return overlaid((await segments_heads(db, [segment]))[segment], overlay, segment)
 
 
 async def segments_heads(
-    db: AsyncDatabase[Doc], segments: list[int], overlay: Heads
-) -> dict[int, list[tuple[str, int, str]]]:
-    """Each segment's signed heads by object id, ``overlay`` applied: 64 segments a query."""
+    db: AsyncDatabase[Doc], segments: list[int]
+) -> dict[int, dict[str, tuple[int, str]]]:
+    """Each segment's signed heads, by object id: 64 segments a query."""
     found: dict[int, dict[str, tuple[int, str]]] = {s: {} for s in segments}
     for start in range(0, len(segments), 64):
         query = {"seg": {"$in": [seg_key(s) for s in segments[start : start + 64]]}}
         async for d in db[SIGNED].find(query, {"seq": 1, "hash": 1, "seg": 1}):
             found[int(d["seg"], 16)][d["_id"]] = (d["seq"], d["hash"])
-    for object_id, head in overlay.items():
-        if (segment := segment_of(object_id)) in found:
-            found[segment][object_id] = head
-    return {s: [(o, *heads[o]) for o in sorted(heads)] for s, heads in found.items()}
+    return found
+
+
+def overlaid(
+    heads: Mapping[str, tuple[int, str]], overlay: Heads, segment: int
+) -> list[tuple[str, int, str]]:
+    """One segment's heads with those of ``overlay`` in it taking their place, by object id."""
+    merged = dict(heads) | {o: h for o, h in overlay.items() if segment_of(o) == segment}
+    return [(o, *merged[o]) for o in sorted(merged)]
 
 
 async def stored_roots(db: AsyncDatabase[Doc]) -> Roots:
     return {int(d["_id"], 16): (d["root"], d["size"]) async for d in db[SEGS].find({})}
 
 
-async def roots_with(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
-    """The segments' roots with ``overlay`` applied: only its segments are re-hashed."""
+async def roots_with(db: AsyncDatabase[Doc], overlay: Heads) -> tuple[Roots, int | None]:
+    """The segments' roots with ``overlay`` applied (only its segments re-hashed), and the
+    first of those segments whose stored heads no longer give its stored root (None: each
+    does): a head edited there is not signed over."""
     roots = await stored_roots(db)
-    touched = await segments_heads(db, sorted({segment_of(o) for o in overlay}), overlay)
-    return roots | {segment: tree_of(heads) for segment, heads in touched.items()}
+    touched = await segments_heads(db, sorted({segment_of(o) for o in overlay}))
+    edited = next(
+        (
+            s
+            for s, heads in touched.items()
+            if tree_of(overlaid(heads, {}, s)) != roots.get(s, (EMPTY, 0))
+        ),
+        None,
+    )
+    return roots | {s: tree_of(overlaid(h, overlay, s)) for s, h in touched.items()}, edited
 
 
 async def all_roots(db: AsyncDatabase[Doc], overlay: Heads) -> Roots:
@@ -204,15 +219,16 @@ class Proof:
         return root_from_path(leaf, self.segment, SEGMENTS, self.top_path)
 
 
-async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any]) -> Proof | None:
-    """The proof that ``object_id``'s signed head is in checkpoint ``top`` (None: no head of
-    it is signed), read from one segment and the segments' roots."""
+async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any]) -> Proof | bool:
+    """The proof that ``object_id``'s signed head is in checkpoint ``top``, read from one
+    segment and the segments' roots; where none of its heads is signed, whether its segment
+    as stored (without it) gives ``top``'s root, which proves it holds none."""
     segment = segment_of(object_id)
     heads = await segment_heads(db, segment, await changes_of(db, top))
+    roots = await stored_roots(db) | {segment: tree_of(heads)}
     at = next((n for n, h in enumerate(heads) if h[0] == object_id), None)
     if at is None:
-        return None
-    roots = await stored_roots(db) | {segment: tree_of(heads)}
+        return top_root(roots) == (top["root"], top["size"])
     tops = [leaf_hash(segment_leaf(s, *roots.get(s, (EMPTY, 0)))) for s in range(SEGMENTS)]
     return Proof(
         leaf=head_leaf(*heads[at]),
@@ -272,26 +288,6 @@ async def aiter_sorted(heads: Heads) -> AsyncIterator[tuple[str, tuple[int, str]
         yield object_id, heads[object_id]
 
 
-async def unapplied(db: AsyncDatabase[Doc], changes: Heads) -> bool:
-    """Whether some head a checkpoint signed is not (or no longer) in ``audit_signed``: a
-    crash between the checkpoint and its heads, or an edit."""
-    stored = await by_ids(db[SIGNED], list(changes))
-    return any(
-        (d := stored.get(o)) is None or (d["seq"], d["hash"]) != h for o, h in changes.items()
-    )
-
-
-async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any], changes: Heads) -> bool:
-    """Whether the segments' roots no longer give the latest checkpoint's root, its own heads
-    re-hashed where they are not all stored (the segments' own heads are checked by the
-    sweep)."""
-    if "segments" not in top:
-        return await flat_root(db, changes) != (top["root"], top["size"])
-    if await unapplied(db, changes):
-        return top_root(await roots_with(db, changes)) != (top["root"], top["size"])
-    return top_root(await stored_roots(db)) != (top["root"], top["size"])
-
-
 async def log_problem(
     db: AsyncDatabase[Doc], signer: AuditSigner, last: Signed | None
 ) -> tuple[Doc | None, str | None]:
@@ -314,12 +310,19 @@ async def log_problem(
     ):
         return top, f"checkpoint {top['_id']} is not validly signed"
     changes = await changes_of(db, top)
-    if await root_problem(db, top, changes):
-        return top, f"the signed heads no longer give checkpoint {top['_id']}'s root"
-    if "segments" not in top or await unapplied(db, changes):  # a crash came between the
-        await apply(db, top["_id"], changes, await roots_with(db, changes))  # checkpoint and heads
-    if "segments" not in top:
+    signed = (top["root"], top["size"])
+    if "segments" not in top:  # from before segments: checked over every head, once
+        if await flat_root(db, changes) != signed:
+            return top, f"the signed heads no longer give checkpoint {top['_id']}'s root"
+        await apply(db, top["_id"], changes, (await roots_with(db, changes))[0])
         await segment_all(db)
+        return top, None
+    if top_root(await stored_roots(db)) == signed:
+        return top, None
+    roots, _ = await roots_with(db, changes)  # a crash between the checkpoint and its heads?
+    if top_root(roots) != signed:
+        return top, f"the signed heads no longer give checkpoint {top['_id']}'s root"
+    await apply(db, top["_id"], changes, roots)
     return top, None
 
 
@@ -380,14 +383,17 @@ class Found:
 
 
 async def next_sweep(db: AsyncDatabase[Doc], count: int) -> list[int]:
-    """The next ``count`` segments of the rolling sweep (wrapping), the cursor moved on."""
+    """The next ``count`` segments of the rolling sweep (wrapping)."""
     cursor = await db[SWEEP].find_one({"_id": "cursor"})
     first = int(cursor["next"]) if cursor else 0
-    count = min(count, SEGMENTS)
-    await db[SWEEP].update_one(
-        {"_id": "cursor"}, {"$set": {"next": (first + count) % SEGMENTS}}, upsert=True
-    )
-    return [(first + n) % SEGMENTS for n in range(count)]
+    return [(first + n) % SEGMENTS for n in range(min(count, SEGMENTS))]
+
+
+async def swept(db: AsyncDatabase[Doc], sweep: list[int]) -> None:
+    """Move the sweep on past ``sweep``: only after a round that found nothing wrong there,
+    so a segment found edited is found again each round until it is mended."""
+    after = (sweep[-1] + 1) % SEGMENTS
+    await db[SWEEP].update_one({"_id": "cursor"}, {"$set": {"next": after}}, upsert=True)
 
 
 async def candidates(
@@ -400,14 +406,12 @@ async def candidates(
     marked = [d["_id"] async for d in cursor]
     await remark(db, marked, MOVED, {"$set": {"dirty": CLAIMED}})
     heads: dict[str, Doc | None] = dict(await by_ids(db["audit_heads"], marked))  # as claimed
-    query = {"seg": {"$in": [seg_key(s) for s in sweep]}}
-    signed = {d["_id"]: d async for d in db[SIGNED].find(query)}
+    found = await segments_heads(db, sweep)
     stored = await stored_roots(db)
     for segment in sweep:
-        key = seg_key(segment)
-        mine = sorted((o, d["seq"], d["hash"]) for o, d in signed.items() if d["seg"] == key)
-        if tree_of(mine) != stored.get(segment, (EMPTY, 0)):
-            return heads, signed, f"segment {segment} differs"
+        if tree_of(overlaid(found[segment], {}, segment)) != stored.get(segment, (EMPTY, 0)):
+            return heads, {}, f"segment {segment} differs"
+    signed = {o: {"seq": h[0], "hash": h[1]} for mine in found.values() for o, h in mine.items()}
     unseen = [o for o in signed if o not in heads]
     found = await by_ids(db["audit_heads"], unseen)
     heads |= {o: found.get(o) for o in unseen}
@@ -527,19 +531,24 @@ async def sign_next(
     top, problem = await log_problem(db, signer, last)
     if problem is not None:
         return Round(problem=problem)
-    found = await moved_heads(db, await next_sweep(db, sweep))
+    segments = await next_sweep(db, sweep)
+    found = await moved_heads(db, segments)
+    if found.problem is None:
+        roots, edited = await roots_with(db, found.moved)
+        if edited is not None:
+            found.problem = f"segment {edited} differs"
     if found.problem is not None:  # a signed head edited where no mark or checkpoint shows
         number = top["_id"] if top else 0
         return Round(
             problem=f"the signed heads no longer give checkpoint {number}'s root ({found.problem})"
         )
+    await swept(db, segments)
     await settle(db, found.settled)
     moved = found.moved
     if not moved:
         return Round(refused=found.refused)
     number = (top["_id"] if top else 0) + 1
     prev = top["digest"] if top else GENESIS
-    roots = await roots_with(db, moved)
     root, size = top_root(roots)
     at = now.astimezone(UTC).replace(microsecond=now.microsecond // 1000 * 1000)
     digest = checkpoint_digest(number, at, prev, root, size)
@@ -555,6 +564,8 @@ async def sign_next(
         "digest": digest,
         "signature": await signer.sign(digest.encode()),
     }
+    stale = {"_id": {"$gte": change_id(number, ""), "$lt": f"{log_key(number)};"}}
+    await db[CHANGES].delete_many(stale)  # an attempt at this number that never got signed
     await bulk(
         db,
         CHANGES,

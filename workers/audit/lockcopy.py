@@ -65,18 +65,6 @@ async def put(settings: Settings, detail: Mapping[str, Any], at: Any) -> None:
         raise Retryable(f"audit lock copy of checkpoint {detail['number']}: {exc}") from exc
 
 
-async def newest(settings: Settings) -> int:
-    """The number of the newest checkpoint in the bucket for this database (0: none)."""
-    prefix = key_of(settings, 0).rsplit("/", 1)[0] + "/"
-    found = 0
-    async with s3_client(settings) as s3:
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=str(settings.audit_lock_bucket), Prefix=prefix):
-            for item in page.get("Contents", []):
-                found = max(found, int(item["Key"].rsplit("/", 1)[1].split(".")[0]))
-    return found
-
-
 async def records(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     """Every checkpoint in the bucket for this database, by number: each key's oldest version
     (S3 lists a key's versions newest first), as a later one could only be a forgery written

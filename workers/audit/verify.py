@@ -104,8 +104,10 @@ async def proven(db: AsyncDatabase[Doc], top: Mapping[str, Any], object_id: str)
             raise Unproven(problem)
         return "its signed head is under the checkpoint's root (checked over every head)"
     proof = await inclusion(db, object_id, top)
-    if proof is None:
-        return "no head of it signed yet"
+    if proof is False:
+        raise Unproven(f"its segment as stored does not give checkpoint {top['_id']}'s root")
+    if proof is True:
+        return f"no head of it signed (its segment, as checkpoint {top['_id']} has it, holds none)"
     if proof.root() != top["root"]:
         raise Unproven(f"its signed head is not in checkpoint {top['_id']}'s root")
     hashes = len(proof.path) + len(proof.top_path)
@@ -156,10 +158,15 @@ async def verify(
     if top is not None:
         at = f"{top['at']:%Y-%m-%d %H:%M:%S}"
         out.log = f"checkpoint {top['_id']} of {at} UTC verified ({top['size']} heads){proof}"
+    # The heads the latest checkpoint signed are as it recorded them (its changes), not as
+    # audit_signed may hold them now.
+    changes = await changes_of(db, top) if top is not None else {}
     joined = merged(chains(db, only), by_id(db, "audit_heads", only), by_id(db, SIGNED, only))
     async for object_id, (records, head, signed) in joined:
         if object_id == CHAIN:
             continue
+        if object_id in changes:
+            signed = {"seq": changes[object_id][0], "hash": changes[object_id][1]}
         out.chains += records is not None
         # What was signed first: a rewrite after a checkpoint is the finding, whatever was
         # appended to the chain since.

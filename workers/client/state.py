@@ -110,25 +110,25 @@ class State:
         self, query: Doc, store: str | None, tier: str | None, limit: int
     ) -> Listing:
         """A page of the names whose newest version matches ``query`` (a state among them):
-        read by the (tenant, state) equality FerretDB answers from its index, then each
-        candidate's next version looked up by ``_id`` (there is one: it is not the newest)."""
-        best: dict[str, Doc] = {}
-        async for doc in self.db["objects"].find(query):
-            if doc["version"] > best.get(doc["name"], {"version": 0})["version"]:
-                best[doc["name"]] = doc
-        candidates = [best[name] for name in sorted(best)]
+        read by the (tenant, state) equality FerretDB answers from its index, names and
+        versions only; then each candidate object's highest version, 500 objects a query
+        (versions may have gaps), and the whole documents of the page alone."""
+        best: dict[str, tuple[int, str]] = {}  # name -> (version, object id)
+        fields = {"name": 1, "version": 1, "object_id": 1}
+        async for doc in self.db["objects"].find(query, fields):
+            if doc["version"] > best.get(doc["name"], (0, ""))[0]:
+                best[doc["name"]] = (doc["version"], doc["object_id"])
+        names = sorted(best)
         rows: list[Doc] = []
-        for start in range(0, len(candidates), IDS_PER_QUERY):
-            chunk = candidates[start : start + IDS_PER_QUERY]
-            newer = await by_ids(
-                self.db["objects"], [doc_id(d["object_id"], d["version"] + 1) for d in chunk]
-            )
-            rows += [
-                d
-                for d in chunk
-                if doc_id(d["object_id"], d["version"] + 1) not in newer
-                and matches(d, None, store, tier)
-            ]
+        for start in range(0, len(names), IDS_PER_QUERY):
+            chunk = [best[name] for name in names[start : start + IDS_PER_QUERY]]
+            highest: dict[str, int] = {}
+            versions = {"object_id": {"$in": [o for _, o in chunk]}}
+            async for doc in self.db["objects"].find(versions, {"object_id": 1, "version": 1}):
+                highest[doc["object_id"]] = max(highest.get(doc["object_id"], 0), doc["version"])
+            ids = [doc_id(o, v) for v, o in chunk if highest.get(o) == v]
+            docs = await by_ids(self.db["objects"], ids)
+            rows += [docs[i] for i in ids if i in docs and matches(docs[i], None, store, tier)]
             if len(rows) > limit:
                 break
         more = len(rows) > limit

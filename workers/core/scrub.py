@@ -133,13 +133,18 @@ def to_rehydrate(
     start: list[tuple[Doc, str]] = []
     deferred: list[tuple[Doc, str]] = []
     for _, _, target, doc in wanted:
-        size = int(doc.get("ciphertext_size") or 0)
+        size = size_of(doc)
         if size <= budget:
             start.append((doc, target))
             budget -= size
         else:
             deferred.append((doc, target))
     return Rehydrations(tuple(start), tuple(deferred))
+
+
+def size_of(doc: Doc) -> int:
+    """The ciphertext's size a rehydration of one replica costs (0 where not recorded)."""
+    return int(doc.get("ciphertext_size") or 0)
 
 
 def coverage(docs: Iterable[Doc], now: datetime, window: timedelta) -> Coverage:

@@ -1,7 +1,8 @@
-"""The checkpointer: the sink's job that signs the next audit checkpoint on a timer
+"""The checkpointer: the sink leader's job that signs the next audit checkpoint on a timer
 (``workers.audit.checkpoints``), publishes it and each refusal on the audit topic, copies it
 to the object-locked bucket where one is set (``workers.audit.lockcopy``), and remembers what
-it signed, so a database put back to an older checkpoint is refused while it runs."""
+it signed, so a database put back to an older checkpoint is refused while it runs. One
+signer at a time: it runs on the leader of the sink's group only."""
 
 import logging
 import socket
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from topics import AUDIT
@@ -31,7 +32,8 @@ class Checkpointer:
         self.db: Any = None
         self.signer = open_signer(settings, "sink")  # the sink's own token: only it signs
         self.last: checkpoints.Signed | None = None
-        self.copied: int | None = None  # the newest checkpoint in the locked bucket
+        self.unsent: list[dict[str, Any]] = []  # what it signed, for the locked bucket
+        self.bucket_ready = False
         self.actor = f"worker:sink@{socket.gethostname()}"
 
     async def run(self) -> None:
@@ -50,10 +52,11 @@ class Checkpointer:
             if done.signed is not None:
                 self.last = checkpoints.Signed(done.signed["_id"], done.signed["digest"])
                 records.append(checkpoints.published(done.signed, self.actor))
+                if self.settings.audit_lock_bucket:
+                    self.unsent.append(done.signed)
             if records:
                 await produce_events(self.settings, AUDIT, records)
-            if self.settings.audit_lock_bucket:
-                await self.copy()
+            await self.copy()
         except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
             log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
             return
@@ -70,13 +73,15 @@ class Checkpointer:
             log.info("audit checkpoint signed", extra={"stage": "sink", **signed})
 
     async def copy(self) -> None:
-        """Copy every checkpoint the bucket lacks (a copy that failed is tried next round)."""
-        if self.copied is None:
+        """Copy what this process signed to the locked bucket, oldest first (a copy that
+        failed is tried next round): only its own checkpoints, never one it read from the
+        database, which a forgery could have put there."""
+        if self.unsent and not self.bucket_ready:
             await lockcopy.ensure(self.settings)
-            self.copied = await lockcopy.newest(self.settings)
-        query = {"key": {"$gt": checkpoints.log_key(self.copied)}}
-        async for doc in self.db[checkpoints.LOG].find(query, sort=[("key", ASCENDING)]):
+            self.bucket_ready = True
+        while self.unsent:
+            doc = self.unsent[0]
             await lockcopy.put(
                 self.settings, checkpoints.published(doc, self.actor).detail, doc["at"]
             )
-            self.copied = doc["_id"]
+            self.unsent.pop(0)

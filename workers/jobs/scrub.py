@@ -29,7 +29,7 @@ from workers.client.kafka import produce_all
 from workers.client.ops import SCHEDULED, scrub_requests, send_scrub
 from workers.client.restore import archived
 from workers.client.state import Doc, State
-from workers.core.scrub import choose, coverage, replica_of, to_rehydrate
+from workers.core.scrub import choose, coverage, replica_of, size_of, to_rehydrate
 from workers.core.versions import STATES
 from workers.errors import MovingDataError
 from workers.settings import Settings
@@ -93,7 +93,7 @@ async def rehydrate(
     )
     for _, target in plan.deferred:
         metrics.SCRUB_REHYDRATIONS_DEFERRED.labels(target).inc()
-    wanted = sum(int(doc["ciphertext_size"]) for doc, _ in plan.start)
+    wanted = sum(size_of(doc) for doc, _ in plan.start)
     if not plan.start or not await claim(budgets, found, day, spent + wanted):
         return 0  # nothing fits, or another round spent from the budget since it was read
     readable: list[UpdateOne] = []
