@@ -17,19 +17,22 @@ Collections (MongoDB):
   after it: a crash in between is completed by the next round, and a reader can tell which
   heads a checkpoint moved.
 
-Every query a round makes is an equality or ``$in`` on strings (or an ``_id`` range): the
-ones FerretDB on SQLite answers from an index.
+A round reads by the indexes FerretDB on SQLite uses (equality and ``$in`` on strings, a
+range on a string key): never a number or a boolean, and ``$in`` lists of at most 500.
 
 A round costs what changed, not the estate: the sink marks each head it moves (``dirty``), and
 the round checks those and a rolling share of the segments (``audit_sweep`` holds where it
 is): each swept segment's signed heads must still give its root, and each of their heads must
-be there and extend its signed one. A head moved behind the sink's back (no mark) is thus
-found within one sweep of all segments; ``audit verify`` checks everything at once.
+be there and extend its signed one; the sweep moves on only after a clean round. A head
+moved behind the sink's back (no mark) is thus found within one sweep of all segments;
+``audit verify`` checks everything at once.
 
 Before signing, the sink checks the log's latest checkpoint (its signature, and that the
-signed heads of the segments it moved still give its root), that the database has not gone
-back to an older checkpoint than this process signed (a rollback), and that each moved head
-extends the head signed before (``extension_problem``). A head that does not is not signed:
+segments' roots still give its root), that each segment it is about to re-hash still gives
+its stored root from its stored heads (an edit there is never signed over), that the
+database has not gone back to an older checkpoint than this process signed (a rollback),
+and that each moved head extends the head signed before (``extension_problem``). A head
+that does not is not signed:
 the object keeps its last signed head, and an alert record names it on the audit topic. Each
 checkpoint is also published on the audit topic (the ``audit-checkpoints`` chain), outside the
 database: ``audit verify`` checks the database's log against it.
