@@ -608,22 +608,20 @@ def op_api(child: Child, op: Op, path: str) -> list[float]:
 
 
 async def op_scrub(child: Child, op: Op) -> list[float]:
-    """The scheduled scrub's selection and coverage (``workers.jobs.scrub.scheduled_scrub``
-    before it sends anything): its scan, ``choose`` and ``coverage``."""
-    from workers.core.scrub import choose, coverage
+    """The scheduled scrub's selection and coverage (``workers.jobs.scrub.select``, what a
+    round does before it sends anything)."""
+    from workers.jobs.scrub import select
 
-    s = child.settings
-    window = timedelta(days=s.scrub_window_days)
-    interval = timedelta(seconds=s.scrub_interval_s)
-    now = datetime.now(UTC)
+    state = State(child.settings)
+    try:
 
-    async def once(run: int) -> None:
-        docs = [doc async for doc in child.db["objects"].find({})]
-        chosen = choose(docs, s.scrub_share, interval, window, now)
-        coverage(docs, now, window)
-        assert chosen
+        async def once(run: int) -> None:
+            chosen, _ = await select(child.settings, state, datetime.now(UTC))
+            assert chosen
 
-    return await timed(op.runs, once)
+        return await timed(op.runs, once)
+    finally:
+        await state.close()
 
 
 async def op_reconcile(child: Child, op: Op) -> list[float]:

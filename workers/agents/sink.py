@@ -302,6 +302,7 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await objects.create_index([("object_id", ASCENDING), ("version", ASCENDING)])
     await objects.create_index([("tenant", ASCENDING), ("name", ASCENDING), ("version", ASCENDING)])
     await objects.create_index([("tenant", ASCENDING), ("state", ASCENDING), ("name", ASCENDING)])
+    await objects.create_index([("state", ASCENDING)])  # the reconcile's pending, every tenant
     await db["deadletters"].create_index([("stage", ASCENDING)])
     await db["deadletters"].create_index([("correlation_id", ASCENDING)])
     # Unique: a second record at one place of a chain is refused, never stored. A database

@@ -11,6 +11,7 @@ An archived replica no store digest proves is rehydrated within a daily byte bud
 of the line, since neither S3's temporary readable copy nor Azure's Cold placement lasts long.
 """
 
+import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,15 +54,23 @@ def replica_of(doc: Doc, target: str) -> Mapping[str, Any]:
     return (doc.get("replicas") or {}).get(target) or {}
 
 
-def replicas_of(docs: Iterable[Doc]) -> list[tuple[datetime, str, str, Doc]]:
-    """(last attempt, version id, target, document) of every replica of the scrubbable docs."""
-    out = []
-    for doc in docs:
-        if not scrubbable(doc):
-            continue
-        for target in doc.get("targets", ()):
-            out.append((last_attempt(replica_of(doc, target)), doc["_id"], target, doc))
-    return out
+Key = tuple[bool, datetime, str, str]  # (no rehydration due, last attempt, version id, target)
+
+
+def replica_keys(doc: Doc, now: datetime) -> list[Key]:
+    """The turn of each replica of a scrubbable ``doc``: a due rehydration first, then the
+    one attempted longest ago (small: a round keeps these, not the documents)."""
+    if not scrubbable(doc):
+        return []
+    return [
+        (
+            not rehydration_due(replica_of(doc, target), now),
+            last_attempt(replica_of(doc, target)),
+            doc["_id"],
+            target,
+        )
+        for target in doc.get("targets", ())
+    ]
 
 
 def per_round(total: int, share: float, interval: timedelta, window: timedelta) -> int:
@@ -80,17 +89,22 @@ def rehydration_due(replica: Mapping[str, Any], now: datetime) -> bool:
     return ready is not None and last_attempt(replica) < utc(ready) <= now
 
 
+def pick(
+    keys: list[Key], share: float, interval: timedelta, window: timedelta
+) -> list[tuple[str, str]]:
+    """The (version id, target) of the replicas this round reads back, first turns first."""
+    count = per_round(len(keys), share, interval, window)
+    return [(version, target) for _, _, version, target in heapq.nsmallest(count, keys)]
+
+
 def choose(
     docs: Iterable[Doc], share: float, interval: timedelta, window: timedelta, now: datetime
 ) -> list[tuple[Doc, str]]:
     """The replicas this round reads back: those whose rehydration is due first, then those
     attempted longest ago."""
-    replicas = sorted(
-        replicas_of(docs),
-        key=lambda r: (not rehydration_due(replica_of(r[3], r[2]), now), *r[:3]),
-    )
-    count = per_round(len(replicas), share, interval, window)
-    return [(doc, target) for _, _, target, doc in replicas[:count]]
+    by_id = {doc["_id"]: doc for doc in docs}
+    keys = [key for doc in by_id.values() for key in replica_keys(doc, now)]
+    return [(by_id[v], target) for v, target in pick(keys, share, interval, window)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,25 +161,40 @@ def size_of(doc: Doc) -> int:
     return int(doc.get("ciphertext_size") or 0)
 
 
-def coverage(docs: Iterable[Doc], now: datetime, window: timedelta) -> Coverage:
-    """Versions by state, each store's oldest live proof, and the scrub's lag past ``window``."""
-    versions: dict[str, int] = {}
-    oldest: dict[str, datetime] = {}
-    first_attempt = now
-    for doc in docs:
+class Tally:
+    """Coverage counted one document at a time (a round streams the estate through it)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.versions: dict[str, int] = {}
+        self.oldest: dict[str, datetime] = {}
+        self.first_attempt = now
+
+    def add(self, doc: Doc) -> None:
         state = str(doc.get("state") or "pending")
-        versions[state] = versions.get(state, 0) + 1
+        self.versions[state] = self.versions.get(state, 0) + 1
         if not scrubbable(doc):
-            continue
+            return
         for target, replica in (doc.get("replicas") or {}).items():
             if target not in doc.get("targets", ()) or replica.get("removed_at"):
                 continue
-            first_attempt = min(first_attempt, last_attempt(replica))
+            self.first_attempt = min(self.first_attempt, last_attempt(replica))
             proven = replica.get("proven_at") or replica.get("verified_at")
             if verdict(replica) == "good" and proven:
-                oldest[target] = min(oldest.get(target, now), utc(proven))
-    return Coverage(
-        versions=versions,
-        oldest_proof_s={t: (now - at).total_seconds() for t, at in sorted(oldest.items())},
-        behind_s=max(0.0, (now - first_attempt - window).total_seconds()),
-    )
+                self.oldest[target] = min(self.oldest.get(target, self.now), utc(proven))
+
+    def coverage(self, window: timedelta) -> Coverage:
+        now = self.now
+        return Coverage(
+            versions=dict(self.versions),
+            oldest_proof_s={t: (now - at).total_seconds() for t, at in sorted(self.oldest.items())},
+            behind_s=max(0.0, (now - self.first_attempt - window).total_seconds()),
+        )
+
+
+def coverage(docs: Iterable[Doc], now: datetime, window: timedelta) -> Coverage:
+    """Versions by state, each store's oldest live proof, and the scrub's lag past ``window``."""
+    tally = Tally(now)
+    for doc in docs:
+        tally.add(doc)
+    return tally.coverage(window)

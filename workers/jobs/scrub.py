@@ -1,9 +1,11 @@
 """The scheduled scrub: read back the replicas attempted longest ago, and publish coverage.
 
-Each round scans the stored versions once, sends the chosen replicas through verify
-(``workers.core.scrub.choose``), marks each chosen replica's ``scrub_attempted_at`` (so a
-replica that cannot be proven now, archived say, goes to the back of the line) and sets the
-coverage gauges: versions by state, the oldest live proof per store, the lag past the window.
+Each round streams the stored versions once (``select``: a few fields of each, keeping only
+each replica's turn, then reading the chosen versions whole), sends the chosen replicas
+through verify (``workers.core.scrub.pick``), marks each chosen replica's
+``scrub_attempted_at`` (so a replica that cannot be proven now, archived say, goes to the back
+of the line) and sets the coverage gauges: versions by state, the oldest live proof per store,
+the lag past the window.
 
 The chosen archived replicas no store digest proves are rehydrated within the day's budget
 (``scrub_rehydrate_bytes_per_day``, ``workers.core.scrub.to_rehydrate``), kept in one
@@ -29,9 +31,19 @@ from workers.client.kafka import produce_all
 from workers.client.ops import SCHEDULED, scrub_requests, send_scrub
 from workers.client.restore import archived
 from workers.client.state import Doc, State
-from workers.core.scrub import choose, coverage, replica_of, size_of, to_rehydrate
+from workers.core.scrub import (
+    Coverage,
+    Key,
+    Tally,
+    pick,
+    replica_keys,
+    replica_of,
+    size_of,
+    to_rehydrate,
+)
 from workers.core.versions import STATES
 from workers.errors import MovingDataError
+from workers.mongo import by_ids
 from workers.settings import Settings
 from workers.stores.base import ObjectStore
 from workers.tiering.live import Tiering, recorded_tier, rehydrated
@@ -49,10 +61,7 @@ async def scheduled_scrub(
     now: datetime,
 ) -> int:
     """One round; return how many replicas were sent to be read back."""
-    docs = [doc async for doc in state.db["objects"].find({})]
-    window = timedelta(days=settings.scrub_window_days)
-    interval = timedelta(seconds=settings.scrub_interval_s)
-    chosen = choose(docs, settings.scrub_share, interval, window, now)
+    chosen, found = await select(settings, state, now)
     run_id = uuid.uuid4().hex
     events = [
         e for doc, target in chosen for e in scrub_requests(doc, run_id) if e.target == target
@@ -66,8 +75,28 @@ async def scheduled_scrub(
         await state.db["objects"].bulk_write(attempted, ordered=False)
     if settings.scrub_rehydrate_bytes_per_day > 0:
         await rehydrate(settings, state, stores, tiering, chosen, now, run_id)
-    publish(docs, now, window)
+    publish(found)
     return len(events)
+
+
+FIELDS = {"state": 1, "ciphertext_sha256": 1, "targets": 1, "replicas": 1}
+
+
+async def select(
+    settings: Settings, state: State, now: datetime
+) -> tuple[list[tuple[Doc, str]], Coverage]:
+    """The replicas this round reads back (their versions whole) and the estate's coverage,
+    from one streamed pass that keeps each replica's turn, not its document."""
+    tally = Tally(now)
+    keys: list[Key] = []
+    async for doc in state.db["objects"].find({}, FIELDS):
+        tally.add(doc)
+        keys += replica_keys(doc, now)
+    window = timedelta(days=settings.scrub_window_days)
+    interval = timedelta(seconds=settings.scrub_interval_s)
+    picked = pick(keys, settings.scrub_share, interval, window)
+    docs = await by_ids(state.db["objects"], list(dict.fromkeys(v for v, _ in picked)))
+    return [(docs[v], target) for v, target in picked if v in docs], tally.coverage(window)
 
 
 async def rehydrate(
@@ -135,9 +164,8 @@ async def claim(
     return done.matched_count == 1
 
 
-def publish(docs: list[dict[str, object]], now: datetime, window: timedelta) -> None:
+def publish(found: Coverage) -> None:
     """Set the coverage gauges from the round's scan."""
-    found = coverage(docs, now, window)
     for name in STATES:
         metrics.VERSIONS.labels(name).set(found.versions.get(name, 0))
     for store, age in found.oldest_proof_s.items():
