@@ -97,16 +97,6 @@ def pick(
     return [(version, target) for _, _, version, target in heapq.nsmallest(count, keys)]
 
 
-def choose(
-    docs: Iterable[Doc], share: float, interval: timedelta, window: timedelta, now: datetime
-) -> list[tuple[Doc, str]]:
-    """The replicas this round reads back: those whose rehydration is due first, then those
-    attempted longest ago."""
-    by_id = {doc["_id"]: doc for doc in docs}
-    keys = [key for doc in by_id.values() for key in replica_keys(doc, now)]
-    return [(by_id[v], target) for v, target in pick(keys, share, interval, window)]
-
-
 @dataclass(frozen=True, slots=True)
 class Rehydrations:
     """A round's archived replicas no store digest proves: those to rehydrate now, and those
@@ -190,11 +180,3 @@ class Tally:
             oldest_proof_s={t: (now - at).total_seconds() for t, at in sorted(self.oldest.items())},
             behind_s=max(0.0, (now - self.first_attempt - window).total_seconds()),
         )
-
-
-def coverage(docs: Iterable[Doc], now: datetime, window: timedelta) -> Coverage:
-    """Versions by state, each store's oldest live proof, and the scrub's lag past ``window``."""
-    tally = Tally(now)
-    for doc in docs:
-        tally.add(doc)
-    return tally.coverage(window)

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.core.scrub import choose, coverage, per_round, to_rehydrate
+from workers.core.scrub import Tally, per_round, pick, replica_keys, to_rehydrate
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -22,7 +22,8 @@ def doc(n: int, replicas: dict[str, dict[str, Any]], state: str = "verified") ->
 def chosen(
     docs: list[dict[str, Any]], share: float, now: datetime = T0 + DAY
 ) -> list[tuple[str, str]]:
-    return [(d["_id"], t) for d, t in choose(docs, share, HOUR, 30 * DAY, now)]
+    keys = [key for d in docs for key in replica_keys(d, now)]
+    return pick(keys, share, HOUR, 30 * DAY)
 
 
 def test_the_replica_attempted_longest_ago_goes_first() -> None:
@@ -61,12 +62,14 @@ def test_each_round_takes_what_the_window_needs() -> None:
 def test_repeated_rounds_read_every_replica_back_even_with_failing_ones() -> None:
     targets = ("s3", "azure", "gcs")
     docs = [doc(n, {t: {"written_at": T0} for t in targets}) for n in range(10)]
+    by_id = {d["_id"]: d for d in docs}
     seen: set[tuple[str, str]] = set()
     now = T0
     for _ in range(10):  # 10% a round: ten rounds cover all thirty replicas
         now += HOUR
-        for d, target in choose(docs, 0.1, HOUR, 30 * DAY, now):
-            seen.add((d["_id"], target))
+        for version, target in chosen(docs, 0.1, now):
+            d = by_id[version]
+            seen.add((version, target))
             d["replicas"][target]["scrub_attempted_at"] = now  # what the job records
             if target != "azure":  # azure's are archived: never read back
                 d["replicas"][target]["read_back_at"] = now
@@ -140,7 +143,10 @@ def test_coverage_counts_states_oldest_proofs_and_lag() -> None:
         doc(3, {"s3": {"verdict": "damaged", "proven_at": T0, "read_back_at": now}}, "lost"),
         doc(4, {"s3": {"verified_at": T0}}, state="deleted"),
     ]
-    found = coverage(docs, now, 30 * DAY)
+    tally = Tally(now)
+    for d in docs:
+        tally.add(d)
+    found = tally.coverage(30 * DAY)
     assert found.versions == {"verified": 2, "lost": 1, "deleted": 1}
     assert found.oldest_proof_s == {"s3": (20 * DAY).total_seconds()}  # bad and gone skipped
     assert found.behind_s == (10 * DAY).total_seconds()  # doc 1 last read back 40 days ago
