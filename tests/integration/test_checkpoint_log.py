@@ -49,6 +49,13 @@ async def signed_round(db: AsyncDatabase[Doc], signer: AuditSigner, n: int) -> D
     return done.signed
 
 
+async def forty_chains_signed(db: AsyncDatabase[Doc], signer: AuditSigner) -> None:
+    """Chains o0 to o39, two records each, signed in checkpoint 1: segments enough for a
+    sweep of one segment a round to miss most of them."""
+    await append_audit(db, [r for n in range(40) for r in records(f"o{n}", 0, 2)])
+    await signed_round(db, signer, 1)
+
+
 async def test_checkpoints_are_appended_and_link_to_the_one_before(
     db: AsyncDatabase[Doc], signer: AuditSigner
 ) -> None:
@@ -155,9 +162,7 @@ async def test_a_crash_between_a_checkpoint_and_its_signed_heads_is_completed(
 async def test_a_signed_head_edited_outside_the_sweep_is_not_signed_over(
     db: AsyncDatabase[Doc], signer: AuditSigner
 ) -> None:
-    names = [f"o{n}" for n in range(40)]
-    await append_audit(db, [r for name in names for r in records(name, 0, 2)])
-    await signed_round(db, signer, 1)
+    await forty_chains_signed(db, signer)
     await append_audit(db, records("o8", 2, 3))
     await signed_round(db, signer, 2)  # o3's signed head now stands in audit_signed alone
     # o3's signed head deleted and its chain rewritten from the start, then a head in its
@@ -177,9 +182,7 @@ async def test_a_signed_head_edited_outside_the_sweep_is_not_signed_over(
 async def test_a_round_checks_marked_heads_at_once_and_finds_an_unmarked_one_by_its_sweep(
     db: AsyncDatabase[Doc], signer: AuditSigner
 ) -> None:
-    names = [f"o{n}" for n in range(40)]
-    await append_audit(db, [r for name in names for r in records(name, 0, 2)])
-    await signed_round(db, signer, 1)
+    await forty_chains_signed(db, signer)
     assert await db["audit_heads"].count_documents({"dirty": {"$exists": True}}) == 0  # settled
     await tamper.cut(db, "o7")  # behind the sink's back: no mark
     await append_audit(db, records("o8", 2, 3))  # the sink's own change: marked
@@ -209,7 +212,7 @@ async def test_one_chain_is_proven_by_its_inclusion_path(
     found = await verify(db, signer, (), only="c")
     assert found.broken == {} and found.chains == 1, found.broken
     assert "c: its signed head is in checkpoint 1 (an inclusion path of" in found.log
-    proof = await checkpoints.inclusion(db, "c", top)
+    proof = await checkpoints.inclusion(db, "c", top, await checkpoints.changes_of(db, top))
     assert proof is not None and proof.root() == top["root"]
     await append_audit(db, records("a", 3, 4))
     top = await signed_round(db, signer, 2)  # c's signed head now stands in audit_signed alone

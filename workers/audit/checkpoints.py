@@ -222,12 +222,15 @@ class Proof:
         return root_from_path(leaf, self.segment, SEGMENTS, self.top_path)
 
 
-async def inclusion(db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any]) -> Proof | bool:
-    """The proof that ``object_id``'s signed head is in checkpoint ``top``, read from one
-    segment and the segments' roots; where none of its heads is signed, whether its segment
-    as stored (without it) gives ``top``'s root, which proves it holds none."""
+async def inclusion(
+    db: AsyncDatabase[Doc], object_id: str, top: Mapping[str, Any], changes: Heads
+) -> Proof | bool:
+    """The proof that ``object_id``'s signed head is in checkpoint ``top`` (``changes``: the
+    heads it signed anew), read from one segment and the segments' roots; where none of its
+    heads is signed, whether its segment as stored (without it) gives ``top``'s root, which
+    proves it holds none."""
     segment = segment_of(object_id)
-    heads = await segment_heads(db, segment, await changes_of(db, top))
+    heads = await segment_heads(db, segment, changes)
     roots = await stored_roots(db) | {segment: tree_of(heads)}
     at = next((n for n, h in enumerate(heads) if h[0] == object_id), None)
     if at is None:
@@ -336,8 +339,7 @@ async def segment_all(db: AsyncDatabase[Doc]) -> None:
         UpdateOne({"_id": d["_id"]}, {"$set": {"seg": seg_key(segment_of(d["_id"]))}})
         async for d in db[SIGNED].find({"seg": {"$exists": False}}, {"_id": 1})
     ]
-    for start in range(0, len(updates), 500):
-        await db[SIGNED].bulk_write(updates[start : start + 500], ordered=False)
+    await bulk(db, SIGNED, updates)
     await save_roots(db, 0, await all_roots(db, {}))
 
 

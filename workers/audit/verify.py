@@ -24,6 +24,7 @@ from workers.audit.checkpoints import (
     CHAIN,
     LOG,
     SIGNED,
+    Heads,
     all_roots,
     by_id,
     changes_of,
@@ -84,9 +85,11 @@ async def check_log(
     return top, problems
 
 
-async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any]) -> str | None:
-    """Whether every signed head, re-hashed, gives the latest checkpoint's root."""
-    changes = await changes_of(db, top)
+async def root_problem(
+    db: AsyncDatabase[Doc], top: Mapping[str, Any], changes: Heads
+) -> str | None:
+    """Whether every signed head (``changes``: those ``top`` signed anew), re-hashed, gives
+    the latest checkpoint's root."""
     if "segments" in top:
         found = top_root(await all_roots(db, changes))
     else:  # from before segments
@@ -96,14 +99,16 @@ async def root_problem(db: AsyncDatabase[Doc], top: Mapping[str, Any]) -> str | 
     return None
 
 
-async def proven(db: AsyncDatabase[Doc], top: Mapping[str, Any], object_id: str) -> str:
+async def proven(
+    db: AsyncDatabase[Doc], top: Mapping[str, Any], object_id: str, changes: Heads
+) -> str:
     """One chain's signed head proven in the latest checkpoint by its inclusion path: what
     was proven, or raise ``Unproven``."""
     if "segments" not in top:
-        if (problem := await root_problem(db, top)) is not None:
+        if (problem := await root_problem(db, top, changes)) is not None:
             raise Unproven(problem)
         return "its signed head is under the checkpoint's root (checked over every head)"
-    proof = await inclusion(db, object_id, top)
+    proof = await inclusion(db, object_id, top, changes)
     if proof is False:
         raise Unproven(f"its segment as stored does not give checkpoint {top['_id']}'s root")
     if proof is True:
@@ -145,12 +150,15 @@ async def verify(
     signed head."""
     out = Verdict()
     top, problems = await check_log(db, signer, published, locked)
+    # The heads the latest checkpoint signed are as it recorded them (its changes), not as
+    # audit_signed may hold them now.
+    changes = await changes_of(db, top) if top is not None else {}
     proof = ""
     if top is not None and only is None:
-        problems += [p for p in [await root_problem(db, top)] if p is not None]
+        problems += [p for p in [await root_problem(db, top, changes)] if p is not None]
     elif top is not None and only is not None:
         try:
-            proof = f"; {only}: " + await proven(db, top, only)
+            proof = f"; {only}: " + await proven(db, top, only, changes)
         except Unproven as exc:
             out.broken[only] = str(exc)
     if problems:
@@ -158,9 +166,6 @@ async def verify(
     if top is not None:
         at = f"{top['at']:%Y-%m-%d %H:%M:%S}"
         out.log = f"checkpoint {top['_id']} of {at} UTC verified ({top['size']} heads){proof}"
-    # The heads the latest checkpoint signed are as it recorded them (its changes), not as
-    # audit_signed may hold them now.
-    changes = await changes_of(db, top) if top is not None else {}
     joined = merged(chains(db, only), by_id(db, "audit_heads", only), by_id(db, SIGNED, only))
     async for object_id, (records, head, signed) in joined:
         if object_id == CHAIN:
