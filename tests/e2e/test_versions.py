@@ -276,6 +276,14 @@ async def test_bad_names_and_tags_are_refused_before_anything_is_sent(
     assert await raw_keys("s3", pipeline.settings.bucket, "", pipeline.settings) == []
 
 
+def put_edits(pipeline: Pipeline, doc: Path, count: int) -> None:
+    """``count`` edits of ``doc`` put one after another, each verified as its next version."""
+    for n in range(count):
+        doc.write_bytes(f"edit {n}\n".encode())
+        done = pipeline.cli("put", str(doc), "--wait")
+        assert done.returncode == 0 and f"{doc.name} v{n + 1} verified" in done.stdout, done.stdout
+
+
 async def test_retention_keeps_the_last_versions_and_removes_the_rest(
     pipeline: Pipeline, state: State, tmp_path: Path
 ) -> None:
@@ -284,10 +292,7 @@ async def test_retention_keeps_the_last_versions_and_removes_the_rest(
     )
     pipeline.start_worker("all")
     doc = tmp_path / "kept.txt"
-    for n in range(3):
-        doc.write_bytes(f"edit {n}\n".encode())
-        done = pipeline.cli("put", str(doc), "--wait")
-        assert done.returncode == 0 and f"kept.txt v{n + 1} verified" in done.stdout, done.stdout
+    put_edits(pipeline, doc, 3)
     object_id = object_id_for("default", "kept.txt")
 
     async def retired() -> bool:
@@ -323,10 +328,7 @@ async def test_puts_that_fail_never_retire_an_older_verified_version(
     pipeline.env["MOVINGDATA_SOURCE_ROOTS"] = orjson.dumps([str(source_dir)]).decode()
     pipeline.start_worker("all")
     doc = source_dir / "kept.txt"
-    for n in range(2):
-        doc.write_bytes(f"edit {n}\n".encode())
-        done = pipeline.cli("put", str(doc), "--wait")
-        assert done.returncode == 0 and f"kept.txt v{n + 1} verified" in done.stdout, done.stdout
+    put_edits(pipeline, doc, 2)
     failing = []
     for n in (2, 3):
         doc.write_bytes(f"edit {n}\n".encode())
