@@ -158,7 +158,7 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 # Leaf frames of a thread that is waiting, not working: left out of the profile.
 IDLE = ("EpollSelector.select ", "_worker (concurrent/", "Condition.wait ", "Event.wait ")
-ROOTS = {"main (workers/cli.py)", "worker (workers/cli.py)"}  # on every stack
+ROOTS = {"main (workers/cli/__init__.py)", "worker (workers/cli/serve.py)"}  # on every stack
 
 
 def hottest(raw: list[Path], top: int = 12) -> list[tuple[str, float]]:

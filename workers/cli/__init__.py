@@ -1,0 +1,19 @@
+"""The ``movingdata`` command line: one module per command group, registered on ``app``."""
+
+from workers.cli import (  # noqa: F401  (each module registers its commands)
+    audit,
+    browse,
+    keys,
+    put,
+    remove,
+    restore,
+    serve,
+    stack,
+    tier,
+    tokens,
+)
+from workers.cli.base import app
+
+
+def main() -> None:
+    app()
