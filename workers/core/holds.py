@@ -31,10 +31,9 @@ def prefix_hold_id(tenant: str, prefix: str) -> str:
 def covers(hold: Doc, version: Doc) -> bool:
     """The hold is on this version, or on a prefix of its tenant its name starts with."""
     if "prefix" in hold:
-        return hold.get("tenant") == version.get("tenant") and str(
-            version.get("name", "")
-        ).startswith(hold["prefix"])
-    return hold["_id"] == version_hold_id(version["object_id"], version["version"])
+        name = str(version.get("name", ""))
+        return hold.get("tenant") == version.get("tenant") and name.startswith(hold["prefix"])
+    return bool(hold["_id"] == version_hold_id(version["object_id"], version["version"]))
 
 
 def in_force(hold: Doc, now: datetime) -> bool:
