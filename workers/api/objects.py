@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from schemas.events import Placement, Source, Verdict
 from topics import INGEST
 from workers import staging
-from workers.api.app import Authenticated, MayRead, MayWrite, RequestId, Svc, require
+from workers.api.deps import Authenticated, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
 from workers.client.ops import TOMBSTONE, request_removal, scrub

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from schemas.events import RecordRef
 from schemas.jsonschema import documents
 from topics import ALL
-from workers.api.app import VERSION, MayAdmin, MayRead, Svc
+from workers.api.deps import VERSION, MayAdmin, MayRead, Svc
 from workers.api.objects import AuditEntry
 from workers.api.problems import Problem, UtcDateTime
 from workers.app import fetch_record

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.api.app import RateLimiter
+from workers.api.deps import RateLimiter
 from workers.api.objects import byte_range
 from workers.api.problems import Problem
 from workers.api.tokens import (
