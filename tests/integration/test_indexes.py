@@ -15,6 +15,8 @@ from pymongo import AsyncMongoClient, monitoring
 from schemas.events import object_id_for
 from workers.agents.sink import create_indexes
 from workers.catalog import MongoCatalog, recent_versions
+from workers.client.holds import listed
+from workers.client.ops import refusals
 from workers.client.state import State
 from workers.kms.keyregistry import DataKeyRecord, MongoKeyRegistry
 from workers.settings import Settings
@@ -72,6 +74,13 @@ async def seeded(settings: Settings, unique: str) -> AsyncIterator[Settings]:
         }
     )
     await db["deadletters"].insert_one({"_id": "l1", "correlation_id": "r1", "reason": "x"})
+    held = {"tenant": "default", "legal_hold": True}
+    await db["holds"].insert_many(
+        [
+            {"_id": docs[1]["_id"], "kind": "version", "version": 1, **held},
+            {"_id": "default/docs/", "kind": "prefix", "prefix": "docs/", **held},
+        ]
+    )
     yield ours
     await client.drop_database(unique)
     await client.close()
@@ -111,6 +120,8 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         await state.request_failures(["r0", "r1"])
         await state.versions([f"{object_id}:v1"])
         await recent_versions(catalog, object_id)
+        assert len(await refusals(state.db, page.rows, datetime.now(UTC))) == 5
+        assert len(await listed(state.db, "default")) == 2
         scans = []
         for command in finds.commands:
             explain = {k: command[k] for k in ("find", "filter", "sort") if k in command}

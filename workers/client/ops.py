@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from pymongo.asynchronous.database import AsyncDatabase
+
 from schemas.events import (
     AuditRecord,
     DeleteRequest,
@@ -19,11 +21,34 @@ from topics import AUDIT, DELETE, REPLICATED
 from workers.client.identity import Actor, worker_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
+from workers.core.holds import refusal, version_hold_id
 from workers.core.scrub import scrubbable
 from workers.core.versions import doc_id
+from workers.errors import MovingDataError
+from workers.mongo import by_ids
 from workers.settings import Settings
 
 TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
+HOLDS = "holds"  # retention and legal holds (workers.client.holds places them)
+
+
+class Held(MovingDataError):
+    """A removal refused: a version is under retention or legal hold (the message says which)."""
+
+
+async def refusals(db: AsyncDatabase[Doc], docs: Sequence[Doc], now: datetime) -> dict[str, str]:
+    """Why each held version may not be removed now, by its ``_id`` (none held: empty): the
+    holds on the versions (by ``_id``) and the prefix holds of their tenants (``tenant, kind``
+    equality)."""
+    ids = [version_hold_id(d["object_id"], d["version"]) for d in docs]
+    holds = list((await by_ids(db[HOLDS], ids)).values())
+    for tenant in sorted({str(d.get("tenant", "")) for d in docs}):
+        holds += [h async for h in db[HOLDS].find({"tenant": tenant, "kind": "prefix"})]
+    return {
+        doc_id(d["object_id"], d["version"]): why
+        for d in docs
+        if (why := refusal(d, holds, now)) is not None
+    }
 
 
 def client_record(
@@ -81,9 +106,27 @@ def delete_request(
 
 
 async def request_removal(
-    settings: Settings, docs: Sequence[Doc], mode: str, reason: str, *, actor: Actor
+    settings: Settings,
+    docs: Sequence[Doc],
+    mode: str,
+    reason: str,
+    *,
+    actor: Actor,
+    db: AsyncDatabase[Doc] | None = None,
 ) -> int:
-    """Send a delete (or forget) of each version through the chain, its intent audited first."""
+    """Send a delete (or forget) of each version through the chain, its intent audited first;
+    ``Held``, nothing sent, if any version is held, whoever asks. ``db``: where the holds are
+    read (default: a client of its own)."""
+    if db is not None:
+        held = await refusals(db, docs, datetime.now(UTC))
+    else:
+        state = State(settings)
+        try:
+            held = await refusals(state.db, docs, datetime.now(UTC))
+        finally:
+            await state.close()
+    if held:
+        raise Held("; ".join(held.values()))
     run_id = actor.run_id()
     messages = []
     for doc in docs:

@@ -14,14 +14,16 @@ A retirement is a delete through the chain (``ops.request_removal``: the intent 
 the sink's worker, then the ``delete`` request, whose id is the version's, so asking twice
 is asking once). The sink records the request (``delete_requested_at``), from which time the
 version counts as gone here (``retention_view``) and the reconcile sees the removal through.
+A version under retention or legal hold (``workers.client.holds``) is not retired while held.
 """
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 from pymongo import ASCENDING
 
 from workers.client.identity import worker_actor
-from workers.client.ops import request_removal
+from workers.client.ops import refusals, request_removal
 from workers.client.state import Doc, State
 from workers.core.versions import GONE, VersionView, doc_id, retention_view, to_retire
 from workers.settings import Settings
@@ -68,13 +70,16 @@ async def objects(state: State) -> AsyncIterator[tuple[str, list[VersionView]]]:
 
 async def delete(settings: Settings, state: State, ids: Sequence[str], reason: str) -> int:
     """Send a delete of each version through the chain (its document read again, whole); one
-    the sink does not know the tenant and targets of yet waits for a later round."""
+    the sink does not know the tenant and targets of yet waits for a later round, a held one
+    until its hold is released or passes."""
     if not ids:
         return 0
     found = await state.versions(ids)
     docs: list[Doc] = [
         doc for i in ids if (doc := found.get(i)) and doc.get("tenant") and doc.get("targets")
     ]
+    held = await refusals(state.db, docs, datetime.now(UTC))
+    docs = [d for d in docs if doc_id(d["object_id"], d["version"]) not in held]
     if docs:
-        await request_removal(settings, docs, "delete", reason, actor=RETAINER)
+        await request_removal(settings, docs, "delete", reason, actor=RETAINER, db=state.db)
     return len(docs)
