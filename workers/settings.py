@@ -131,6 +131,21 @@ class Settings(BaseSettings):
     """Largest body `POST /v1/objects` takes."""
     api_rate_per_minute: int = 600
     """Requests per minute per token."""
+    oidc_issuer: str | None = None
+    """Issuer whose OIDC bearer tokens (JWTs) the API accepts besides its own tokens, verified
+    against the keys its discovery document (`<issuer>/.well-known/openid-configuration`)
+    names; unset: none."""
+    oidc_audience: str | None = None
+    """The `aud` an OIDC token must carry: MovingData's client id at the issuer (required with
+    `OIDC_ISSUER`)."""
+    oidc_tenant_claim: str = "tenant"
+    """Claim naming an OIDC token's tenant (a dotted path reads a nested claim)."""
+    oidc_scopes_claim: str = "scopes"
+    """Claim holding an OIDC token's scopes (read, write, delete, forget, admin) or roles
+    (reader, writer, admin), a list or a space- or comma-separated string; other values are
+    ignored (a dotted path reads a nested claim: `realm_access.roles`)."""
+    oidc_leeway_s: float = Field(default=30.0, ge=0.0, le=300.0)
+    """Clock skew allowed when checking an OIDC token's `exp`, `nbf` and `iat`."""
     dashboard_host: str = "127.0.0.1"
     """Address the dashboard listens on (0.0.0.0 in a container)."""
     dashboard_port: int = 8501
