@@ -1,4 +1,6 @@
-"""RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``.
+A refusal a client acts on has a stable ``type`` URI (below); plain HTTP statuses keep
+``about:blank``."""
 
 import logging
 from datetime import UTC, datetime
@@ -37,6 +39,23 @@ TITLES = {
 }
 
 
+TYPES = "https://movingdata.dev/problems/"
+REHYDRATING = TYPES + "rehydrating"  # 503: the replica is coming back from archive; Retry-After
+TOMBSTONED = TYPES + "tombstoned"  # 409: the version was deleted or forgotten
+HELD = TYPES + "held"  # 409: retention or a legal hold keeps the version
+PENDING = TYPES + "pending"  # 409: the version is not verified yet: ask again later
+STORE_DOWN = TYPES + "store-down"  # 502/503: no store could serve the replica
+RATE_LIMITED = TYPES + "rate-limited"  # 429: the minute's budget is spent; Retry-After
+KINDS = {
+    REHYDRATING: "Rehydrating",
+    TOMBSTONED: "Tombstoned",
+    HELD: "Held",
+    PENDING: "Pending",
+    STORE_DOWN: "Store down",
+    RATE_LIMITED: "Rate limited",
+}
+
+
 class ProblemDetail(BaseModel):
     """An RFC 9457 problem."""
 
@@ -50,16 +69,27 @@ class ProblemDetail(BaseModel):
 class Problem(Exception):
     """Raise to answer with a problem."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        kind: str = "about:blank",
+    ) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers or {}
+        self.status, self.detail, self.headers, self.kind = status, detail, headers or {}, kind
 
 
 def response(
-    status: int, detail: str, request: Request, headers: dict[str, str] | None = None
+    status: int,
+    detail: str,
+    request: Request,
+    headers: dict[str, str] | None = None,
+    kind: str = "about:blank",
 ) -> JSONResponse:
+    title = KINDS.get(kind) or TITLES.get(status, "Error")
     body = ProblemDetail(
-        title=TITLES.get(status, "Error"), status=status, detail=detail, instance=request.url.path
+        type=kind, title=title, status=status, detail=detail, instance=request.url.path
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
@@ -74,7 +104,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return response(exc.status, exc.detail, request, exc.headers)
+        return response(exc.status, exc.detail, request, exc.headers, exc.kind)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
