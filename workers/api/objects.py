@@ -6,7 +6,7 @@ tenant and the request's id (``X-Request-Id``; a put's request id)."""
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,9 +18,9 @@ from schemas.events import Placement, Source, Verdict
 from topics import INGEST
 from workers import staging
 from workers.api.deps import Authenticated, MayRead, MayWrite, RequestId, Svc, require
-from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
+from workers.api.problems import HELD, PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
-from workers.client.ops import TOMBSTONE, request_removal, scrub
+from workers.client.ops import TOMBSTONE, Held, covering, request_removal, scrub
 from workers.client.puts import parse_tags, put_request, wait_puts
 from workers.client.restore import (
     Rehydrating,
@@ -30,6 +30,7 @@ from workers.client.restore import (
     record_restore,
 )
 from workers.client.state import Unknown, pick_version
+from workers.core.holds import hold_state
 from workers.core.reconcile import tombstoned, unremoved
 from workers.core.versions import GONE, RESTORABLE, STATES, Content, live_replicas, verdict
 from workers.errors import MovingDataError, NotFound
@@ -65,6 +66,8 @@ class VersionView(BaseModel):
     requested_by: str | None = None
     last_read_at: UtcDateTime | None = None
     replicas: dict[str, Replica] = Field(default_factory=dict)
+    retain_until: UtcDateTime | None = Field(None, description="No removal before then.")
+    legal_hold: bool = Field(False, description="No removal until an admin releases it.")
 
 
 class ObjectView(BaseModel):
@@ -143,7 +146,9 @@ class AuditEntry(BaseModel):
     hash: str
 
 
-def version_view(doc: dict[str, Any]) -> VersionView:
+def version_view(doc: dict[str, Any], holds: Sequence[dict[str, Any]] = ()) -> VersionView:
+    """The version as the API shows it; ``holds``: those that may cover it (none: unheld)."""
+    retain_until, legal_hold = hold_state(doc, holds, datetime.now(UTC))
     return VersionView(
         version=doc["version"],
         state=doc.get("state", "pending"),
@@ -158,6 +163,8 @@ def version_view(doc: dict[str, Any]) -> VersionView:
             t: Replica(**{**r, "verdict": verdict(r)})
             for t, r in (doc.get("replicas") or {}).items()
         },
+        retain_until=retain_until,
+        legal_hold=legal_hold,
     )
 
 
@@ -293,11 +300,12 @@ async def list_objects(
 @router.get("/{object_id}", summary="An object: every version, its replicas and digests")
 async def get_object(object_id: str, who: MayRead, svc: Svc) -> ObjectView:
     docs = await versions_of(svc, who, object_id)
+    holds = await covering(svc.state.db, docs)
     return ObjectView(
         object_id=object_id,
         tenant=docs[0].get("tenant", ""),
         name=docs[0].get("name", ""),
-        versions=[version_view(d) for d in docs],
+        versions=[version_view(d, holds) for d in docs],
     )
 
 
@@ -418,6 +426,7 @@ async def get_content(
     "/{object_id}",
     status_code=202,
     summary="Delete versions (the delete scope), or forget them (the forget scope)",
+    responses={409: {"description": "A version is held", "content": PROBLEMS_CONTENT}},
 )
 async def delete_object(
     object_id: str,
@@ -448,7 +457,11 @@ async def delete_object(
     todo = [d for d in chosen if d.get("state") not in ("shredded", TOMBSTONE[mode])]
     if todo:
         reason = f"api {mode} by {who.name}"
-        await request_removal(svc.settings, todo, mode, reason, actor=who.actor(request_id))
+        actor = who.actor(request_id)
+        try:
+            await request_removal(svc.settings, todo, mode, reason, actor=actor, db=svc.state.db)
+        except Held as exc:  # even for an admin: a hold is released first
+            raise Problem(409, str(exc), kind=HELD) from None
     versions = [d["version"] for d in chosen]
     await svc.state.db["removal_requests"].insert_one(
         {

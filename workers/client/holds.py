@@ -22,6 +22,7 @@ from topics import AUDIT
 from workers.client.identity import Actor
 from workers.client.kafka import produce_events
 from workers.client.ops import HOLDS, client_record
+from workers.client.state import pick_version
 from workers.core.holds import in_force, prefix_hold_id, retention_refusal, version_hold_id
 from workers.core.versions import utc
 from workers.errors import MovingDataError
@@ -47,6 +48,16 @@ class HoldAsked:
 
 
 KINDS = ["prefix", "version"]
+
+
+def chosen(docs: Sequence[Doc], version: int | None, every: bool, name: str) -> list[Doc]:
+    """The versions a hold or a release is on: one (``version``), all (``every``), or the
+    newest; ``Unknown`` for a version the object does not have."""
+    if version is not None and every:
+        raise ValueError("a version and all versions exclude each other")
+    if every:
+        return list(docs)
+    return [docs[-1] if version is None else pick_version(docs, version, name)]
 
 
 async def listed(db: AsyncDatabase[Doc], tenant: str) -> list[Doc]:

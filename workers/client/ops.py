@@ -36,14 +36,19 @@ class Held(MovingDataError):
     """A removal refused: a version is under retention or legal hold (the message says which)."""
 
 
-async def refusals(db: AsyncDatabase[Doc], docs: Sequence[Doc], now: datetime) -> dict[str, str]:
-    """Why each held version may not be removed now, by its ``_id`` (none held: empty): the
-    holds on the versions (by ``_id``) and the prefix holds of their tenants (``tenant, kind``
-    equality)."""
+async def covering(db: AsyncDatabase[Doc], docs: Sequence[Doc]) -> list[Doc]:
+    """The holds that may cover these versions: theirs (by ``_id``) and the prefix holds of
+    their tenants (``tenant, kind`` equality)."""
     ids = [version_hold_id(d["object_id"], d["version"]) for d in docs]
     holds = list((await by_ids(db[HOLDS], ids)).values())
     for tenant in sorted({str(d.get("tenant", "")) for d in docs}):
         holds += [h async for h in db[HOLDS].find({"tenant": tenant, "kind": "prefix"})]
+    return holds
+
+
+async def refusals(db: AsyncDatabase[Doc], docs: Sequence[Doc], now: datetime) -> dict[str, str]:
+    """Why each held version may not be removed now, by its ``_id`` (none held: empty)."""
+    holds = await covering(db, docs)
     return {
         doc_id(d["object_id"], d["version"]): why
         for d in docs

@@ -64,6 +64,15 @@ def refusal(version: Doc, holds: Iterable[Doc], now: datetime) -> str | None:
     )
 
 
+def hold_state(version: Doc, holds: Iterable[Doc], now: datetime) -> tuple[datetime | None, bool]:
+    """What holds the version now: the latest retention in force (None: none), and whether a
+    legal hold does."""
+    held = [h for h in holds if covers(h, version) and in_force(h, now)]
+    retained = [utc(h["retain_until"]) for h in held if h.get("retain_until")]
+    until = max((t for t in retained if t > now), default=None)
+    return until, any(h.get("legal_hold") for h in held)
+
+
 def retention_refusal(current: datetime | None, asked: datetime, now: datetime) -> str | None:
     """Why a retention may not become ``asked`` (one in force is never shortened; the past is
     no retention), or None."""

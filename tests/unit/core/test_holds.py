@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from workers.core.holds import (
     covers,
+    hold_state,
     in_force,
     prefix_hold_id,
     refusal,
@@ -58,6 +59,17 @@ def test_refusal_names_every_hold_in_force_and_why() -> None:
     )
     assert refusal(V2, holds[2:], NOW) is None
     assert refusal(V2, [], NOW) is None
+
+
+def test_hold_state_is_the_latest_retention_in_force_and_any_legal_hold() -> None:
+    holds = [
+        version_hold(2, retain_until=NOW + DAY),
+        prefix_hold("t", "docs/", retain_until=NOW + 2 * DAY, legal_hold=False),
+        prefix_hold("t", "other/", legal_hold=True),
+    ]
+    assert hold_state(V2, holds, NOW) == (NOW + 2 * DAY, False)
+    assert hold_state(V2, [*holds, prefix_hold("t", "docs/a", legal_hold=True)], NOW)[1]
+    assert hold_state(V2, holds, NOW + 3 * DAY) == (None, False)
 
 
 def test_retention_is_set_or_extended_never_shortened_until_it_passes() -> None:

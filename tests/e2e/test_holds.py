@@ -1,0 +1,92 @@
+"""Retention and legal hold against a real ``movingdata api``, real workers and services:
+what is held is not deleted through either door (the API, even with an admin token; the
+CLI's ``rm``), a legal hold is released by an admin only and the release audited, a
+retention is never shortened, and a prefix hold covers a name put after it."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.e2e.test_api import bearer, is_problem, put_verified, token
+from tests.pipeline import Pipeline
+from tests.waiting import wait_for
+from workers.api.problems import HELD
+
+
+async def test_a_held_version_is_refused_to_everyone_until_an_admin_releases_it(
+    pipeline: Pipeline, api: str
+) -> None:
+    writer = bearer(token(pipeline, "holder", "writer"))
+    admin = bearer(token(pipeline, "boss", "admin"))
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        object_id = await put_verified(http, "case/a.txt", b"evidence" * 64, writer)
+        hold = f"/v1/objects/{object_id}/hold"
+        placed = await http.put(hold, json={"legal_hold": True, "reason": "case 7"}, headers=writer)
+        assert placed.status_code == 200, placed.text
+        assert [(h["version"], h["legal_hold"]) for h in placed.json()] == [(1, True)]
+        shown = (await http.get(f"/v1/objects/{object_id}", headers=writer)).json()
+        assert shown["versions"][0]["legal_hold"] is True
+
+        for who in (writer, admin):
+            refused = await http.delete(f"/v1/objects/{object_id}", headers=who)
+            assert is_problem(refused, 409), refused.text
+            assert refused.json()["type"] == HELD
+            assert "a legal hold on v1 (case 7)" in refused.json()["detail"]
+        forgot = await http.delete(
+            f"/v1/objects/{object_id}", params={"forget": "true"}, headers=admin
+        )
+        assert is_problem(forgot, 409)
+
+        rm = pipeline.cli("rm", "case/a.txt")
+        assert rm.returncode != 0 and rm.stdout == ""
+        assert rm.stderr.count("\n") == 1 and "case/a.txt v1 is held" in rm.stderr, rm.stderr
+
+        not_admin = await http.delete(hold, headers=writer)
+        assert is_problem(not_admin, 403)
+        released = await http.delete(hold, headers=admin)
+        assert released.status_code == 200, released.text
+        again = await http.delete(hold, headers=admin)
+        assert is_problem(again, 409)  # nothing left to release
+
+        async def trail() -> list[dict[str, Any]]:
+            answer = await http.get(f"/v1/objects/{object_id}/audit", headers=writer)
+            return answer.json()  # type: ignore[no-any-return]
+
+        async def audited() -> bool:
+            return {"hold.placed", "hold.released"} <= {r["action"] for r in await trail()}
+
+        await wait_for(audited, timeout_s=60)
+        actors = {r["action"]: r["actor"] for r in await trail()}
+        assert (actors["hold.placed"], actors["hold.released"]) == ("api:holder", "api:boss")
+        assert "delete.requested" not in actors  # nothing refused reached the chain
+
+    removed = pipeline.cli("rm", "case/a.txt")
+    assert removed.returncode == 0, removed.stderr
+
+
+async def test_retention_is_never_shortened_and_a_prefix_hold_covers_later_puts(
+    pipeline: Pipeline, api: str
+) -> None:
+    writer = bearer(token(pipeline, "keeper", "writer"))
+    admin = bearer(token(pipeline, "chief", "admin"))
+    now = datetime.now(UTC)
+    later, sooner = (now + timedelta(days=2)).isoformat(), (now + timedelta(days=1)).isoformat()
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        kept = {"prefix": "ledger/", "retain_until": later, "reason": "seven years"}
+        by_writer = await http.put("/v1/holds", json=kept, headers=writer)
+        assert is_problem(by_writer, 403)  # nobody can take a retention back: admin only
+        placed = await http.put("/v1/holds", json=kept, headers=admin)
+        assert placed.status_code == 200, placed.text
+        shorter = await http.put("/v1/holds", json={**kept, "retain_until": sooner}, headers=admin)
+        assert is_problem(shorter, 409) and "cannot be shortened" in shorter.json()["detail"]
+        listed = (await http.get("/v1/holds", headers=writer)).json()
+        assert [(h["kind"], h["prefix"]) for h in listed] == [("prefix", "ledger/")]
+
+        object_id = await put_verified(http, "ledger/2026.csv", b"a,b\n" * 50, writer)
+        shown = (await http.get(f"/v1/objects/{object_id}", headers=writer)).json()
+        assert shown["versions"][0]["retain_until"] is not None
+        refused = await http.delete(f"/v1/objects/{object_id}", headers=admin)
+        assert is_problem(refused, 409) and "prefix 'ledger/'" in refused.json()["detail"]
+        outside = await put_verified(http, "notes/free.txt", b"free", writer)
+        assert (await http.delete(f"/v1/objects/{outside}", headers=writer)).status_code == 202
