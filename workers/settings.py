@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     """Address the API listens on (0.0.0.0 in a container)."""
     api_port: int = 8001
     """Port of the API."""
+    api_public_url: str | None = None
+    """Base URL of share links (`https://data.example.com`); unset, the URL a request reached
+    the API at (`movingdata share` without the API: `http://<api_host>:<api_port>`)."""
+    link_key: SecretStr | None = None
+    """Key of the HMAC-SHA256 signing share links; unset, no link is made or served. Changing
+    it invalidates every link. The local stack generates one."""
+    link_max_expiry_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Longest a share link may live (7 days, as long as an S3 presigned URL)."""
     api_max_upload_bytes: int = 5 * 1024**3
     """Largest body `POST /v1/objects` takes."""
     api_rate_per_minute: int = 600

@@ -21,6 +21,7 @@ SECRETS = {
     "openbao_reader_token": "openbao-reader-token",
     "openbao_admin_token": "openbao-admin-token",
     "dashboard_token": "dashboard-token-value",
+    "link_key": "share-link-signing-key",
 }
 
 

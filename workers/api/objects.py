@@ -20,6 +20,7 @@ from workers import staging
 from workers.api.deps import Authenticated, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.problems import HELD, PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
+from workers.client.identity import Actor
 from workers.client.ops import TOMBSTONE, Held, covering, request_removal, scrub
 from workers.client.puts import parse_tags, put_request, wait_puts
 from workers.client.restore import (
@@ -363,11 +364,19 @@ async def get_content(
         doc = pick_version(docs, version, docs[0].get("name", object_id))
     except Unknown as exc:
         raise Problem(404, str(exc)) from None
+    return await plaintext(svc, doc, range, replica, who.actor(request_id))
+
+
+async def plaintext(
+    svc: Svc, doc: dict[str, Any], range: str | None, replica: str | None, actor: Actor
+) -> StreamingResponse:
+    """A version's plaintext (or the ``Range`` asked for) streamed from a verified replica,
+    each chunk authenticated and a whole read's SHA-256 checked at its end (a mismatch cuts
+    the response), the read audited as ``actor``'s: the content route's, a share link's."""
     if doc.get("state") not in RESTORABLE:
         raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to read")
     size = int(doc["size"])
     span = byte_range(range, size)
-    actor = who.actor(request_id)
     try:
         target, chunks, failed = await open_plaintext(
             doc, svc.deps.stores, svc.deps.data_keys, svc.tiering, replica

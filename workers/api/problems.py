@@ -29,6 +29,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Content too large",
     416: "Range not satisfiable",
     422: "Unprocessable content",

@@ -8,6 +8,7 @@ from workers.cli import (  # noqa: F401  (each module registers its commands)
     remove,
     restore,
     serve,
+    share,
     stack,
     tier,
     tokens,

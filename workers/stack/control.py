@@ -4,6 +4,7 @@
 is healthy and is idempotent; ``down`` stops only the processes the stack recorded, by PID.
 """
 
+import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import psutil
 
 from workers.settings import Settings
 from workers.stack import process
+from workers.stack.localenv import ensure_local_env
 from workers.stack.process import ServiceError
 from workers.stack.services import OpenBao, Service, all_services
 
@@ -61,6 +63,8 @@ def _start(service: Service, timeout_s: float) -> float:
 def up(settings: Settings) -> dict[str, float]:
     """Bring every service up; return the seconds each took (0-ish when already running)."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    # The API's key signing share links: no service of the stack holds it.
+    ensure_local_env(settings.home / "local.env", {"MOVINGDATA_LINK_KEY": secrets.token_hex(32)})
     first, *rest = all_services(settings)
     assert isinstance(first, OpenBao)
     timings = {first.name: _start(first, settings.stack_timeout_s)}

@@ -1,0 +1,134 @@
+"""``share``: a signed, expiring URL serving one version's plaintext with no token
+(``workers.client.links``); ``share list`` and ``share revoke``. In direct mode the link is
+made in the database and its URL built on ``MOVINGDATA_API_PUBLIC_URL``, else on the API's
+host and port."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from workers.cli.base import app, console, emit_json, errors, fail, picked, resolved, run, settings
+
+
+class ShareGroup(TyperGroup):
+    """``share REF ...`` is ``share create REF ...``: a first word naming no command is a ref."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click's
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+share_app = typer.Typer(
+    cls=ShareGroup,
+    no_args_is_help=True,
+    help="Share links: `share ID|NAME --expires 1h` prints a URL serving that version's "
+    "plaintext to whoever holds it, with no token, until it expires or is revoked.",
+)
+app.add_typer(share_app, name="share")
+
+
+@share_app.command("create")
+def share_create(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    expires: str = typer.Option("1h", help="A duration (1h, 7d) or an ISO time."),
+    version: int | None = typer.Option(None, help="A version; default the newest verified."),
+    note: str = typer.Option("", help="Why or for whom; listed with the link."),
+    tenant: str = "default",
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a link to a version and print its URL (also `share ID|NAME`)."""
+    from workers.client import links
+    from workers.client.identity import cli_actor
+    from workers.client.state import State
+    from workers.core.versions import RESTORABLE
+
+    s = settings()
+    key = links.signing_key(s)
+    if key is None:
+        fail("share links are off: MOVINGDATA_LINK_KEY is not set (`stack up` makes one)")
+    doc = picked(ref, version, tenant)
+    if doc.get("state") not in RESTORABLE:
+        fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to share")
+    try:
+        longest = timedelta(seconds=s.link_max_expiry_s)
+        expires_at = links.expiry(expires, datetime.now(UTC), longest)
+    except links.LinkError as exc:
+        fail(str(exc))
+
+    async def go() -> dict[str, Any]:
+        state = State(s)
+        try:
+            return await links.create(s, state.db, doc, expires_at, note, cli_actor())
+        finally:
+            await state.close()
+
+    link = run(go())
+    url = links.url(s.api_public_url or f"http://{s.api_host}:{s.api_port}", link, key)
+    if as_json:
+        emit_json({"link_id": link.pop("_id"), **link, "url": url})
+        return
+    errors.print(f"link {link['_id']} to {link['name']} v{link['version']}, until {expires_at}")
+    console.print(url, highlight=False)
+
+
+@share_app.command("list")
+def share_list(
+    ref: str = typer.Argument(..., metavar="ID|NAME"),
+    tenant: str = "default",
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """An object's links, live or not: version, expiry, revocation, uses."""
+    from rich.table import Table
+
+    from workers.client import links
+    from workers.client.state import State
+
+    object_id, _ = resolved(ref, tenant)
+
+    async def go() -> list[dict[str, Any]]:
+        state = State(settings())
+        try:
+            return await links.of_object(state.db, object_id)
+        finally:
+            await state.close()
+
+    found = run(go())
+    if as_json:
+        for link in found:
+            emit_json({"link_id": link.pop("_id"), **link})
+        return
+    table = Table("link", "version", "expires", "revoked", "uses", "last used", "by", "note")
+    for link in found:
+        table.add_row(
+            link["_id"], str(link["version"]), f"{link['expires_at']:%Y-%m-%d %H:%M:%S}",
+            str(link["revoked_at"] or "-"), str(link["uses"]), str(link["last_used_at"] or "-"),
+            link["created_by"], link["note"],
+        )  # fmt: skip
+    console.print(table)
+
+
+@share_app.command("revoke")
+def share_revoke(link_id: str) -> None:
+    """Revoke a link: its URL answers 410 Gone from now on."""
+    from workers.client import links
+    from workers.client.identity import cli_actor
+    from workers.client.state import State
+
+    s = settings()
+
+    async def go() -> bool:
+        state = State(s)
+        try:
+            link = await links.find(state.db, link_id)
+            if link is not None:
+                await links.revoke(s, state.db, link, cli_actor())
+            return link is not None
+        finally:
+            await state.close()
+
+    if not run(go()):
+        fail(f"no link {link_id}")
+    console.print(f"link {link_id} revoked")
