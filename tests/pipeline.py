@@ -107,7 +107,10 @@ async def pipeline(
     await prepare(settings)  # topics exist before any worker subscribes
     logs = tmp_path / "logs"
     logs.mkdir()
-    pipe = Pipeline(settings, worker_env(settings), logs)
+    env = worker_env(settings) | {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    for variable in ("MOVINGDATA_API_URL", "MOVINGDATA_TOKEN", "MOVINGDATA_PROFILE"):
+        env.pop(variable, None)  # the CLI of these tests runs in direct mode
+    pipe = Pipeline(settings, env, logs)
     yield pipe
     pipe.stop_workers()
     await delete_topics(kafka_options(settings), settings.topic_prefix)

@@ -69,7 +69,7 @@ async def test_a_version_damaged_everywhere_is_lost_until_a_good_copy_is_back(
         assert listed(pipeline, "verified") == [] and listed(pipeline, "lost") == ["ledger.csv"]
         restore = pipeline.cli("restore", "ledger.csv", "-o", str(tmp_path / "out"))
         said = restore.stdout + restore.stderr
-        assert restore.returncode == 1 and "no verified version (v1 lost)" in said, said
+        assert restore.returncode == 3 and "no verified version (v1 lost)" in said, said
         assert "Traceback" not in said
         shown = pipeline.cli("show", "ledger.csv")
         assert shown.returncode == 0 and "damaged" in shown.stdout

@@ -94,7 +94,7 @@ async def test_versions_unchanged_puts_and_restores_by_name(
     assert accepted == [1, 2]  # both puts are in the trail
 
     missing = pipeline.cli("restore", "report.txt", "--version", "7", "-o", str(out))
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # not found
     assert "report.txt has no version 7 (versions: 1, 2)" in missing.stderr
     assert "Traceback" not in missing.stderr
 
@@ -131,9 +131,9 @@ async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
     put = pipeline.cli("put", str(folder), "--prefix", "docs/", "--wait")
     assert put.returncode == 0, put.stdout + put.stderr
 
-    page = json_lines(pipeline.cli("ls", "docs/", "--limit", "2", "--json").stdout)
-    assert [r["name"] for r in page[:2]] == ["docs/d0.txt", "docs/d1.txt"]
-    assert page[2] == {"next_after": "docs/d1.txt"}
+    listed = pipeline.cli("ls", "docs/", "--limit", "2", "--json")
+    assert [r["name"] for r in json_lines(listed.stdout)] == ["docs/d0.txt", "docs/d1.txt"]
+    assert json_lines(listed.stderr) == [{"next_after": "docs/d1.txt"}]
     rest = json_lines(pipeline.cli("ls", "docs/", "--after", "docs/d1.txt", "--json").stdout)
     assert [r["name"] for r in rest] == ["docs/d2.txt", "docs/d3.txt", "docs/d4.txt"]
 
@@ -141,7 +141,7 @@ async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
     removed = pipeline.cli("rm", "docs/d0.txt")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert "deleted: removed from s3, azure, gcs" in removed.stdout
-    forgot = pipeline.cli("forget", "docs/d1.txt")
+    forgot = pipeline.cli("forget", "docs/d1.txt", "--yes")
     assert forgot.returncode == 0, forgot.stdout + forgot.stderr
     for doc in docs.values():
         prefix = version_prefix("default", doc["object_id"], doc["version"])
@@ -162,15 +162,15 @@ async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
     out = tmp_path / "x"
     for name, state_name in (("docs/d0.txt", "deleted"), ("docs/d1.txt", "shredded")):
         refused = pipeline.cli("restore", name, "-o", str(out))
-        assert refused.returncode == 1 and state_name in refused.stderr, refused.stderr
+        assert refused.returncode == 4 and state_name in refused.stderr, refused.stderr
         assert not out.exists()
         scrubbed = pipeline.cli("scrub", name)
         assert "0 replicas sent to verify" in scrubbed.stdout
     unknown = pipeline.cli("rm", "docs/never.txt")
-    assert unknown.returncode == 1 and "no object 'docs/never.txt'" in unknown.stderr
+    assert unknown.returncode == 3 and "no object 'docs/never.txt'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
     bad = pipeline.cli("ls", "--state", "misplaced")
-    assert bad.returncode == 2 and "state must be one of" in bad.stderr
+    assert bad.returncode == 2 and "is not one of" in bad.stderr
 
 
 async def test_a_source_changed_between_put_and_encrypt_is_dead_lettered(
@@ -268,7 +268,7 @@ async def test_bad_names_and_tags_are_refused_before_anything_is_sent(
     (folder / "fine.txt").write_bytes(b"x")
     (Path(os.fsdecode(bytes(folder) + b"/not-utf8-\xff.txt"))).write_bytes(b"x")
     refused = pipeline.cli("put", str(folder))
-    assert refused.returncode == 1, refused.stdout
+    assert refused.returncode == 2, refused.stdout  # a usage error
     assert "name is not valid UTF-8" in refused.stderr and "Traceback" not in refused.stderr
     tag = pipeline.cli("put", str(folder / "fine.txt"), "--tag", "foo")
     assert tag.returncode == 2 and "'foo' is not key=value" in tag.stderr

@@ -135,6 +135,7 @@ class Verification(BaseModel):
 
 class AuditEntry(BaseModel):
     event_id: str
+    object_id: str = ""
     seq: int
     version: int
     produced_at: UtcDateTime

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.events import RecordRef
 from schemas.jsonschema import documents
 from topics import ALL
+from workers.api import tokens
 from workers.api.deps import VERSION, MayAdmin, MayRead, Svc
 from workers.api.objects import AuditEntry
 from workers.api.problems import Problem, UtcDateTime
@@ -18,6 +19,7 @@ from workers.app import fetch_record
 from workers.broker import kafka_options
 from workers.errors import MovingDataError
 from workers.health import readiness
+from workers.mongo import IDS_PER_QUERY
 
 router = APIRouter()
 REPLAYS = Counter("movingdata_api_replays_total", "Dead letters replayed through the API")
@@ -58,6 +60,13 @@ class DeadLetterPage(Page):
     items: list[DeadLetterView]
 
 
+class Identity(BaseModel):
+    name: str
+    tenant: str
+    scopes: list[str]
+    actor: str = Field(description="How the audit trail names this token's actions.")
+
+
 class Replayed(BaseModel):
     id: str
     topic: str
@@ -65,7 +74,12 @@ class Replayed(BaseModel):
     offset: int
 
 
-@router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    tags=["operations"],
+    operation_id="getHealth",
+    summary="Liveness: the process answers",
+)
 async def healthz() -> Health:
     return Health(status="ok", version=VERSION)
 
@@ -73,6 +87,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     tags=["operations"],
+    operation_id="getReadiness",
     summary="Readiness: the broker, the database, every store and the KMS answer",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Something is not ready"}},
@@ -87,6 +102,7 @@ async def readyz(svc: Svc) -> JSONResponse:
 @router.get(
     "/metrics",
     tags=["operations"],
+    operation_id="getMetrics",
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
@@ -95,15 +111,25 @@ async def metrics() -> PlainTextResponse:
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/audit", tags=["audit"], summary="Audit records of every object (admin)")
+@router.get(
+    "/v1/audit",
+    tags=["audit"],
+    operation_id="listAudit",
+    summary="Audit records: the token's tenant's objects (every object's with admin)",
+)
 async def audit(
-    who: MayAdmin,
+    who: MayRead,
     svc: Svc,
     object_id: str | None = None,
     action: str | None = None,
+    since: Annotated[
+        UtcDateTime | None, Query(description="Records produced after this time, oldest first.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> AuditPage:
+    if since is not None and cursor is not None:
+        raise Problem(422, "since and cursor exclude each other")
     query: dict[str, Any] = {}
     if object_id:
         query["object_id"] = object_id
@@ -111,9 +137,41 @@ async def audit(
         query["action"] = action
     if cursor:
         query["_id"] = {"$gt": cursor}
-    rows = [r async for r in svc.state.db["audit"].find(query).sort("_id", 1).limit(limit + 1)]
-    items = [AuditEntry(**r) for r in rows[:limit]]
-    return AuditPage(items=items, next_cursor=rows[limit - 1]["_id"] if len(rows) > limit else None)
+    order = [("_id", 1)]
+    if since is not None:
+        query["produced_at"] = {"$gt": since}
+        order = [("produced_at", 1), ("_id", 1)]
+    found = svc.state.db["audit"].find(query).sort(order).limit(limit + 1)
+    rows = [r async for r in found]
+    mine = rows[:limit] if who.allows("admin") else await of_tenant(svc, who.tenant, rows[:limit])
+    return AuditPage(
+        items=[AuditEntry(**r) for r in mine],
+        next_cursor=rows[limit - 1]["_id"] if len(rows) > limit and since is None else None,
+    )
+
+
+async def of_tenant(svc: Svc, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of ``rows`` whose object belongs to ``tenant`` (its versions say so)."""
+    ids = list({r["object_id"] for r in rows})
+    owned: set[str] = set()
+    for start in range(0, len(ids), IDS_PER_QUERY):  # $in lists FerretDB answers by index
+        asked = {"object_id": {"$in": ids[start : start + IDS_PER_QUERY]}, "tenant": tenant}
+        owned |= {
+            d["object_id"] async for d in svc.state.db["objects"].find(asked, {"object_id": 1})
+        }
+    return [r for r in rows if r["object_id"] in owned]
+
+
+@router.get(
+    "/v1/whoami",
+    tags=["operations"],
+    summary="Who this token is: name, tenant, scopes",
+    operation_id="whoami",
+)
+async def whoami(who: MayRead) -> Identity:
+    return Identity(
+        name=who.name, tenant=who.tenant, scopes=tokens.ordered(who.scopes), actor=f"api:{who.name}"
+    )
 
 
 def letter_view(doc: dict[str, Any]) -> DeadLetterView:
@@ -123,7 +181,10 @@ def letter_view(doc: dict[str, Any]) -> DeadLetterView:
 
 
 @router.get(
-    "/v1/deadletters", tags=["dead letters"], summary="Dead letters with their reasons (admin)"
+    "/v1/deadletters",
+    tags=["dead letters"],
+    operation_id="listDeadLetters",
+    summary="Dead letters with their reasons (admin)",
 )
 async def deadletters(
     who: MayAdmin,
@@ -147,6 +208,7 @@ async def deadletters(
 @router.post(
     "/v1/deadletters/{letter_id}/replay",
     status_code=202,
+    operation_id="replayDeadLetter",
     tags=["dead letters"],
     summary="Send a dead letter's original record again, once its cause is fixed (admin)",
 )
@@ -171,7 +233,12 @@ async def replay(letter_id: str, who: MayAdmin, svc: Svc) -> Replayed:
     )
 
 
-@router.get("/v1/schemas", tags=["schemas"], summary="The event kinds with a JSON Schema")
+@router.get(
+    "/v1/schemas",
+    tags=["schemas"],
+    operation_id="listSchemas",
+    summary="The event kinds with a JSON Schema",
+)
 async def schema_index(who: MayRead) -> list[str]:
     return sorted(name.removesuffix(".json") for name in documents())
 
@@ -179,6 +246,7 @@ async def schema_index(who: MayRead) -> list[str]:
 @router.get(
     "/v1/schemas/{name}",
     tags=["schemas"],
+    operation_id="getSchema",
     summary="The JSON Schema of one event kind (as committed in schemas/json)",
 )
 async def schema(name: str, who: MayRead) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from workers.cli import (  # noqa: F401  (each module registers its commands)
     audit,
     browse,
     keys,
+    login,
     put,
     remove,
     restore,

@@ -1,62 +1,74 @@
-"""``ls`` and ``show``: names, versions, states and replicas."""
+"""``ls`` and ``show``: names, versions, states and replicas, in the same shapes through the
+API and in direct mode."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import typer
 from rich.table import Table
 
-if TYPE_CHECKING:
-    pass
+from schemas.events import TierName
+from workers.cli.base import (
+    DATA,
+    api_failed,
+    app,
+    console,
+    emit_json,
+    errors,
+    no_tenant,
+    remote,
+    resolved,
+    run,
+    settings,
+)
+from workers.client.remote import ApiError
+from workers.core.versions import StateName
 
-from workers.cli.base import app, console, emit_json, resolved, run, settings
+Store = Literal["s3", "azure", "gcs"]
 
 
-@app.command()
+@app.command(rich_help_panel=DATA)
 def ls(
     prefix: str = typer.Argument("", help="Only names starting with this."),
-    tenant: str = "default",
-    state: str | None = typer.Option(
-        None, help="pending, verified, degraded, lost, failed, deleted or shredded."
-    ),
-    store: str | None = typer.Option(None, help="Only with a verified replica in this store."),
-    tier: str | None = typer.Option(None, help="Only with a replica in this tier."),
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
+    state: StateName | None = typer.Option(None, help="Only names whose newest is in it."),
+    store: Store | None = typer.Option(None, help="Only with a verified replica in this store."),
+    tier: TierName | None = typer.Option(None, help="Only with a replica in this tier."),
     all_versions: bool = typer.Option(False, help="Every version, not just the newest."),
-    limit: int = typer.Option(100, min=1, max=10_000, help="Rows per page."),
+    limit: int = typer.Option(100, min=1, max=1000, help="Rows per page."),
     after: str | None = typer.Option(None, help="Continue after this name (the last page's)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(
+        False, "--json", help="One object per line; the next page's --after on stderr."
+    ),
 ) -> None:
     """List objects by name: newest version, state, size, replicas."""
-    from workers.client.state import State
-
-    async def go() -> Any:
-        st = State(settings())
-        try:
-            return await st.listing(
-                tenant=tenant,
-                prefix=prefix,
-                state=state,
-                store=store,
-                tier=tier,
-                all_versions=all_versions,
-                limit=limit,
-                after=after,
-            )
-        finally:
-            await st.close()
-
-    try:
-        page = run(go())
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    asked = {
+        "prefix": prefix or None,
+        "state": state,
+        "store": store,
+        "tier": tier,
+        "all_versions": all_versions or None,
+        "limit": limit,
+        "cursor": after,
+    }
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        with api:
+            try:
+                page = api.json("list", params=asked)
+            except ApiError as exc:
+                api_failed(exc)
+        rows, following = page["items"], page.get("next_cursor")
+    else:
+        rows, following = listed_direct(tenant or "default", asked)
     if as_json:
-        for doc in page.rows:
-            emit_json(listed(doc))
-        if page.after:
-            emit_json({"next_after": page.after})
+        for row in rows:
+            emit_json(row)
+        if following:
+            errors.print(f'{{"next_after": "{following}"}}', highlight=False)
         return
     table = Table("name", "version", "state", "bytes", "replicas", "object id")
-    for doc in page.rows:
-        row = listed(doc)
+    for row in rows:
         table.add_row(
             row["name"],
             str(row["version"]),
@@ -66,50 +78,96 @@ def ls(
             row["object_id"],
         )
     console.print(table)
-    if page.after:
-        console.print(f"more: movingdata ls {prefix!r} --after {page.after!r}")
+    if following:
+        console.print(f"more: movingdata ls {prefix!r} --after {following!r}")
 
 
-def listed(doc: dict[str, Any]) -> dict[str, Any]:
+def listed_direct(tenant: str, asked: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """A page read from the database, in the API's row shape."""
+    from workers.client.state import State
     from workers.core.versions import live_replicas
 
+    async def go() -> Any:
+        st = State(settings())
+        try:
+            return await st.listing(
+                tenant=tenant,
+                prefix=asked["prefix"] or "",
+                state=asked["state"],
+                store=asked["store"],
+                tier=asked["tier"],
+                all_versions=bool(asked["all_versions"]),
+                limit=asked["limit"],
+                after=asked["cursor"],
+            )
+        finally:
+            await st.close()
+
+    try:
+        page = run(go())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    rows = [
+        {
+            "object_id": doc["object_id"],
+            "tenant": doc.get("tenant"),
+            "name": doc.get("name"),
+            "version": doc["version"],
+            "state": doc.get("state", "pending"),
+            "size": doc.get("size"),
+            "replicas": list(live_replicas(doc)),
+        }
+        for doc in page.rows
+    ]
+    return rows, page.after
+
+
+def object_view(ref: str, tenant: str | None) -> dict[str, Any]:
+    """An object and every version, as the API's object view, through either door."""
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        with api:
+            try:
+                return api.resolve(ref)
+            except ApiError as exc:
+                api_failed(exc)
+    from workers.api.objects import version_view
+
+    object_id, docs = resolved(ref, tenant or "default")
     return {
-        "name": doc.get("name"),
-        "version": doc["version"],
-        "state": doc.get("state", "pending"),
-        "size": doc.get("size"),
-        "replicas": list(live_replicas(doc)),
-        "object_id": doc["object_id"],
-        "tenant": doc.get("tenant"),
+        "object_id": object_id,
+        "tenant": docs[0].get("tenant", ""),
+        "name": docs[0].get("name", ""),
+        "versions": [version_view(d).model_dump(mode="json") for d in docs],
     }
 
 
-@app.command()
+@app.command(rich_help_panel=DATA)
 def show(
     ref: str = typer.Argument(..., metavar="ID|NAME"),
-    tenant: str = "default",
-    as_json: bool = typer.Option(False, "--json"),
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
+    as_json: bool = typer.Option(False, "--json", help="One version per line."),
 ) -> None:
     """Every version of an object: state, size, digest, replicas, tier, verification."""
-    from workers.core.versions import verdict
-
-    _, docs = resolved(ref, tenant)
-    for doc in docs:
+    view = object_view(ref, tenant)
+    for version in view["versions"]:
         if as_json:
-            emit_json(doc)
+            emit_json({k: view[k] for k in ("object_id", "tenant", "name")} | version)
             continue
         console.print(
-            f"[bold]v{doc['version']}[/bold] {doc.get('state', 'pending')} {doc.get('name')} "
-            f"{doc.get('size')} bytes sha256={doc.get('plaintext_sha256')} ({doc['_id']})"
+            f"[bold]v{version['version']}[/bold] {version['state']} {view['name']} "
+            f"{version.get('size')} bytes sha256={version.get('plaintext_sha256')} "
+            f"({view['object_id']})"
         )
         table = Table(
             "target", "key", "verdict", "proven_at", "tier", "repaired_from", "removed_at"
         )
-        for target, rep in sorted((doc.get("replicas") or {}).items()):
+        for target, rep in sorted((version.get("replicas") or {}).items()):
             table.add_row(
                 target,
                 str(rep.get("key")),
-                str(verdict(rep) or "-"),
+                str(rep.get("verdict") or "-"),
                 str(rep.get("proven_at") or rep.get("verified_at") or "-"),
                 str(rep.get("tier") or "-"),
                 str(rep.get("repaired_from") or "-"),

@@ -1,17 +1,13 @@
 """Operator commands: key-encryption keys and the key registry."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    pass
-
-from workers.cli.base import app, console, fail, run, settings
+from workers.cli.base import OPERATOR, app, console, fail, run, settings
 
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption keys and data keys.")
-app.add_typer(keys_app, name="keys")
+app.add_typer(keys_app, name="keys", rich_help_panel=OPERATOR)
 
 
 @keys_app.command("rotate")

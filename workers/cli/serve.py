@@ -1,21 +1,16 @@
 """Operator commands that run the fleet here: workers, the API, the dashboard, the demo."""
 
 import sys
-from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from workers.cli.base import OPERATOR, app, console, fail, run, settings
 from workers.logs import logging_config
 from workers.settings import load_settings
 
-if TYPE_CHECKING:
-    pass
 
-from workers.cli.base import app, console, fail, run, settings
-
-
-@app.command("settings")
+@app.command("settings", rich_help_panel=OPERATOR)
 def settings_doc() -> None:
     """Print every MOVINGDATA_* variable as a Markdown table: name, meaning, default."""
     from workers.settings import settings_table
@@ -23,7 +18,7 @@ def settings_doc() -> None:
     sys.stdout.write(settings_table())
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATOR)
 def worker(
     agents: str = typer.Option("all", help="Stages to run: all, or e.g. encrypt,replicate."),
 ) -> None:
@@ -52,7 +47,7 @@ def worker(
     ).execute_from_commandline()
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATOR)
 def api(
     host: str | None = typer.Option(None, help="Default: MOVINGDATA_API_HOST (127.0.0.1)."),
     port: int | None = typer.Option(None, help="Default: MOVINGDATA_API_PORT (8001)."),
@@ -72,7 +67,7 @@ def api(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATOR)
 def dashboard(
     port: int | None = typer.Option(None, help="Default: MOVINGDATA_DASHBOARD_PORT (8501)."),
 ) -> None:
@@ -90,7 +85,7 @@ def dashboard(
     raise typer.Exit(subprocess.call(argv))
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATOR)
 def demo() -> None:
     """The local stack's health, then the whole chain on sample data, with a summary."""
     from workers.cli.stack import stack_status_table

@@ -3,21 +3,16 @@
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from workers.cli.base import OPERATOR, app, console, fail, run, settings
 from workers.stack import control
 from workers.stack.process import ServiceError
 
-if TYPE_CHECKING:
-    pass
-
-from workers.cli.base import app, console, fail, run, settings
-
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of services.")
-app.add_typer(stack_app, name="stack")
+app.add_typer(stack_app, name="stack", rich_help_panel=OPERATOR)
 
 
 @stack_app.command("up")
@@ -77,7 +72,7 @@ def stack_logs(service: str, lines: int = typer.Option(50, "-n")) -> None:
 
 
 staging_app = typer.Typer(no_args_is_help=True, help="The staging area of uploads.")
-app.add_typer(staging_app, name="staging")
+app.add_typer(staging_app, name="staging", rich_help_panel=OPERATOR)
 
 
 @staging_app.command("sweep")

@@ -3,14 +3,11 @@
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    pass
-
 from workers.cli.base import (
+    OPERATOR,
     app,
     console,
     emit_json,
@@ -25,7 +22,7 @@ from workers.cli.base import (
 tier_app = typer.Typer(
     no_args_is_help=True, help="Tiering: sweeps, explanations, synthetic logs and backtests."
 )
-app.add_typer(tier_app, name="tier")
+app.add_typer(tier_app, name="tier", rich_help_panel=OPERATOR)
 
 
 def moment(value: str | None) -> datetime:

@@ -2,20 +2,17 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
-if TYPE_CHECKING:
-    pass
-
-from workers.cli.base import app, console, emit_json, fail, run, settings
+from workers.cli.base import OPERATOR, app, console, emit_json, fail, run, settings
 
 tokens_app = typer.Typer(
     no_args_is_help=True, help="API tokens: a tenant, scopes and an expiry each."
 )
-app.add_typer(tokens_app, name="tokens")
+app.add_typer(tokens_app, name="tokens", rich_help_panel=OPERATOR)
 
 
 @tokens_app.command("create")

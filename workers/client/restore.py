@@ -10,11 +10,12 @@ started and ``Rehydrating`` says when to retry.
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from schemas.events import Event, ObjectAccessed, Outcome, event_id
 from topics import ACCESS, AUDIT, TIERED, TopicSpec
@@ -138,29 +139,35 @@ async def restore_to_file(
     force: bool = False,
 ) -> Restored:
     """Decrypt ``doc``'s replica in ``target`` into ``out``; ``on_progress`` gets byte counts."""
-    refuse_existing(out, force)
     digest = hashlib.sha256()
     size = 0
+    with restored_file(out, force) as fh:
+        plaintext = decrypt_stream(store.read(doc["key"]), keys, doc["object_id"], doc["version"])
+        async for chunk in plaintext:
+            digest.update(chunk)
+            size += len(chunk)
+            fh.write(chunk)
+            on_progress(len(chunk))
+        if digest.hexdigest() != doc["plaintext_sha256"]:
+            raise IntegrityError("restored plaintext SHA-256 differs from the recorded one")
+    return Restored(doc["object_id"], doc["version"], target, size, digest.hexdigest())
+
+
+@contextmanager
+def restored_file(out: Path, force: bool) -> Iterator[BinaryIO]:
+    """A file written beside ``out`` (mode 600 from its first byte) that becomes ``out``
+    only when the block ends without an error; ``OutputExists`` unless ``force``."""
+    refuse_existing(out, force)
     partial = out.with_name(f".{out.name}.partial")
     partial.unlink(missing_ok=True)  # left by a restore that was killed
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         with os.fdopen(os.open(partial, flags, 0o600), "wb") as fh:
-            plaintext = decrypt_stream(
-                store.read(doc["key"]), keys, doc["object_id"], doc["version"]
-            )
-            async for chunk in plaintext:
-                digest.update(chunk)
-                size += len(chunk)
-                fh.write(chunk)
-                on_progress(len(chunk))
-        if digest.hexdigest() != doc["plaintext_sha256"]:
-            raise IntegrityError("restored plaintext SHA-256 differs from the recorded one")
+            yield fh
         refuse_existing(out, force)  # created meanwhile
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
-    return Restored(doc["object_id"], doc["version"], target, size, digest.hexdigest())
 
 
 def refuse_existing(out: Path, force: bool) -> None:

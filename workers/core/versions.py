@@ -26,9 +26,10 @@ found degraded or lost, never lets an older verified version go.
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
-STATES = ("pending", "verified", "degraded", "lost", "failed", "deleted", "shredded")
+StateName = Literal["pending", "verified", "degraded", "lost", "failed", "deleted", "shredded"]
+STATES: tuple[str, ...] = get_args(StateName)
 LIVE = frozenset({"pending", "verified"})  # what an unchanged put may point at
 GONE = frozenset({"deleted", "shredded"})
 RESTORABLE = frozenset({"verified", "degraded"})  # at least one good replica
