@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from workers.api import problems, tokens
+from workers.api.oidc import OidcVerifier, is_jwt, verifier
 from workers.api.tokens import Principal, Scope
 from workers.client.kafka import Producer
 from workers.client.state import State
@@ -51,6 +52,7 @@ class Services:
     producer: Producer
     limiter: RateLimiter
     tiering: Tiering  # which replicas are readable without rehydration
+    oidc: OidcVerifier | None = None  # MOVINGDATA_OIDC_ISSUER's tokens, if set
 
     @classmethod
     @asynccontextmanager
@@ -62,7 +64,8 @@ class Services:
         await producer.__aenter__()
         try:
             limiter = RateLimiter(settings.api_rate_per_minute)
-            yield cls(settings, state, deps, producer, limiter, tiering)
+            async with verifier(settings) as oidc:
+                yield cls(settings, state, deps, producer, limiter, tiering, oidc)
         finally:
             await producer.__aexit__(None, None, None)
             await deps.close()
@@ -83,7 +86,11 @@ async def authenticated(
         raise problems.Problem(401, "a bearer token is required", challenge)
     svc = services(request)
     try:
-        who = await tokens.principal(svc.state.db, token.strip(), datetime.now(UTC))
+        token = token.strip()
+        if svc.oidc is not None and is_jwt(token):
+            who = await svc.oidc.principal(token)  # 403 if it grants nothing, 503 if no keys
+        else:
+            who = await tokens.principal(svc.state.db, token, datetime.now(UTC))
     except tokens.Refused as exc:
         raise problems.Problem(401, str(exc), challenge) from None
     if not svc.limiter.allow(who.name):

@@ -27,6 +27,7 @@ import aiohttp
 import jwt
 
 from schemas.events import TENANT
+from workers.api.problems import Problem
 from workers.api.tokens import ROLE_SCOPES, ROLES, SCOPES, Principal, Refused, Scope
 from workers.errors import Fatal
 from workers.settings import Settings
@@ -44,12 +45,20 @@ ALGORITHMS = frozenset(
 REQUIRED = ["iss", "aud", "sub", "exp", "iat"]
 
 
-class Ungranted(Exception):
-    """A verified token that grants nothing here: no tenant, or no scope MovingData knows."""
+class Ungranted(Problem):
+    """A verified token that grants nothing here (403): no tenant, or no scope MovingData
+    knows."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(403, detail)
 
 
-class IssuerUnavailable(Exception):
-    """The issuer's keys could not be fetched, and the cached ones are too old to trust."""
+class IssuerUnavailable(Problem):
+    """The issuer's keys could not be fetched, and the cached ones are too old to trust (503)."""
+
+    def __init__(self) -> None:
+        retry = {"Retry-After": str(int(REFETCH_EVERY_S))}
+        super().__init__(503, "the OIDC issuer's keys cannot be fetched", retry)
 
 
 def is_jwt(token: str) -> bool:
@@ -133,7 +142,7 @@ class IssuerKeys:
                 self.tried_at = now
                 await self.refresh(now)
             if now - self.fetched_at >= KEYS_TTL_S:
-                raise IssuerUnavailable("the OIDC issuer's keys cannot be fetched")
+                raise IssuerUnavailable()
             if kid not in self.keys:
                 raise Refused("this OIDC token is signed by a key its issuer does not publish")
             return self.keys[kid]

@@ -2,8 +2,8 @@
 
 The unseal key and root token are written to ``<home>/openbao/init.json`` (mode 600) and
 never printed. A least-privilege periodic token is issued per role: SeaweedFS (SSE-KMS), the
-workers, the sink (audit checkpoints), readers (restore, audit verify) and the admin (key
-rotation).
+workers, the sink (audit checkpoints), readers (restore, audit verify), the admin (key
+rotation) and the identity token (the users of OpenBao's OIDC issuer, ``configure_identity``).
 """
 
 import json
@@ -73,6 +73,28 @@ ROLES = {
     "reader": "movingdata-reader",
     "admin": "movingdata-admin",
 }
+# The local stack's tokens: the roles', and the identity token of its OIDC issuer's users.
+LOCAL_ROLES = {**ROLES, "identity": "movingdata-identity"}
+
+# OpenBao as the local stack's OIDC issuer: a userpass login mints identity tokens of role
+# ``movingdata-user``, whose ``tenant`` and ``scopes`` claims are its entity's metadata.
+OIDC_KEY = "movingdata"
+OIDC_ROLE = "movingdata-user"
+OIDC_AUDIENCE = "movingdata"  # the role's client id: every token's ``aud``
+OIDC_TEMPLATE = (
+    '{"tenant": {{identity.entity.metadata.tenant}}, "scopes": {{identity.entity.metadata.scopes}}}'
+)
+OIDC_POLICIES = {
+    # Every userpass user: mint its own identity tokens (movingdata-user, or a test's role).
+    "movingdata-oidc-user": 'path "identity/oidc/token/movingdata-*" { capabilities = ["read"] }\n',
+    # The identity token (tests, demos): users, their entities' metadata, roles of its own.
+    "movingdata-identity": (
+        'path "auth/userpass/users/*" { capabilities = ["create", "update", "delete"] }\n'
+        'path "identity/entity/id/*" { capabilities = ["read", "update", "delete"] }\n'
+        'path "identity/oidc/role/movingdata-test-*" '
+        '{ capabilities = ["create", "update", "delete"] }\n'
+    ),
+}
 
 
 class OpenBaoAPI:
@@ -123,11 +145,32 @@ def configure(api: OpenBaoAPI, *, kek: str, sse_key: str, audit_key: str) -> Non
         api.call("PUT", f"sys/policies/acl/{name}", {"policy": policy})
 
 
+def oidc_issuer(addr: str) -> str:
+    """The issuer (``iss``) of the identity tokens of the OpenBao at ``addr``."""
+    return f"{addr}/v1/identity/oidc"
+
+
+def configure_identity(api: OpenBaoAPI, addr: str) -> None:
+    """OpenBao as an OIDC issuer (idempotent): userpass logins, a signing key, the
+    ``movingdata-user`` role and the policies to use them."""
+    auths = api.call("GET", "sys/auth")
+    if "userpass/" not in auths.get("data", auths):
+        api.call("POST", "sys/auth/userpass", {"type": "userpass"})
+    api.call("POST", "identity/oidc/config", {"issuer": addr})
+    key = {"algorithm": "RS256", "allowed_client_ids": [OIDC_AUDIENCE]}
+    api.call("POST", f"identity/oidc/key/{OIDC_KEY}", key)
+    role = {"key": OIDC_KEY, "client_id": OIDC_AUDIENCE, "ttl": "1h", "template": OIDC_TEMPLATE}
+    api.call("POST", f"identity/oidc/role/{OIDC_ROLE}", role)
+    for name, policy in OIDC_POLICIES.items():
+        api.call("PUT", f"sys/policies/acl/{name}", {"policy": policy})
+
+
 def issue_tokens(api: OpenBaoAPI, have: dict[str, str]) -> dict[str, str]:
-    """A periodic orphan token per role, for the roles in ``have`` without one."""
+    """A periodic orphan token per role of the local stack, for those ``have`` lacks."""
 
     def token(policy: str) -> str:
         body = {"policies": [policy], "period": "8760h", "display_name": policy}
         return str(api.call("POST", "auth/token/create-orphan", body)["auth"]["client_token"])
 
-    return {**{role: token(policy) for role, policy in ROLES.items() if role not in have}, **have}
+    fresh = {role: token(policy) for role, policy in LOCAL_ROLES.items() if role not in have}
+    return {**fresh, **have}

@@ -26,7 +26,15 @@ from workers.broker import kafka_options
 from workers.settings import OPERATOR_ENV, KafkaRole, Settings, kafka_role_env
 from workers.stack import principals
 from workers.stack.localenv import ensure_local_env, read_local_env, write_secret
-from workers.stack.openbao import OpenBaoAPI, configure, initialise, issue_tokens
+from workers.stack.openbao import (
+    OIDC_AUDIENCE,
+    OpenBaoAPI,
+    configure,
+    configure_identity,
+    initialise,
+    issue_tokens,
+    oidc_issuer,
+)
 from workers.stack.principals import ROLES
 from workers.stack.process import ServiceError
 from workers.stack.tls import ensure_server_tls
@@ -265,6 +273,7 @@ class OpenBao(Service):
         s = self.settings
         root = OpenBaoAPI(s.openbao_addr, init["root_token"])
         configure(root, kek=s.kek_name, sse_key=s.s3_kms_key_id, audit_key=s.audit_signing_key)
+        configure_identity(root, s.openbao_addr)
         tokens = self.dir / "tokens.json"
         have = json.loads(tokens.read_text()) if tokens.exists() else {}
         issued = issue_tokens(root, have)
@@ -279,6 +288,9 @@ class OpenBao(Service):
             {
                 "MOVINGDATA_OPENBAO_TOKEN": self.token("worker"),
                 "MOVINGDATA_OPENBAO_SINK_TOKEN": self.token("sink"),
+                # The local API accepts the identity tokens OpenBao mints (README, Security).
+                "MOVINGDATA_OIDC_ISSUER": oidc_issuer(s.openbao_addr),
+                "MOVINGDATA_OIDC_AUDIENCE": OIDC_AUDIENCE,
             },
         )
         # The operators' tokens go to a file the workers do not read (load_settings).
