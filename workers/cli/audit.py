@@ -24,8 +24,8 @@ from workers.client.remote import ApiError, Remote
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(audit_app, name="audit", rich_help_panel=DATA)
-FIELDS = ("event_id", "object_id", "version", "produced_at", "actor", "correlation_id")
-FIELDS += ("stage", "action", "outcome", "detail")
+FIELDS: tuple[str, ...] = ("event_id", "object_id", "version", "produced_at", "actor")
+FIELDS += ("correlation_id", "stage", "action", "outcome", "detail")
 # A record the sink stored late may carry an earlier time than the last one seen: each poll
 # looks this far back, and the ids seen (a bounded window) keep it from printing twice.
 OVERLAP = timedelta(seconds=10)
@@ -109,6 +109,7 @@ def tail_through_api(
 def audit_verify(
     ref: str | None = typer.Argument(None, metavar="[ID|NAME]", help="One object's chain only."),
     tenant: str = "default",
+    as_json: bool = typer.Option(False, "--json", help="The verdict as one object."),
 ) -> None:
     """Check the signed checkpoint log (continuity, signature, the signed heads' Merkle
     root, against its copies on the audit topic and, where MOVINGDATA_AUDIT_LOCK_BUCKET is
@@ -141,8 +142,11 @@ def audit_verify(
         found = run(go())
     except Unknown as exc:
         fail(str(exc))
-    for object_id, problem in found.broken.items():
+    if as_json:
+        emit_json({"chains": found.chains, "log": str(found.log), "broken": found.broken})
+    for object_id, problem in found.broken.items() if not as_json else ():
         console.print(f"[red]broken[/red] {object_id}: {problem}")
     if found.broken:
         raise typer.Exit(1)
-    console.print(f"{found.chains} audit chains intact; {found.log}")
+    if not as_json:
+        console.print(f"{found.chains} audit chains intact; {found.log}")

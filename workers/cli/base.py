@@ -144,6 +144,17 @@ def run(coro: Any) -> Any:
         fail(f"the database is unreachable ({type(exc).__name__}): is the stack up?", Code.RETRY)
 
 
+def said(as_json: bool, doc: dict[str, Any], text: str) -> None:
+    """A command's outcome: one JSON object with ``--json``, else a line for people."""
+    if as_json:
+        emit_json(doc)
+    else:
+        console.print(text, highlight=False)
+
+
+JSON = typer.Option(False, "--json", help="The outcome as one JSON object.")
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, default=str).decode() + "\n")
 

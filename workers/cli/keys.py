@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from workers.cli.base import OPERATOR, app, console, fail, run, settings
+from workers.cli.base import JSON, OPERATOR, app, fail, run, said, settings
 
 keys_app = typer.Typer(no_args_is_help=True, help="Key-encryption keys and data keys.")
 app.add_typer(keys_app, name="keys", rich_help_panel=OPERATOR)
@@ -13,6 +13,7 @@ app.add_typer(keys_app, name="keys", rich_help_panel=OPERATOR)
 @keys_app.command("rotate")
 def keys_rotate(
     disable_old: bool = typer.Option(False, help="Then refuse unwraps by older KEK versions."),
+    as_json: bool = JSON,
 ) -> None:
     """Add a KEK version and re-wrap every data key under it (no ciphertext is rewritten)."""
     from workers.client.identity import cli_actor
@@ -36,11 +37,13 @@ def keys_rotate(
             await deps.close()
 
     newest, count = run(go())
-    console.print(f"{count} data keys re-wrapped under {newest}")
+    said(
+        as_json, {"rewrapped": count, "kek": newest}, f"{count} data keys re-wrapped under {newest}"
+    )
 
 
 @keys_app.command("backup")
-def keys_backup(path: Path) -> None:
+def keys_backup(path: Path, as_json: bool = JSON) -> None:
     """Write the key registry (every wrapped data key and tombstone) to PATH, mode 600."""
     from workers.kms.keyregistry import MongoKeyRegistry
 
@@ -55,11 +58,14 @@ def keys_backup(path: Path) -> None:
         finally:
             await registry.close()
 
-    console.print(f"{run(go())} key records written to {path}")
+    written = run(go())
+    said(
+        as_json, {"records": written, "path": str(path)}, f"{written} key records written to {path}"
+    )
 
 
 @keys_app.command("restore")
-def keys_restore(path: Path) -> None:
+def keys_restore(path: Path, as_json: bool = JSON) -> None:
     """Put back the records of a backup that the registry lacks (present ones are kept)."""
     from workers.kms.keyregistry import MongoKeyRegistry
 
@@ -75,4 +81,8 @@ def keys_restore(path: Path) -> None:
             await registry.close()
 
     restored, present = run(go())
-    console.print(f"{restored} key records restored, {present} already present")
+    said(
+        as_json,
+        {"restored": restored, "present": present},
+        f"{restored} key records restored, {present} already present",
+    )

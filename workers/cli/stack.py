@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from workers.cli.base import OPERATOR, app, console, fail, run, settings
+from workers.cli.base import JSON, OPERATOR, app, console, emit_json, fail, run, said, settings
 from workers.stack import control
 from workers.stack.process import ServiceError
 
@@ -36,9 +36,22 @@ def stack_down() -> None:
 
 
 @stack_app.command("status")
-def stack_status() -> None:
-    """A table of services, versions, ports, PIDs, health and memory."""
-    if not stack_status_table():
+def stack_status(
+    as_json: bool = typer.Option(False, "--json", help="One service per line."),
+) -> None:
+    """A table of services, versions, ports, PIDs, health and memory; exit 1 unless every
+    service is healthy."""
+    if as_json:
+        rows = list(control.status(settings()))
+        for row in rows:
+            emit_json(
+                {"service": row.name, "version": row.version, "port": row.port, "pid": row.pid}
+                | {"state": row.state, "rss_mib": row.rss_mib}
+            )
+        healthy = all(row.state == "healthy" for row in rows)
+    else:
+        healthy = stack_status_table()
+    if not healthy:
         raise typer.Exit(1)
 
 
@@ -78,6 +91,7 @@ app.add_typer(staging_app, name="staging", rich_help_panel=OPERATOR)
 @staging_app.command("sweep")
 def staging_sweep(
     older_than: float = typer.Option(None, help="Seconds; default the staging TTL setting."),
+    as_json: bool = JSON,
 ) -> None:
     """Remove staged uploads older than the TTL that nothing needs: settled requests' and
     those no request references (workers also do this on a timer)."""
@@ -103,4 +117,5 @@ def staging_sweep(
             await catalog.close()
             await registry.close()
 
-    console.print(f"{run(go())} staged uploads removed")
+    removed = run(go())
+    said(as_json, {"removed": removed}, f"{removed} staged uploads removed")

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from workers.cli.base import OPERATOR, app, console, emit_json, fail, run, settings
+from workers.cli.base import JSON, OPERATOR, app, console, emit_json, fail, run, said, settings
 
 tokens_app = typer.Typer(
     no_args_is_help=True, help="API tokens: a tenant, scopes and an expiry each."
@@ -38,6 +38,9 @@ def tokens_create(
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the token to this file (mode 600), not stdout."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="The token's record as one object (with the token unless -o)."
+    ),
 ) -> None:
     """Create a token; it is shown once (the database keeps its hash only)."""
     from workers.api import tokens
@@ -63,13 +66,16 @@ def tokens_create(
         token = run(go())
     except tokens.TokenError as exc:
         fail(str(exc))
+    doc: dict[str, object] = {"name": name, "tenant": tenant, "scopes": tokens.ordered(scopes)}
+    doc["expires_at"] = expires_at.isoformat() if expires_at else None
     if output is None:
-        console.print(token)
+        said(as_json, doc | {"token": token}, token)
         return
     write_secret(output, token + "\n")
     until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expiring"
     held = ", ".join(tokens.ordered(scopes))
-    console.print(f"token {name!r} ({held}) for tenant {tenant}, {until}, written to {output}")
+    text = f"token {name!r} ({held}) for tenant {tenant}, {until}, written to {output}"
+    said(as_json, doc | {"output": str(output)}, text)
 
 
 @tokens_app.command("list")
@@ -105,7 +111,7 @@ def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(name: str) -> None:
+def tokens_revoke(name: str, as_json: bool = JSON) -> None:
     """Revoke a token: the API refuses it from now on."""
     from workers.api import tokens
     from workers.client.state import State
@@ -121,4 +127,4 @@ def tokens_revoke(name: str) -> None:
         run(go())
     except tokens.TokenError as exc:
         fail(str(exc))
-    console.print(f"token {name!r} revoked")
+    said(as_json, {"name": name, "revoked": True}, f"token {name!r} revoked")
