@@ -35,7 +35,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.identity.aio import DefaultAzureCredential
-from azure.storage.blob import StandardBlobTier
+from azure.storage.blob import ImmutabilityPolicy, StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
 from workers.core.digests import AZURE_BLOCKS, AZURE_MD5, block_list_digest, store_digest
@@ -60,7 +60,7 @@ _SDK_ERRORS = (AzureError, aiohttp.ClientError, OSError)
 
 
 def _error_code(exc: HttpResponseError) -> str:
-    code = exc.error_code
+    code = getattr(exc, "error_code", None)  # unset on an answer the SDK could not parse
     return str(getattr(code, "value", code) or exc.status_code or "")
 
 
@@ -139,6 +139,7 @@ class AzureBlobStore:
         self._settings = settings
         self._service: BlobServiceClient | None = None
         self._credential: Credential | None = None
+        self._holds: bool | None = None  # version-level immutability (can_hold), once known
 
     def _client(self) -> ContainerClient:
         if self._service is None:
@@ -271,6 +272,23 @@ class AzureBlobStore:
         """Delete the blob; an absent blob (or container) is fine."""
         with suppress(NotFound), _boundary(f"delete {key}"):
             await self._client().get_blob_client(key).delete_blob()
+
+    async def can_hold(self) -> bool:
+        """Container properties: version-level immutability (WORM) enabled."""
+        if self._holds is None:
+            with _boundary("container properties"):
+                props = await self._client().get_container_properties()
+            self._holds = bool(props.immutable_storage_with_versioning_enabled)
+        return self._holds
+
+    async def hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Set Blob Immutability Policy (locked: nobody shortens it) and Set Blob Legal Hold."""
+        blob = self._client().get_blob_client(key)
+        with _boundary(f"hold {key}"):
+            if retain_until is not None:
+                policy = ImmutabilityPolicy(expiry_time=retain_until, policy_mode="Locked")
+                await blob.set_immutability_policy(policy)
+            await blob.set_legal_hold(legal_hold)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Blobs under ``prefix`` with their metadata (the SDK follows continuation tokens)."""

@@ -103,6 +103,22 @@ class ObjectStore(Protocol):
 
 
 @runtime_checkable
+class Holds(Protocol):
+    """Optional capability: the store itself refuses to delete a held object (S3 Object Lock
+    in COMPLIANCE mode and legal hold, Azure version-level immutability and legal hold, GCS
+    object retention and temporary hold), in a bucket made for it only: ``can_hold`` says
+    whether ours is. A normal bucket is never made one (versioning would turn deletes into
+    delete markers)."""
+
+    async def can_hold(self) -> bool:
+        """Whether our bucket holds objects (checked once, then remembered)."""
+
+    async def hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Retain ``key`` until ``retain_until`` (None: as it is; never shortened: the store
+        refuses) and set its legal hold on or off; ``NotFound`` if absent."""
+
+
+@runtime_checkable
 class ReportsDigest(Protocol):
     """Optional capability: the store reports a digest it computed from the bytes it stored.
 

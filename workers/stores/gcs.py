@@ -126,6 +126,7 @@ class GCSStore:
         self._project = settings.gcs_project
         self._storage: Storage | None = None
         self._token: Token | None = None
+        self._holds: bool | None = None  # object retention on the bucket (can_hold), once known
 
     def _gcs(self) -> Storage:
         if self._storage is None:
@@ -346,6 +347,27 @@ class GCSStore:
         """Delete the object; an absent object (or bucket) is fine."""
         with suppress(NotFound), _boundary(f"delete {key}"):
             await self._gcs().delete(self.bucket, key, headers=await self._auth(), timeout=_TIMEOUT)
+
+    async def can_hold(self) -> bool:
+        """Bucket metadata: object retention enabled (``objectRetention.mode``)."""
+        if self._holds is None:
+            url = f"{self._endpoint}/storage/v1/b/{self.bucket}"
+            with _boundary("bucket metadata"):
+                async with self._http().get(url, headers=await self._auth()) as r:
+                    r.raise_for_status()
+                    bucket = await r.json()
+            self._holds = (bucket.get("objectRetention") or {}).get("mode") == "Enabled"
+        return self._holds
+
+    async def hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Object patch: a locked retention (nobody shortens it) and the temporary hold."""
+        body: dict[str, object] = {"temporaryHold": legal_hold}
+        if retain_until is not None:
+            body["retention"] = {"mode": "Locked", "retainUntilTime": retain_until.isoformat()}
+        with _boundary(f"hold {key}"):
+            auth = await self._auth()
+            async with self._http().patch(self._object_url(key), json=body, headers=auth) as r:
+                r.raise_for_status()
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Objects under ``prefix``, following ``nextPageToken``."""

@@ -165,6 +165,7 @@ class S3Store:
         self._stack = AsyncExitStack()
         self._s3: Any = None  # aiobotocore clients are untyped
         self._lock = asyncio.Lock()
+        self._holds: bool | None = None  # Object Lock on the bucket (can_hold), once known
 
     async def _client(self) -> Any:
         async with self._lock:
@@ -300,10 +301,46 @@ class S3Store:
         return {"PartNumber": number, "ETag": done["ETag"], "ChecksumSHA256": checksum}
 
     async def delete(self, key: str) -> None:
-        """DeleteObject; an absent key (or bucket) is fine."""
+        """DeleteObject; an absent key (or bucket) is fine. In an Object Lock bucket, every
+        version of the key (a plain delete would only hide it behind a delete marker): a held
+        one is refused (``AccessDenied``)."""
         s3 = await self._client()
+        if await self.can_hold():
+            pages = s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=key
+            )
+            with _boundary(f"delete {key}"):
+                async for page in pages:
+                    for found in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                        if found["Key"] == key:
+                            await s3.delete_object(
+                                Bucket=self.bucket, Key=key, VersionId=found["VersionId"]
+                            )
+            return
         with suppress(NotFound), _boundary(f"delete {key}"):
             await s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def can_hold(self) -> bool:
+        """GetObjectLockConfiguration: Object Lock enabled on the bucket (none: 404)."""
+        if self._holds is None:
+            s3 = await self._client()
+            found: dict[str, Any] = {}
+            with suppress(NotFound), _boundary("object lock configuration"):
+                found = await s3.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = found.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            self._holds = enabled == "Enabled"
+        return self._holds
+
+    async def hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """PutObjectRetention (COMPLIANCE: nobody shortens it, S3 refuses) and
+        PutObjectLegalHold."""
+        s3 = await self._client()
+        with _boundary(f"hold {key}"):
+            if retain_until is not None:
+                retention = {"Mode": "COMPLIANCE", "RetainUntilDate": retain_until}
+                await s3.put_object_retention(Bucket=self.bucket, Key=key, Retention=retention)
+            status = {"Status": "ON" if legal_hold else "OFF"}
+            await s3.put_object_legal_hold(Bucket=self.bucket, Key=key, LegalHold=status)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """ListObjectsV2 pages under ``prefix`` (metadata empty, see the class docstring)."""
