@@ -37,6 +37,7 @@ PREFIX = "mdt_"
 # A token nobody remembers stops working on its own; 90 days is the common default for
 # personal access tokens, long enough that a CI secret is not rotated every week.
 DEFAULT_EXPIRY = "90d"
+DEFAULT_LIFETIME = timedelta(days=90)
 # How stale ``last_used_at`` may be: a busy token costs one database write a minute.
 LAST_USED_EVERY = timedelta(seconds=60)
 UNKNOWN = "unknown or revoked token"
@@ -126,12 +127,24 @@ def scopes_of(doc: Mapping[str, Any]) -> frozenset[Scope]:
     return role_scopes(doc["role"])
 
 
+def expiry_of(doc: Mapping[str, Any]) -> datetime | None:
+    """When a token stops working (None: never, as created with ``--expires never``). A
+    token stored before tokens had an expiry gets the default one from its creation, so no
+    token made then works for ever without someone having said so."""
+    if "expires_at" in doc:
+        return utc(doc["expires_at"]) if doc["expires_at"] is not None else None
+    created = doc.get("created_at")
+    if created is None:
+        return datetime.min.replace(tzinfo=UTC)  # no date at all: make a new token
+    return utc(created) + DEFAULT_LIFETIME
+
+
 def granted(doc: Mapping[str, Any], now: datetime) -> Principal:
     """The principal a token's document grants at ``now``; ``Refused`` if none."""
     if doc.get("revoked_at") is not None:
         raise Refused(UNKNOWN)
-    expires = doc.get("expires_at")
-    if expires is not None and utc(expires) <= now:
+    expires = expiry_of(doc)
+    if expires is not None and expires <= now:
         raise Refused("this token has expired")
     return Principal(doc["name"], doc["tenant"], scopes_of(doc))
 
@@ -183,7 +196,8 @@ async def listing(db: AsyncDatabase[Any]) -> list[dict[str, Any]]:
             "name": doc["name"],
             "tenant": doc["tenant"],
             "scopes": ordered(scopes_of(doc)),
-            **{k: doc.get(k) for k in ("created_at", "expires_at", "last_used_at", "revoked_at")},
+            "expires_at": expiry_of(doc),
+            **{k: doc.get(k) for k in ("created_at", "last_used_at", "revoked_at")},
         }
         async for doc in db["tokens"].find({}, {"_id": 0}).sort("name", 1)
     ]

@@ -12,6 +12,7 @@ from workers.api.tokens import (
     Principal,
     Refused,
     TokenError,
+    expiry_of,
     granted,
     parse_expiry,
     parse_scopes,
@@ -107,7 +108,18 @@ def test_a_token_is_refused_when_revoked_or_expired_and_old_ones_keep_their_role
     with pytest.raises(Refused, match=r"^unknown or revoked token$"):
         granted({**doc, "revoked_at": NOW - timedelta(days=1)}, NOW)
     before_scopes = {"name": "old", "tenant": "acme", "role": "writer", "revoked_at": None}
+    before_scopes["created_at"] = NOW - timedelta(days=89)
     assert granted(before_scopes, NOW).scopes == ROLE_SCOPES["writer"]
+
+
+def test_a_token_from_before_expiries_gets_the_default_one_from_its_creation() -> None:
+    old = {"name": "old", "tenant": "acme", "scopes": ["read"], "revoked_at": None}
+    assert expiry_of(old | {"created_at": NOW}) == NOW + timedelta(days=90)
+    with pytest.raises(Refused, match="expired"):
+        granted(old | {"created_at": NOW - timedelta(days=90)}, NOW)
+    with pytest.raises(Refused, match="expired"):
+        granted(old, NOW)  # no date at all
+    assert expiry_of(old | {"expires_at": None}) is None  # --expires never, said explicitly
 
 
 def test_last_used_is_written_at_most_once_a_minute() -> None:
