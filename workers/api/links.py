@@ -136,14 +136,14 @@ async def open_link(
     link = await links.find(svc.state.db, link_id)
     verdict = links.check(link, exp, sig, key, datetime.now(UTC)) if key else "unknown"
     if link is None or verdict == "unknown":
-        raise Problem(404, f"no link {link_id} signed so")
+        raise Problem(404, "no such link, or its URL was altered")
     if verdict != "valid":
         raise Problem(410, f"this link is {verdict}")
     doc = await svc.state.object(link["object_id"], link["version"])
     if doc is None:
         raise Problem(410, "the version this link shares is gone")
-    await links.used(svc.state.db, link_id)
     answer = await plaintext(svc, doc, range, None, links.actor(link, request_id))
+    await links.used(svc.state.db, link_id)
     filename = quote(PurePosixPath(link["name"]).name)
     answer.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{filename}"
     return answer

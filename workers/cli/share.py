@@ -1,7 +1,7 @@
 """``share``: a signed, expiring URL serving one version's plaintext with no token
-(``workers.client.links``); ``share list`` and ``share revoke``. In direct mode the link is
-made in the database and its URL built on ``MOVINGDATA_API_PUBLIC_URL``, else on the API's
-host and port."""
+(``workers.client.links``); ``share list`` and ``share revoke``. Direct mode only, for now:
+the link is made in the database and its URL built on ``MOVINGDATA_API_PUBLIC_URL``, else on
+the API's host and port."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +9,21 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from workers.cli.base import app, console, emit_json, errors, fail, picked, resolved, run, settings
+from workers.cli.base import (
+    JSON,
+    OPERATOR,
+    Code,
+    app,
+    console,
+    emit_json,
+    errors,
+    fail,
+    picked,
+    resolved,
+    run,
+    said,
+    settings,
+)
 
 
 class ShareGroup(TyperGroup):
@@ -27,7 +41,7 @@ share_app = typer.Typer(
     help="Share links: `share ID|NAME --expires 1h` prints a URL serving that version's "
     "plaintext to whoever holds it, with no token, until it expires or is revoked.",
 )
-app.add_typer(share_app, name="share")
+app.add_typer(share_app, name="share", rich_help_panel=OPERATOR)
 
 
 @share_app.command("create")
@@ -37,7 +51,7 @@ def share_create(
     version: int | None = typer.Option(None, help="A version; default the newest verified."),
     note: str = typer.Option("", help="Why or for whom; listed with the link."),
     tenant: str = "default",
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JSON,
 ) -> None:
     """Make a link to a version and print its URL (also `share ID|NAME`)."""
     from workers.client import links
@@ -51,12 +65,13 @@ def share_create(
         fail("share links are off: MOVINGDATA_LINK_KEY is not set (`stack up` makes one)")
     doc = picked(ref, version, tenant)
     if doc.get("state") not in RESTORABLE:
-        fail(f"v{doc['version']} of {ref} is {doc.get('state', 'pending')}: nothing to share")
+        status = doc.get("state", "pending")
+        fail(f"v{doc['version']} of {ref} is {status}: nothing to share", Code.REFUSED)
     try:
         longest = timedelta(seconds=s.link_max_expiry_s)
         expires_at = links.expiry(expires, datetime.now(UTC), longest)
     except links.LinkError as exc:
-        fail(str(exc))
+        fail(str(exc), Code.USAGE)
 
     async def go() -> dict[str, Any]:
         state = State(s)
@@ -78,7 +93,7 @@ def share_create(
 def share_list(
     ref: str = typer.Argument(..., metavar="ID|NAME"),
     tenant: str = "default",
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object a line, a link each."),
 ) -> None:
     """An object's links, live or not: version, expiry, revocation, uses."""
     from rich.table import Table
@@ -100,18 +115,21 @@ def share_list(
         for link in found:
             emit_json({"link_id": link.pop("_id"), **link})
         return
+
+    def when(at: datetime | None) -> str:
+        return f"{at:%Y-%m-%d %H:%M:%S}" if at else "-"
+
     table = Table("link", "version", "expires", "revoked", "uses", "last used", "by", "note")
     for link in found:
         table.add_row(
-            link["_id"], str(link["version"]), f"{link['expires_at']:%Y-%m-%d %H:%M:%S}",
-            str(link["revoked_at"] or "-"), str(link["uses"]), str(link["last_used_at"] or "-"),
-            link["created_by"], link["note"],
+            link["_id"], str(link["version"]), when(link["expires_at"]), when(link["revoked_at"]),
+            str(link["uses"]), when(link["last_used_at"]), link["created_by"], link["note"],
         )  # fmt: skip
     console.print(table)
 
 
 @share_app.command("revoke")
-def share_revoke(link_id: str) -> None:
+def share_revoke(link_id: str, as_json: bool = JSON) -> None:
     """Revoke a link: its URL answers 410 Gone from now on."""
     from workers.client import links
     from workers.client.identity import cli_actor
@@ -130,5 +148,5 @@ def share_revoke(link_id: str) -> None:
             await state.close()
 
     if not run(go()):
-        fail(f"no link {link_id}")
-    console.print(f"link {link_id} revoked")
+        fail(f"no link {link_id}", Code.NOT_FOUND)
+    said(as_json, {"link_id": link_id, "revoked": True}, f"link {link_id} revoked")
