@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient, monitoring
 from schemas.events import object_id_for
 from workers.agents.sink import create_indexes
 from workers.catalog import MongoCatalog, recent_versions
+from workers.client import links
 from workers.client.holds import listed
 from workers.client.ops import refusals
 from workers.client.state import State
@@ -122,6 +123,7 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         await recent_versions(catalog, object_id)
         assert len(await refusals(state.db, page.rows, datetime.now(UTC))) == 5
         assert len(await listed(state.db, "default")) == 2
+        assert await links.of_object(state.db, object_id) == []
         scans = []
         for command in finds.commands:
             explain = {k: command[k] for k in ("find", "filter", "sort") if k in command}

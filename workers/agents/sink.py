@@ -306,6 +306,7 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db["deadletters"].create_index([("stage", ASCENDING)])
     await db["deadletters"].create_index([("correlation_id", ASCENDING)])
     await db["holds"].create_index([("tenant", ASCENDING), ("kind", ASCENDING)])  # a removal's
+    await db["links"].create_index([("object_id", ASCENDING)])  # an object's share links
     # Unique: a second record at one place of a chain is refused, never stored. A database
     # from before it was unique has the same index without: replaced.
     chain = [("object_id", ASCENDING), ("seq", ASCENDING)]
