@@ -58,6 +58,11 @@ class HoldView(BaseModel):
     reason: str = ""
     placed_by: str = ""
     placed_at: UtcDateTime | None = None
+    stores: dict[str, bool] = Field(
+        default_factory=dict,
+        description="A version's: per target, whether the store holds it too (where its bucket "
+        "was made for holds: S3 Object Lock, Azure immutability, GCS object retention).",
+    )
 
 
 def view(hold: dict[str, Any]) -> HoldView:

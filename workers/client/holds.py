@@ -25,9 +25,12 @@ from workers.client.ops import HOLDS, client_record
 from workers.client.state import pick_version
 from workers.core.holds import in_force, prefix_hold_id, retention_refusal, version_hold_id
 from workers.core.versions import utc
+from workers.deps import target_url
 from workers.errors import MovingDataError
 from workers.mongo import by_ids
 from workers.settings import Settings
+from workers.stores import open_store
+from workers.stores.base import Holds, ObjectStore
 
 Doc = dict[str, Any]
 
@@ -76,8 +79,7 @@ async def hold_versions(
     now: datetime,
 ) -> list[Doc]:
     """Place (or extend) the hold on each version; return the holds as they now are."""
-    placed, records = [], []
-    run_id = actor.run_id()
+    placed = []
     for v in versions:
         hold = await changed(
             db,
@@ -94,7 +96,12 @@ async def hold_versions(
             now,
         )
         placed.append(hold)
-        records.append(client_record(v, "hold.placed", audited(hold), run_id, actor=actor))
+    await at_stores(settings, db, versions, placed, asked.retain_until)
+    run_id = actor.run_id()
+    records = [
+        client_record(v, "hold.placed", audited(hold), run_id, actor=actor)
+        for v, hold in zip(versions, placed, strict=True)
+    ]
     await produce_events(settings, AUDIT, records)
     return placed
 
@@ -141,11 +148,59 @@ async def release(
             hit = (await db[HOLDS].delete_one(as_read(hold))).deleted_count
         if not hit:
             raise HoldRefused(f"the hold {hold_id} changed meanwhile: try again")
+        if hold["kind"] == "version" and any((hold.get("stores") or {}).values()):
+            version = await db["objects"].find_one({"_id": hold_id})
+            released = {**hold, "legal_hold": False}
+            await at_stores(settings, db, [version or hold], [released], None)
         where = hold if hold["kind"] == "version" else chain(hold["tenant"])
         detail = {**audited(hold), "released": "legal_hold"}
         records.append(client_record(where, "hold.released", detail, run_id, actor=actor))
     await produce_events(settings, AUDIT, records)
     return [found[i] for i in hold_ids]
+
+
+async def at_stores(
+    settings: Settings,
+    db: AsyncDatabase[Doc],
+    versions: Sequence[Doc],
+    holds: Sequence[Doc],
+    retain_until: datetime | None,
+) -> None:
+    """Apply a retention (None: leave it) and each hold's legal hold to its version's replicas
+    whose store can hold them (``Holds``: a bucket made for it), recording per target whether
+    the store holds the replica (``stores``). The database's hold is what removals obey; a
+    store's is a second lock where the bucket has one, and a store that fails here counts as
+    not holding."""
+    targets = {t for v in versions for t in v.get("targets", ())}
+    stores = {t: open_store(target_url(t, settings), settings) for t in sorted(targets)}
+    try:
+        for version, hold in zip(versions, holds, strict=True):
+            held = {}
+            for target in version.get("targets", ()):
+                key = ((version.get("replicas") or {}).get(target) or {}).get("key")
+                held[target] = await held_at(
+                    stores[target], key or version.get("key"), retain_until, hold["legal_hold"]
+                )
+            hold["stores"] = held
+            await db[HOLDS].update_one({"_id": hold["_id"]}, {"$set": {"stores": held}})
+    finally:
+        for store in stores.values():
+            await store.close()
+
+
+async def held_at(
+    store: ObjectStore, key: str | None, retain_until: datetime | None, legal_hold: bool
+) -> bool:
+    """Hold ``key`` at ``store`` if its bucket can; whether the store holds it now."""
+    if key is None or not isinstance(store, Holds):
+        return False
+    try:
+        if not await store.can_hold():
+            return False
+        await store.hold(key, retain_until, legal_hold)
+    except MovingDataError:
+        return False
+    return True
 
 
 async def changed(
@@ -205,6 +260,7 @@ def audited(hold: Doc) -> dict[str, object]:
         "legal_hold": bool(hold.get("legal_hold")),
         "reason": hold.get("reason", ""),
         "tenant": hold.get("tenant", ""),
+        "stores": hold.get("stores", {}),  # per target: whether the store holds it too
     }
 
 
