@@ -3,7 +3,9 @@ what is held is not deleted through either door (the API, even with an admin tok
 CLI's ``rm``), a legal hold is released by an admin only and the release audited, a
 retention is never shortened, and a prefix hold covers a name put after it."""
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -90,3 +92,32 @@ async def test_retention_is_never_shortened_and_a_prefix_hold_covers_later_puts(
         assert is_problem(refused, 409) and "prefix 'ledger/'" in refused.json()["detail"]
         outside = await put_verified(http, "notes/free.txt", b"free", writer)
         assert (await http.delete(f"/v1/objects/{outside}", headers=writer)).status_code == 202
+
+
+async def test_the_cli_holds_lists_refuses_and_releases(
+    pipeline: Pipeline, worker_all: object, tmp_path: Path
+) -> None:
+    """Direct mode, as an operator runs it: ``hold``, ``holds list``, ``release``."""
+    (tmp_path / "deed.txt").write_bytes(b"deed" * 32)
+    held = pipeline.cli("hold", "--prefix", "deeds/", "--until", "30d", "--reason", "probate")
+    assert held.returncode == 0, held.stderr
+    assert pipeline.cli("put", str(tmp_path / "deed.txt"), "--wait").returncode == 0
+    put = pipeline.cli("put", str(tmp_path / "deed.txt"), "--prefix", "deeds/", "--wait")
+    assert put.returncode == 0, put.stderr
+    legal = pipeline.cli("hold", "deed.txt", "--legal", "--reason", "case 9")
+    assert (legal.returncode, legal.stdout.strip()) == (0, "held deed.txt v1: legal hold")
+    lines = pipeline.cli("holds", "list", "--json").stdout.splitlines()
+    listed = [json.loads(line) for line in lines]
+    assert [(h["kind"], h.get("prefix") or h["name"]) for h in listed] == [
+        ("prefix", "deeds/"),
+        ("version", "deed.txt"),
+    ]
+    for name, why in (("deed.txt", "a legal hold on v1 (case 9)"), ("deeds/deed.txt", "probate")):
+        rm = pipeline.cli("rm", name)
+        assert rm.returncode != 0 and why in rm.stderr, rm.stderr
+    released = pipeline.cli("release", "deed.txt")
+    assert released.stdout.strip() == "released the legal hold of deed.txt v1", released.stderr
+    assert pipeline.cli("release", "deed.txt").returncode != 0  # nothing left to release
+    assert pipeline.cli("rm", "deed.txt").returncode == 0
+    shortened = pipeline.cli("hold", "--prefix", "deeds/", "--until", "1d")
+    assert shortened.returncode != 0 and "cannot be shortened" in shortened.stderr

@@ -3,6 +3,7 @@
 from workers.cli import (  # noqa: F401  (each module registers its commands)
     audit,
     browse,
+    holds,
     keys,
     login,
     put,
