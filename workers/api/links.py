@@ -22,6 +22,7 @@ from workers.client.state import Unknown, pick_version
 from workers.core.versions import RESTORABLE
 
 router = APIRouter(tags=["links"])
+UNKNOWN = "no such link, or its URL was altered"
 
 
 class LinkRequest(BaseModel):
@@ -133,10 +134,12 @@ async def open_link(
     range: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     key = links.signing_key(svc.settings)
+    if key is None:  # links are off: none is served
+        raise Problem(404, UNKNOWN)
     link = await links.find(svc.state.db, link_id)
-    verdict = links.check(link, exp, sig, key, datetime.now(UTC)) if key else "unknown"
+    verdict = links.check(link, exp, sig, key, datetime.now(UTC))
     if link is None or verdict == "unknown":
-        raise Problem(404, "no such link, or its URL was altered")
+        raise Problem(404, UNKNOWN)
     if verdict != "valid":
         raise Problem(410, f"this link is {verdict}")
     doc = await svc.state.object(link["object_id"], link["version"])
