@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from workers.coalesce import Coalesced
+from workers.core.holds import version_hold_id
 from workers.core.versions import LIVE, Content, VersionView, content_of, doc_id, version_state
 from workers.mongo import by_ids, translated_errors
 
@@ -76,7 +77,24 @@ class Catalog(Protocol):
         """Renew encrypt's lease on a version: it moved bytes ``at`` (``encrypt_progress_at``,
         only ever later; nothing before the sink recorded the version)."""
 
+    async def holds(self, version: Doc) -> list[Doc]:
+        """The holds that may cover a version (``object_id``, ``version``, ``tenant``):
+        ``workers.core.holds`` decides which do."""
+
     async def close(self) -> None: ...
+
+
+HOLDS = "holds"  # retention and legal holds (workers.client.holds places them)
+
+
+async def covering(db: AsyncDatabase[Doc], versions: Sequence[Doc]) -> list[Doc]:
+    """The holds that may cover these versions: theirs (by ``_id``) and the prefix holds of
+    their tenants (``tenant, kind`` equality)."""
+    ids = [version_hold_id(v["object_id"], v["version"]) for v in versions]
+    holds = list((await by_ids(db[HOLDS], ids)).values())
+    for tenant in sorted({str(v.get("tenant", "")) for v in versions}):
+        holds += [h async for h in db[HOLDS].find({"tenant": tenant, "kind": "prefix"})]
+    return holds
 
 
 def stored_version(doc: Doc) -> VersionView:
@@ -203,6 +221,10 @@ class MongoCatalog:
                 found |= {doc["correlation_id"] async for doc in cursor}
         return found
 
+    async def holds(self, version: Doc) -> list[Doc]:
+        with translated_errors("catalog"):
+            return await covering(self.db, [version])
+
     async def record_progress(self, object_id: str, version: int, at: datetime) -> None:
         with translated_errors("catalog"):
             await self.db["objects"].update_one(
@@ -229,6 +251,7 @@ class MemoryCatalog:
         self.stored: dict[tuple[str, int], VersionView] = {}
         self.documents: dict[tuple[str, int], Doc] = {}
         self.letters: set[str] = set()  # request ids the sink holds a dead letter of
+        self.hold_docs: list[Doc] = []  # the ``holds`` collection
 
     async def decision(self, request_id: str) -> Decision | None:
         return self.requests.get(request_id)
@@ -254,6 +277,9 @@ class MemoryCatalog:
 
     async def dead_lettered(self, request_ids: Sequence[str]) -> set[str]:
         return self.letters.intersection(request_ids)
+
+    async def holds(self, version: Doc) -> list[Doc]:
+        return self.hold_docs
 
     async def record_progress(self, object_id: str, version: int, at: datetime) -> None:
         doc = self.documents.get((object_id, version))

@@ -13,7 +13,13 @@ import httpx
 from tests.e2e.test_api import bearer, is_problem, put_verified, token
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
+from topics import DELETE
 from workers.api.problems import HELD
+from workers.client.identity import Actor
+from workers.client.kafka import produce_events
+from workers.client.ops import delete_request
+from workers.client.state import State
+from workers.core.reconcile import stalled_removals
 
 
 async def test_a_held_version_is_refused_to_everyone_until_an_admin_releases_it(
@@ -121,3 +127,29 @@ async def test_the_cli_holds_lists_refuses_and_releases(
     assert pipeline.cli("rm", "deed.txt").returncode == 0
     shortened = pipeline.cli("hold", "--prefix", "deeds/", "--until", "1d")
     assert shortened.returncode != 0 and "cannot be shortened" in shortened.stderr
+
+
+async def test_a_removal_past_the_doors_is_dead_lettered_by_the_delete_stage_not_redriven(
+    pipeline: Pipeline, worker_all: object, state: State, tmp_path: Path
+) -> None:
+    """A delete request sent straight to the chain (a replay, one sent before the hold) is
+    refused by the delete stage: dead-lettered naming the hold, no tombstone, and recorded so
+    the reconcile leaves it alone."""
+    (tmp_path / "will.txt").write_bytes(b"will" * 32)
+    assert pipeline.cli("put", str(tmp_path / "will.txt"), "--wait").returncode == 0
+    assert pipeline.cli("hold", "will.txt", "--legal", "--reason", "estate").returncode == 0
+    object_id, (doc,) = await state.resolve("will.txt", "default")
+    request = delete_request(doc, "delete", "past the doors", Actor("test:bypass"))
+    await produce_events(pipeline.settings, DELETE, [request])
+
+    async def refused() -> bool:
+        found = await state.object(object_id, 1)
+        return bool(found and found.get("removal_refused_at"))
+
+    await wait_for(refused, timeout_s=60)
+    after = await state.object(object_id, 1)
+    assert after is not None and after["state"] == "verified" and "deleted_at" not in after
+    assert "a legal hold on v1 (estate)" in after["removal_refusal"]
+    letter = await state.db["deadletters"].find_one({"stage": "delete"})
+    assert letter is not None and letter["reason"] == after["removal_refusal"]
+    assert stalled_removals(after, datetime.now(UTC) + timedelta(days=1), timedelta(hours=1)) == []

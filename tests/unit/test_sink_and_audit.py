@@ -4,6 +4,7 @@ import itertools
 from datetime import UTC, datetime
 
 from schemas.events import (
+    DeadLetter,
     DeleteRequest,
     Event,
     ObjectAccepted,
@@ -37,6 +38,7 @@ from workers.core.auditchain import (
     record_hash,
     signed_problem,
 )
+from workers.core.holds import REMOVAL_REFUSED
 from workers.dispatch import stamp
 
 
@@ -374,3 +376,19 @@ def test_the_sink_records_each_removal_intent_and_where_its_events_were_read() -
     assert upsert._doc["$min"]["shredded_at"] == removal.produced_at
     assert upsert._doc["$set"]["refs.forget_request.topic"] == "p.delete"
     assert upsert._doc["$min"]["refs.forget_remove_gcs.offset"] == 9
+
+
+def test_the_sink_records_the_latest_refusal_of_a_held_versions_removal() -> None:
+    request = inline_request(b"x")
+    asked = stamp(
+        DeleteRequest, request, "d", version=2, mode="delete", tenant="default", targets=("s3",)
+    )
+    why = REMOVAL_REFUSED + "a.txt v2 is held: a legal hold on v2"
+    fields = {"stage": "delete", "topic": "p.delete", "partition": 0, "offset": 1}
+    refused = stamp(DeadLetter, asked, "x", reason=why, payload_b64="", **fields)
+    update = update_document(refused)
+    assert update is not None
+    assert update["$max"]["removal_refused_at"] == refused.produced_at  # the latest counts
+    assert update["$set"]["removal_refusal"] == why
+    other = stamp(DeadLetter, asked, "y", reason="keys outside", payload_b64="", **fields)
+    assert object_update(other) is None  # any other dead letter of a removal: re-driven

@@ -11,6 +11,9 @@ removal, (version, target); removing what is gone already is harmless.
 Scope: a request naming a key outside the version's own prefix, or a removal whose prefix is
 not its version's, is refused whole (``Permanent``: dead-lettered, nothing deleted), so no
 event can delete another version's or object's replicas, or staged uploads.
+Holds: a version under retention or legal hold is refused the same way (the doors refuse it
+first, ``workers.client.ops.request_removal``; this catches a request that got past them, a
+replay or one sent before the hold), so no tombstone is written while it is held.
 """
 
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from schemas.events import (
     safe_key,
 )
 from topics import AUDIT, REMOVE, REMOVED
+from workers.core.holds import REMOVAL_REFUSED, refusal
 from workers.deps import Deps, version_prefix
 from workers.dispatch import Emit, stamp
 from workers.errors import Permanent
@@ -38,6 +42,7 @@ async def tombstone(event: DeleteRequest, deps: Deps) -> Sequence[Emit]:
         raise Permanent(f"targets not configured here: {sorted(unknown)}")
     prefix = version_prefix(event.tenant, event.object_id, event.version)
     check_keys(event.keys, prefix)
+    await refuse_held(event, deps)
     mark = TOMBSTONES[event.mode]
     await deps.registry.tombstone(event.object_id, event.version, mark)  # type: ignore[arg-type]
     record = stamp(
@@ -83,6 +88,19 @@ async def remove(event: ReplicaRemoval, deps: Deps) -> Sequence[Emit]:
         keys_removed=len(keys),
     )
     return [Emit(REMOVED, removed)]
+
+
+async def refuse_held(event: DeleteRequest, deps: Deps) -> None:
+    """``Permanent`` naming the holds, while the version is held."""
+    doc = await deps.catalog.document(event.object_id, event.version) or {}
+    version = {
+        "object_id": event.object_id,
+        "version": event.version,
+        "tenant": event.tenant,
+        "name": doc.get("name", ""),
+    }
+    if (why := refusal(version, await deps.catalog.holds(version), deps.now())) is not None:
+        raise Permanent(REMOVAL_REFUSED + why)
 
 
 def own_prefix(prefix: str, object_id: str, version: int) -> bool:

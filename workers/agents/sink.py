@@ -41,6 +41,7 @@ from workers import metrics
 from workers.audit.checkpoints import MOVED
 from workers.audit.trail import step_of, step_record
 from workers.core.auditchain import GENESIS, record_hash
+from workers.core.holds import REMOVAL_REFUSED
 from workers.core.versions import doc_id, version_state
 from workers.dispatch import UNKNOWN_OBJECT
 from workers.mongo import by_ids
@@ -135,6 +136,8 @@ def object_update(event: Event) -> Doc | None:
             return {"shredded_at" if mode == "forget" else "deleted_at": at}
         case ReplicaRemoved(target=t):
             return {f"replicas.{t}.removed_at": at}
+        case DeadLetter(stage="delete") if event.reason.startswith(REMOVAL_REFUSED):
+            return {"removal_refused_at": at, "removal_refusal": event.reason}  # not re-driven
         case DeadLetter(stage=stage) if stage in FAILING_STAGES:
             if event.object_id == UNKNOWN_OBJECT or event.version < 1:
                 return None
@@ -274,7 +277,7 @@ STATE_EVENTS = (ObjectAccepted, ObjectEncrypted, ReplicaVerified, ReplicaRemoval
 
 
 # Timestamps of the latest occurrence (a replica is read back again by every scrub).
-LATEST = ("read_back_at",)
+LATEST = ("read_back_at", "removal_refused_at")
 
 
 def update_document(event: Event) -> Doc | None:

@@ -19,9 +19,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from topics import AUDIT
+from workers.catalog import HOLDS
 from workers.client.identity import Actor
 from workers.client.kafka import produce_events
-from workers.client.ops import HOLDS, client_record
+from workers.client.ops import client_record
 from workers.client.state import pick_version
 from workers.core.holds import in_force, prefix_hold_id, retention_refusal, version_hold_id
 from workers.core.versions import utc

@@ -18,32 +18,21 @@ from schemas.events import (
     event_id,
 )
 from topics import AUDIT, DELETE, REPLICATED
+from workers.catalog import covering
 from workers.client.identity import Actor, worker_actor
 from workers.client.kafka import produce_all, produce_events
 from workers.client.state import Doc, State
-from workers.core.holds import refusal, version_hold_id
+from workers.core.holds import refusal
 from workers.core.scrub import scrubbable
 from workers.core.versions import doc_id
 from workers.errors import MovingDataError
-from workers.mongo import by_ids
 from workers.settings import Settings
 
 TOMBSTONE = {"delete": "deleted", "forget": "shredded"}
-HOLDS = "holds"  # retention and legal holds (workers.client.holds places them)
 
 
 class Held(MovingDataError):
     """A removal refused: a version is under retention or legal hold (the message says which)."""
-
-
-async def covering(db: AsyncDatabase[Doc], docs: Sequence[Doc]) -> list[Doc]:
-    """The holds that may cover these versions: theirs (by ``_id``) and the prefix holds of
-    their tenants (``tenant, kind`` equality)."""
-    ids = [version_hold_id(d["object_id"], d["version"]) for d in docs]
-    holds = list((await by_ids(db[HOLDS], ids)).values())
-    for tenant in sorted({str(d.get("tenant", "")) for d in docs}):
-        holds += [h async for h in db[HOLDS].find({"tenant": tenant, "kind": "prefix"})]
-    return holds
 
 
 async def refusals(db: AsyncDatabase[Doc], docs: Sequence[Doc], now: datetime) -> dict[str, str]:

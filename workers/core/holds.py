@@ -16,6 +16,9 @@ from typing import Any
 from workers.core.versions import doc_id, utc
 
 Doc = Mapping[str, Any]
+# How the delete stage's refusal of a held version begins (its dead letter's reason): the
+# sink records it, and the reconcile does not re-drive that removal.
+REMOVAL_REFUSED = "removal refused: "
 
 
 def version_hold_id(object_id: str, version: int) -> str:

@@ -15,6 +15,9 @@ a target whose ``replica.removed`` has not come (``stalled_removals``), is re-dr
 (``redrive_removal``): the target's recorded removal, else the request (which tombstones
 again, idempotently, and asks every target again), else, with nothing recorded to re-read,
 a request built anew from the document. A removal complete everywhere is ``removal_done``.
+A removal the delete stage refused because the version is held (``removal_refused_at``, the
+sink's record of that dead letter, later than the removal's last step) is not re-driven: it
+would only be refused again; asked anew once the hold is gone, it goes through the doors.
 
 Long operations hold a lease: the encrypt of an object records ``encrypt_progress_at`` on
 the version's document while its bytes keep moving (every quarter of the bound at most;
@@ -127,6 +130,9 @@ def stalled_removals(doc: Doc, now: datetime, after: timedelta) -> list[str]:
         if mode == "delete" and doc.get("forget_requested_at") and not tombstoned(doc, "delete"):
             continue  # a forget asked too: re-driving it does the delete's work as well
         moved = removal_progress(doc, mode)
+        refused = doc.get("removal_refused_at")
+        if isinstance(refused, datetime) and moved is not None and utc(refused) >= moved:
+            continue  # refused while held: re-driving it would be refused again
         if moved is not None and now - moved >= after:
             stalled_modes.append(mode)
     return stalled_modes

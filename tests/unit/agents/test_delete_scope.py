@@ -8,6 +8,7 @@ import pytest
 
 from schemas.events import DeleteRequest, ReplicaRemoval, event_id, object_id_for
 from workers.agents import delete
+from workers.catalog import MemoryCatalog
 from workers.deps import Deps, version_prefix
 from workers.errors import Permanent
 
@@ -104,3 +105,22 @@ async def test_a_removal_of_its_own_version_deletes_exactly_it(
 
     assert emitted.event.keys_removed == 1  # type: ignore[attr-defined]
     assert await keys_left(deps) == set(KEPT)
+
+
+async def test_a_held_version_is_refused_before_its_tombstone(
+    deps: Deps, stored: list[str]
+) -> None:
+    """A request past the doors (a replay, one sent before the hold) is dead-lettered with
+    the hold named; once the legal hold is released the same request tombstones."""
+    assert isinstance(deps.catalog, MemoryCatalog)
+    deps.catalog.documents[OBJECT, 2] = {"name": "mine.txt"}
+    hold = {"tenant": "default", "kind": "prefix", "prefix": "mine", "legal_hold": True}
+    deps.catalog.hold_docs.append(hold)
+    with pytest.raises(Permanent, match="held: a legal hold on prefix 'mine'"):
+        await delete.tombstone(delete_request((MINE + "w1",)), deps)
+    assert await deps.registry.get(OBJECT, 2) is None
+
+    hold["legal_hold"] = False
+    assert await delete.tombstone(delete_request((MINE + "w1",)), deps)
+    record = await deps.registry.get(OBJECT, 2)
+    assert record is not None and record.tombstone == "deleted"

@@ -84,6 +84,19 @@ def test_a_delete_request_with_no_tombstone_after_the_bound_redrives_the_request
     assert redrive_removal({**doc, "refs": {}}, "delete") == ([], True)
 
 
+def test_a_removal_refused_while_held_is_not_redriven() -> None:
+    refused = {
+        "targets": TARGETS,
+        "refs": REMOVAL_REFS,
+        "delete_requested_at": T0,
+        "removal_refused_at": T0 + timedelta(seconds=1),  # the delete stage's dead letter
+    }
+    assert stalled_removals(refused, T0 + 9 * HOUR, HOUR) == []
+    # a step after the refusal (asked again once released, and tombstoned): reconciled again
+    tombstoned = {**refused, "deleted_at": T0 + 2 * HOUR}
+    assert stalled_removals(tombstoned, T0 + 3 * HOUR, HOUR) == ["delete"]
+
+
 def test_a_tombstone_with_a_replica_not_removed_redrives_that_targets_removal() -> None:
     doc = {
         "targets": TARGETS,
