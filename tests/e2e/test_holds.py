@@ -15,6 +15,7 @@ from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from topics import DELETE
 from workers.api.problems import HELD
+from workers.cli.base import Code
 from workers.client.identity import Actor
 from workers.client.kafka import produce_events
 from workers.client.ops import delete_request
@@ -47,7 +48,7 @@ async def test_a_held_version_is_refused_to_everyone_until_an_admin_releases_it(
         assert is_problem(forgot, 409)
 
         rm = pipeline.cli("rm", "case/a.txt")
-        assert rm.returncode != 0 and rm.stdout == ""
+        assert rm.returncode == Code.REFUSED and rm.stdout == ""
         assert rm.stderr.count("\n") == 1 and "case/a.txt v1 is held" in rm.stderr, rm.stderr
 
         not_admin = await http.delete(hold, headers=writer)

@@ -124,6 +124,7 @@ def run(coro: Any) -> Any:
     from aiokafka.errors import KafkaError
     from pymongo.errors import PyMongoError
 
+    from workers.client.ops import Held
     from workers.client.puts import BadNames
     from workers.client.state import Unknown
     from workers.errors import MovingDataError, Retryable
@@ -134,6 +135,8 @@ def run(coro: Any) -> Any:
         fail(str(exc), Code.NOT_FOUND)
     except BadNames as exc:
         fail(str(exc), Code.USAGE)
+    except Held as exc:  # retention or a legal hold: refused, as the API's 409
+        fail(str(exc), Code.REFUSED)
     except Retryable as exc:  # a store down, a replica rehydrating
         fail(str(exc), Code.RETRY)
     except MovingDataError as exc:
