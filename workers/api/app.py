@@ -51,8 +51,10 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request.state.request_id = uuid.uuid4().hex
+        request.state.rate_limit = {}  # set by the token check: an authenticated answer's
         answer = await call_next(request)
         answer.headers["X-Request-Id"] = request.state.request_id
+        answer.headers.update(request.state.rate_limit)
         return answer
 
     return app

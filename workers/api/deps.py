@@ -1,17 +1,18 @@
 """What every route shares: the services opened once per process, the principal of a request
-(bearer-token auth, rate limits), the scope checks and the request's id. The routers import
-this module, and the application imports the routers."""
+(bearer-token auth, rate limits held across replicas), the scope checks and the request's id.
+The routers import this module, and the application imports the routers."""
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from workers.api import problems, tokens
+from workers.api import problems, ratelimit, tokens
 from workers.api.oidc import OidcVerifier, is_jwt, verifier
 from workers.api.tokens import Principal, Scope
 from workers.client.kafka import Producer
@@ -23,23 +24,8 @@ from workers.tiering.live import Tiering
 VERSION = "1.0.0"
 
 
-@dataclass
-class RateLimiter:
-    """A token bucket per principal: ``per_minute`` requests, bursts up to that many."""
-
-    per_minute: int
-    clock: Callable[[], float] = time.monotonic
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def allow(self, who: str) -> bool:
-        now = self.clock()
-        level, then = self.buckets.get(who, (float(self.per_minute), now))
-        level = min(self.per_minute, level + (now - then) * self.per_minute / 60)
-        if level < 1:
-            self.buckets[who] = (level, now)
-            return False
-        self.buckets[who] = (level - 1, now)
-        return True
+# Not auto_error: a missing token is answered as problem+json below (the scheme documents it).
+BEARER = HTTPBearer(auto_error=False, description="A token of `movingdata tokens create`.")
 
 
 @dataclass
@@ -50,7 +36,6 @@ class Services:
     state: State
     deps: Deps
     producer: Producer
-    limiter: RateLimiter
     tiering: Tiering  # which replicas are readable without rehydration
     oidc: OidcVerifier | None = None  # MOVINGDATA_OIDC_ISSUER's tokens, if set
 
@@ -63,9 +48,8 @@ class Services:
         producer = Producer(settings)
         await producer.__aenter__()
         try:
-            limiter = RateLimiter(settings.api_rate_per_minute)
             async with verifier(settings) as oidc:
-                yield cls(settings, state, deps, producer, limiter, tiering, oidc)
+                yield cls(settings, state, deps, producer, tiering, oidc)
         finally:
             await producer.__aexit__(None, None, None)
             await deps.close()
@@ -76,25 +60,46 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-async def authenticated(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
-    """The request's principal, from ``Authorization: Bearer <token>``; 401 or 429 if not."""
-    scheme, _, token = (authorization or "").partition(" ")
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if scheme.lower() != "bearer" or not token:
-        raise problems.Problem(401, "a bearer token is required", challenge)
+async def limited(request: Request, who: str) -> None:
+    """Spend one request of ``who``'s minute (answered as ``RateLimit-*``); 429 when spent."""
     svc = services(request)
+    budget = await ratelimit.spend(svc.state.db, who, svc.settings.api_rate_per_minute, time.time())
+    request.state.rate_limit = budget.headers()
+    if not budget.allowed:
+        raise problems.Problem(
+            429,
+            f"over {budget.limit} requests a minute",
+            {"Retry-After": str(budget.reset)},
+            problems.RATE_LIMITED,
+        )
+
+
+async def authenticated(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> Principal:
+    """The request's principal, from ``Authorization: Bearer <token>``; 401 or 429 if not.
+
+    The limit comes before the token's lookup: a caller without a valid token spends its
+    address's budget, and once that is spent its tokens are not even looked up."""
+    svc = services(request)
+    address = f"address:{request.client.host if request.client else ''}"
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        await limited(request, address)
+        raise problems.Problem(401, "a bearer token is required", challenge)
+    if await ratelimit.spent(svc.state.db, address, svc.settings.api_rate_per_minute, time.time()):
+        await limited(request, address)  # answers 429
     try:
-        token = token.strip()
+        token = credentials.credentials.strip()
         if svc.oidc is not None and is_jwt(token):
             who = await svc.oidc.principal(token)  # 403 if it grants nothing, 503 if no keys
         else:
             who = await tokens.principal(svc.state.db, token, datetime.now(UTC))
     except tokens.Refused as exc:
+        await limited(request, address)
         raise problems.Problem(401, str(exc), challenge) from None
-    if not svc.limiter.allow(who.name):
-        raise problems.Problem(429, "too many requests for this token", {"Retry-After": "1"})
+    await limited(request, f"token:{who.name}")
     return who
 
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.api.deps import RateLimiter
 from workers.api.objects import byte_range
 from workers.api.problems import Problem
+from workers.api.ratelimit import decide, window
 from workers.api.tokens import (
     ROLE_SCOPES,
     Principal,
@@ -45,13 +45,17 @@ def test_unsatisfiable_ranges_are_416(header: str) -> None:
     assert refused.value.headers["Content-Range"] == "bytes */100"
 
 
-def test_the_rate_limit_refills_over_time() -> None:
-    now = [0.0]
-    limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
-    assert limiter.allow("a") and limiter.allow("a") and not limiter.allow("a")
-    assert limiter.allow("b")  # per token
-    now[0] = 30.0  # half a minute: one more
-    assert limiter.allow("a") and not limiter.allow("a")
+def test_a_minute_allows_its_budget_and_says_when_it_ends() -> None:
+    minute = 29_000_000 * 60.0
+    assert window(minute) == window(minute + 59.9) == window(minute + 60) - 1
+    first, last, over = (decide(n, 2, minute + 15.5) for n in (1, 2, 3))
+    assert (first.allowed, first.remaining, first.reset) == (True, 1, 45)
+    assert (last.allowed, last.remaining) == (True, 0)
+    assert (over.allowed, over.remaining) == (False, 0)
+    assert over.headers() == {
+        "RateLimit-Limit": "2", "RateLimit-Remaining": "0", "RateLimit-Reset": "45"
+    }  # fmt: skip
+    assert decide(1, 2, minute).reset == 60
 
 
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
