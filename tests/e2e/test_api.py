@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from bench.relay import relay
 from tests.pipeline import Pipeline
 from tests.stores import raw_keys
 from tests.waiting import wait_for
-from workers.api import tokens
+from workers.api import problems, tokens
+from workers.api.app import create_app
 from workers.client.state import State
 from workers.deps import build_deps, version_prefix
 from workers.settings import load_settings
@@ -159,7 +162,7 @@ async def test_auth_roles_and_tenant_isolation(pipeline: Pipeline, api: str) -> 
         put = await http.post(
             "/v1/objects", params={"name": "mine.txt"}, content=b"a's data", headers=bearer(writer)
         )
-        assert put.status_code == 201, put.text
+        assert put.status_code == 202, put.text  # in flight
         object_id = put.json()["object_id"]
         assert is_problem(await http.get("/v1/objects"), 401)
         assert is_problem(await http.get("/v1/objects", headers=bearer("mdt_nope")), 401)
@@ -406,6 +409,7 @@ async def test_bad_input_is_a_problem_and_leaves_nothing_behind(
     async with httpx.AsyncClient(base_url=api, timeout=60) as http:
         gone = await http.get(f"/v1/objects/{object_id}/content", headers=writer)
     assert is_problem(gone, 409) and "is deleted" in gone.json()["detail"], gone.text
+    assert gone.json()["type"] == problems.TOMBSTONED
 
 
 async def test_readiness_names_a_store_that_stopped_and_metrics_move(
@@ -493,3 +497,176 @@ async def test_no_input_the_openapi_document_allows_makes_a_5xx(
     )  # fmt: skip
     (pipeline.logs / "schemathesis.txt").write_text(run.stdout + run.stderr)
     assert run.returncode == 0, run.stdout[:8000] + run.stderr[-2000:]
+
+
+async def test_an_idempotent_put_lands_once_and_reads_are_conditional(
+    pipeline: Pipeline, api: str, state: State
+) -> None:
+    """A put answers 202 and its ``Location`` while in flight, 201 once verified; a retry with
+    the same ``Idempotency-Key`` is the same request (one version), another tenant's same key
+    another one. ``HEAD`` answers a read's headers from the catalog alone (no replica opened:
+    no restore is recorded); ``If-None-Match`` gives 304 and ``If-Range`` a range only for the
+    version's strong ETag."""
+    writer = bearer(token(pipeline, "h-writer", "writer"))
+    other = bearer(token(pipeline, "h-other", "writer", tenant="h-elsewhere"))
+    data = os.urandom(100_000)
+    key = {"Idempotency-Key": "upload-7f3a"}
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+
+        async def put(name: str, who: dict[str, str], **params: str) -> httpx.Response:
+            asked = {"name": name, **params}
+            return await http.post("/v1/objects", params=asked, content=data, headers=who)
+
+        first = await put("idem/a.bin", {**writer, **key})
+        assert first.status_code == 202, first.text
+        object_id = first.json()["object_id"]
+        assert first.headers["location"] == f"/v1/objects/{object_id}"
+        retried = await put("idem/a.bin", {**writer, **key}, wait="true")
+        assert retried.status_code == 201 and retried.json()["outcome"] == "verified"
+        assert retried.headers["location"] == f"/v1/objects/{object_id}"
+        assert retried.json()["version"] == first.json()["version"] == 1
+        request_id = first.json()["request_id"]
+        assert retried.headers["x-request-id"] == first.headers["x-request-id"] == request_id
+        assert [d["version"] for d in await state.objects(object_id)] == [1]
+        theirs = await put("idem/a.bin", {**other, **key})
+        assert theirs.status_code == 202 and theirs.json()["request_id"] != request_id
+        assert is_problem(await put("idem/b.bin", {**writer, **key}), 422)  # another name
+        assert is_problem(await put("idem/c.bin", {**writer, "Idempotency-Key": "a b"}), 422)
+
+        path = f"/v1/objects/{object_id}"
+
+        async def heads_match_gets() -> bool:  # the tier stage may still change the view
+            head, got = await http.head(path, headers=writer), await http.get(path, headers=writer)
+            assert head.status_code == 200 and head.content == b""
+            return head.headers["content-length"] == str(len(got.content))
+
+        await wait_for(heads_match_gets, timeout_s=60)
+        etag = f'"{retried.json()["plaintext_sha256"]}"'
+        content = f"{path}/content"
+        head = await http.head(content, headers=writer)
+        got = await http.get(content, headers=writer)
+        assert (head.status_code, head.content, got.content) == (200, b"", data)
+        same = ("content-length", "content-type", "etag", "x-version", "accept-ranges")
+        assert {h: head.headers[h] for h in same} == {h: got.headers[h] for h in same}
+        assert head.headers["etag"] == etag and "x-replica" not in head.headers
+        ranged = await http.head(content, headers={**writer, "Range": "bytes=0-9"})
+        assert ranged.status_code == 206 and ranged.headers["content-length"] == "10"
+        for method in (http.get, http.head):
+            held = await method(content, headers={**writer, "If-None-Match": etag})
+            assert (held.status_code, held.content, held.headers["etag"]) == (304, b"", etag)
+        changed = await http.get(content, headers={**writer, "If-None-Match": '"old"'})
+        assert changed.status_code == 200 and changed.content == data
+        part = await http.get(content, headers={**writer, "Range": "bytes=0-9", "If-Range": etag})
+        assert part.status_code == 206 and part.content == data[:10]
+        stale = {**writer, "Range": "bytes=0-9", "If-Range": '"old"'}
+        whole = await http.get(content, headers=stale)
+        assert whole.status_code == 200 and whole.content == data
+
+        async def restores() -> list[str]:
+            trail = (await http.get(f"{path}/audit", headers=writer)).json()
+            return [r["correlation_id"] for r in trail if r["action"] == "restore"]
+
+        async def reads_recorded() -> bool:
+            return whole.headers["x-request-id"] in await restores()
+
+        await wait_for(reads_recorded, timeout_s=120)
+        read_by = set(await restores())
+        assert head.headers["x-request-id"] not in read_by  # recorded in order: it never read
+        assert held.headers["x-request-id"] not in read_by
+        assert {got.headers["x-request-id"], part.headers["x-request-id"]} <= read_by
+
+
+async def test_lookup_by_name_and_folders(pipeline: Pipeline, api: str) -> None:
+    """``by-name`` finds the token's tenant's object of that exact name; a ``delimiter`` folds
+    the names under a prefix into folders, pages counting both."""
+    writer = bearer(token(pipeline, "f-writer", "writer"))
+    other = bearer(token(pipeline, "f-other", "reader", tenant="f-elsewhere"))
+    names = ["tree/a/1.txt", "tree/a/2.txt", "tree/b/c/3.txt", "tree/top.txt", "treetop.txt"]
+    async with httpx.AsyncClient(base_url=api, timeout=300) as http:
+        for name in names:
+            put = await http.post(
+                "/v1/objects", params={"name": name}, content=name.encode(), headers=writer
+            )
+            assert put.status_code == 202, put.text
+
+        async def folders(**params: str) -> dict[str, Any]:
+            listed = await http.get("/v1/objects", params=params, headers=writer)
+            assert listed.status_code == 200, listed.text
+            body = listed.json()
+            return {
+                "items": [i["name"] for i in body["items"]],
+                "prefixes": body["prefixes"],
+                "next": body["next_cursor"],
+            }
+
+        async def all_listed() -> bool:
+            return len((await folders(prefix="tree"))["items"]) == len(names)
+
+        await wait_for(all_listed, timeout_s=120)
+        assert await folders(prefix="tree/", delimiter="/") == {
+            "items": ["tree/top.txt"], "prefixes": ["tree/a/", "tree/b/"], "next": None,
+        }  # fmt: skip
+        assert await folders(delimiter="/") == {
+            "items": ["treetop.txt"], "prefixes": ["tree/"], "next": None,
+        }  # fmt: skip
+        first = await folders(prefix="tree/", delimiter="/", limit="2")
+        assert first == {"items": [], "prefixes": ["tree/a/", "tree/b/"], "next": "tree/b/"}
+        rest = await folders(prefix="tree/", delimiter="/", limit="2", cursor="tree/b/")
+        assert rest == {"items": ["tree/top.txt"], "prefixes": [], "next": None}
+        deep = await folders(prefix="tree/b/", delimiter="/")
+        assert deep == {"items": [], "prefixes": ["tree/b/c/"], "next": None}
+        filtered = await http.get(
+            "/v1/objects", params={"delimiter": "/", "state": "verified"}, headers=writer
+        )
+        assert is_problem(filtered, 422)
+        found = await http.get("/v1/objects/by-name/tree/a/1.txt", headers=writer)
+        assert found.status_code == 200 and found.json()["name"] == "tree/a/1.txt"
+        by_id = await http.get(f"/v1/objects/{found.json()['object_id']}", headers=writer)
+        assert by_id.json()["object_id"] == found.json()["object_id"]
+        assert is_problem(await http.get("/v1/objects/by-name/tree/a/1.txt", headers=other), 404)
+        assert is_problem(await http.get("/v1/objects/by-name/tree/a", headers=writer), 404)
+        assert is_problem(await http.get("/v1/objects/by-name/a/../b", headers=writer), 404)
+
+
+async def test_two_api_replicas_spend_one_rate_budget(pipeline: Pipeline) -> None:
+    """Two API applications over one database share each token's minute, and the budget of
+    an address sending no valid token, which once spent refuses its requests before any token
+    is looked up; every authenticated answer says what is left (``RateLimit-*``)."""
+    own = ("topic_prefix", "bucket", "mongo_database", "kek_name", "gcs_url")
+    ours = load_settings(operator=True, kafka_role="api").model_copy(
+        update={**{k: getattr(pipeline.settings, k) for k in own}, "api_rate_per_minute": 3}
+    )
+    apps = [create_app(ours), create_app(ours)]
+    async with AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        replicas = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+            )
+            for app in apps
+        ]
+        db = apps[0].state.services.state.db
+        reader = bearer(await tokens.create(db, "r-reader", "default", {"read"}, None))
+        second = bearer(await tokens.create(db, "r-second", "default", {"read"}, None))
+
+        async def room_in_this_minute() -> bool:  # the test's requests share one window
+            return time.time() % 60 < 40
+
+        await wait_for(room_in_this_minute, timeout_s=60)
+        answers = [await replicas[n % 2].get("/v1/objects", headers=reader) for n in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert [a.headers["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+        refused = answers[-1]
+        assert is_problem(refused, 429) and refused.json()["type"] == problems.RATE_LIMITED
+        assert refused.headers["ratelimit-limit"] == "3"
+        assert 0 < int(refused.headers["retry-after"]) <= 60
+        wrong = [
+            await replicas[n % 2].get("/v1/objects", headers=bearer("mdt_wrong")) for n in range(3)
+        ]
+        none = await replicas[1].get("/v1/objects")
+        assert [a.status_code for a in [*wrong, none]] == [401, 401, 401, 429]
+        assert wrong[0].headers["ratelimit-remaining"] == "2"
+        # The address is spent: a valid token from it is refused before its lookup.
+        assert is_problem(await replicas[0].get("/v1/objects", headers=second), 429)
+        assert (await db["tokens"].find_one({"name": "r-second"}) or {}).get("last_used_at") is None

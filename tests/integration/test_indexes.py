@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from schemas.events import object_id_for
 from workers.agents.sink import create_indexes
+from workers.api import ratelimit
 from workers.catalog import MongoCatalog, recent_versions
 from workers.client import links
 from workers.client.holds import listed
@@ -114,6 +115,10 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         assert [d["name"] for d in page.rows] == [f"docs/{n:02d}.txt" for n in (1, 3, 5, 7, 9)]
         await state.listing(tenant="default", prefix="docs/", after=page.after, state="failed")
         await state.listing(tenant="default", all_versions=True, store="gcs")
+        folders = await state.listing(tenant="default", delimiter="/", limit=1)
+        assert (folders.rows, folders.prefixes) == ([], ["docs/"])
+        await state.listing(tenant="default", delimiter="/", after=folders.after)
+        await ratelimit.spent(state.db, "address:127.0.0.1", 600, 0.0)  # the API's, by _id
         object_id, _ = await state.resolve("docs/01.txt", "default")
         await state.objects(object_id)
         await state.audit(object_id)

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas.events import Placement, Source, Verdict
+from schemas.events import Placement, Source, Verdict, object_id_for, safe_key
 from topics import INGEST
 from workers import staging
+from workers.api import problems
 from workers.api.deps import Authenticated, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.problems import HELD, PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
@@ -40,6 +41,9 @@ router = APIRouter(prefix="/v1/objects", tags=["objects"])
 StateName = Literal["pending", "verified", "degraded", "lost", "failed", "deleted", "shredded"]
 assert set(STATES) == set(StateName.__args__)  # type: ignore[attr-defined]
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+IDEMPOTENCY_KEY = r'^"?[A-Za-z0-9._:-]{1,128}"?$'  # a bare or quoted (structured field) key
+# A put's answer: created once verified, accepted while in flight, else the request's end.
+PUT_STATUS = {"verified": 201, "accepted": 202, "timeout": 202, "unchanged": 200, "failed": 200}
 
 
 class Replica(BaseModel):
@@ -90,6 +94,9 @@ class ObjectSummary(BaseModel):
 
 class Listing(BaseModel):
     items: list[ObjectSummary]
+    prefixes: list[str] = Field(
+        default_factory=list, description="With a `delimiter`: the folders under `prefix`."
+    )
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
 
 
@@ -180,8 +187,12 @@ async def versions_of(svc: Svc, who: Principal, object_id: str) -> list[dict[str
 
 @router.post(
     "",
-    status_code=201,
+    status_code=202,
+    operation_id="putObject",
     summary="Put an object: the body is its bytes, streamed to the staging area",
+    description="202 while the version is in flight, 201 once every replica is verified "
+    "(`wait`), 200 when the put ended otherwise (unchanged, failed); `Location` names the "
+    "object. With an `Idempotency-Key`, a retry is answered for the same version.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -190,10 +201,15 @@ async def versions_of(svc: Svc, who: Principal, object_id: str) -> list[dict[str
             },
         }
     },
-    responses={413: {"description": "Content too large", "content": PROBLEMS_CONTENT}},
+    responses={
+        200: {"model": PutAnswer, "description": "The put ended unchanged or failed"},
+        201: {"model": PutAnswer, "description": "Verified on every replica"},
+        413: {"description": "Content too large", "content": PROBLEMS_CONTENT},
+    },
 )
 async def put_object(
     request: Request,
+    response: Response,
     who: MayWrite,
     svc: Svc,
     request_id: RequestId,
@@ -205,8 +221,14 @@ async def put_object(
     force: bool = False,
     wait: Annotated[bool, Query(description="Wait until every replica is verified.")] = False,
     timeout: Annotated[float, Query(gt=0, le=3600)] = 600.0,
+    idempotency_key: Annotated[
+        str | None,
+        Header(pattern=IDEMPOTENCY_KEY, description="The same key on a retry: the same version."),
+    ] = None,
 ) -> PutAnswer:
     settings = svc.settings
+    if idempotency_key is not None:
+        request_id = request.state.request_id = keyed(who.tenant, idempotency_key)
     limit = settings.api_max_upload_bytes
     # A transport header, not a parameter of the operation (uvicorn refuses a malformed one).
     declared = request.headers.get("content-length", "")
@@ -224,6 +246,10 @@ async def put_object(
     except ValueError as exc:  # a tag that is not key=value
         raise Problem(422, str(exc)) from None
     key = staging.staged_key(settings.staging_prefix, placement.tenant, request_id)
+    # A retried key whose first upload has its version: nothing is staged or sent again.
+    decided = (await svc.state.decisions([request_id])).get(request_id) if idempotency_key else None
+    if decided is not None and decided["object_id"] != object_id_for(placement.tenant, name):
+        raise Problem(422, "this Idempotency-Key was used for another name")
 
     async def body() -> AsyncIterator[bytes]:
         received = 0
@@ -233,8 +259,15 @@ async def put_object(
                 raise Problem(413, f"the body is over {limit} bytes")
             yield chunk
 
-    staged = await staging.upload(svc.deps.staging, key, body())
-    content = Content(staged.size, staged.sha256)
+    if decided is None:
+        staged = await staging.upload(svc.deps.staging, key, body())
+        content = Content(staged.size, staged.sha256)
+    else:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in body():
+            digest.update(chunk)
+            size += len(chunk)
+        content = Content(size, digest.hexdigest())
     put = put_request(
         placement,
         Source(staged=key),
@@ -243,10 +276,13 @@ async def put_object(
         request_id=request_id,
         actor=who.actor(request_id),
     )
-    await svc.producer.send(INGEST, put)
-    await svc.producer.producer.flush()
+    if decided is None:
+        await svc.producer.send(INGEST, put)
+        await svc.producer.producer.flush()
     (result,) = await wait_puts(svc.state, [put], timeout if wait else 30.0, decided_only=not wait)
     outcome = result.outcome
+    response.status_code = PUT_STATUS[outcome]
+    response.headers["Location"] = f"{router.prefix}/{put.object_id}"
     return PutAnswer(
         object_id=put.object_id,
         name=placement.name,
@@ -259,7 +295,18 @@ async def put_object(
     )
 
 
-@router.get("", summary="List objects: the newest version of each name, or every version")
+def keyed(tenant: str, idempotency_key: str) -> str:
+    """The request id of a put with this ``Idempotency-Key``: the same for every retry, and
+    the tenant's own (two tenants' keys never name one request)."""
+    key = idempotency_key.strip('"')
+    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()[:32]
+
+
+@router.get(
+    "",
+    operation_id="listObjects",
+    summary="List objects: the newest version of each name, or every version",
+)
 async def list_objects(
     who: MayRead,
     svc: Svc,
@@ -268,12 +315,17 @@ async def list_objects(
     store: Literal["s3", "azure", "gcs"] | None = None,
     tier: Literal["hot", "warm", "cold", "archive"] | None = None,
     all_versions: bool = False,
+    delimiter: Annotated[
+        str, Query(max_length=8, description="Fold names past it into `prefixes` (folders).")
+    ] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     tenant: Annotated[str | None, Query(description="Another tenant: the admin scope.")] = None,
 ) -> Listing:
     if tenant is not None and not who.sees(tenant):
         require(who, "admin")
+    if delimiter and (state or store or tier or all_versions):
+        raise Problem(422, "a delimiter lists the newest versions, without filters")
     page = await svc.state.listing(
         tenant=tenant or who.tenant,
         prefix=prefix,
@@ -281,6 +333,7 @@ async def list_objects(
         store=store,
         tier=tier,
         all_versions=all_versions,
+        delimiter=delimiter,
         limit=limit,
         after=cursor,
     )
@@ -296,10 +349,38 @@ async def list_objects(
         )
         for d in page.rows
     ]
-    return Listing(items=items, next_cursor=page.after)
+    return Listing(items=items, prefixes=page.prefixes, next_cursor=page.after)
 
 
-@router.get("/{object_id}", summary="An object: every version, its replicas and digests")
+@router.get(
+    "/by-name/{name:path}",
+    operation_id="getObjectByName",
+    summary="The object of this exact name in the token's tenant",
+)
+async def get_object_by_name(name: str, who: MayRead, svc: Svc) -> ObjectView:
+    try:
+        object_id = object_id_for(who.tenant, safe_key(name))
+    except ValueError as exc:
+        raise Problem(404, f"no object named {name!r}: {exc}") from None
+    return await get_object(object_id, who, svc)
+
+
+@router.head(
+    "/{object_id}",
+    operation_id="headObject",
+    summary="The headers of `getObject`, without its body",
+    response_class=Response,
+)
+async def head_object(object_id: str, who: MayRead, svc: Svc) -> Response:
+    body = (await get_object(object_id, who, svc)).model_dump_json().encode()
+    return Response(headers={"Content-Length": str(len(body)), "Content-Type": "application/json"})
+
+
+@router.get(
+    "/{object_id}",
+    operation_id="getObject",
+    summary="An object: every version, its replicas and digests",
+)
 async def get_object(object_id: str, who: MayRead, svc: Svc) -> ObjectView:
     docs = await versions_of(svc, who, object_id)
     holds = await covering(svc.state.db, docs)
@@ -336,8 +417,107 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def etag(doc: dict[str, Any]) -> str:
+    """A version's strong ETag: its plaintext's SHA-256 (the same bytes from any replica)."""
+    return f'"{doc["plaintext_sha256"]}"'
+
+
+def not_modified(if_none_match: str | None, tag: str) -> bool:
+    """Whether ``If-None-Match`` names ``tag`` (or is ``*``): weak comparison, RFC 9110."""
+    if if_none_match is None:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or tag in tags
+
+
+def readable(doc: dict[str, Any]) -> None:
+    """409 unless the version has a verified replica to read; the problem's type says why."""
+    state = doc.get("state", "pending")
+    if state not in RESTORABLE:
+        kind = {"pending": problems.PENDING, **dict.fromkeys(GONE, problems.TOMBSTONED)}
+        detail = f"v{doc['version']} is {state}: nothing to read"
+        raise Problem(409, detail, kind=kind.get(state, "about:blank"))
+
+
+def content_headers(doc: dict[str, Any], span: tuple[int, int] | None) -> dict[str, str]:
+    """What a read of ``span`` (None: the whole version) answers besides its bytes."""
+    size = int(doc["size"])
+    start, end = span or (0, size)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(end - start),
+        "ETag": etag(doc),
+        "X-Version": str(doc["version"]),
+    }
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return headers
+
+
+async def readable_version(
+    svc: Svc, who: Principal, object_id: str, version: int | None
+) -> dict[str, Any]:
+    docs = await versions_of(svc, who, object_id)
+    try:
+        doc = pick_version(docs, version, docs[0].get("name", object_id))
+    except Unknown as exc:
+        raise Problem(404, str(exc)) from None
+    readable(doc)
+    return doc
+
+
+IfNoneMatch = Annotated[str | None, Header(description="A 304 when it names the ETag.")]
+IfRange = Annotated[str | None, Header(description="Serve `Range` only if this is the ETag.")]
+
+
+def conditional(
+    doc: dict[str, Any], range: str | None, if_none_match: str | None, if_range: str | None
+) -> Response | str | None:
+    """A 304 when the client holds this version already; else the ``Range`` to serve: the one
+    asked for unless ``If-Range`` names another version (then the whole body)."""
+    if not_modified(if_none_match, etag(doc)):
+        return Response(
+            status_code=304, headers={"ETag": etag(doc), "X-Version": str(doc["version"])}
+        )
+    return range if if_range is None or if_range.strip() == etag(doc) else None
+
+
+@router.head(
+    "/{object_id}/content",
+    operation_id="headContent",
+    summary="The headers of `getContent` from the catalog: no replica is opened",
+    response_class=Response,
+    responses={
+        206: {"description": "The range asked for"},
+        304: {"description": "Not modified"},
+        409: {"description": "The version is not readable", "content": PROBLEMS_CONTENT},
+        416: {"description": "Range not satisfiable", "content": PROBLEMS_CONTENT},
+    },
+)
+async def head_content(
+    object_id: str,
+    who: MayRead,
+    svc: Svc,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    range: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
+    if_range: IfRange = None,
+) -> Response:
+    doc = await readable_version(svc, who, object_id, version)
+    asked = conditional(doc, range, if_none_match, if_range)
+    if isinstance(asked, Response):
+        return asked
+    span = byte_range(asked, int(doc["size"]))
+    return Response(
+        status_code=206 if span else 200,
+        headers=content_headers(doc, span),
+        media_type="application/octet-stream",
+    )
+
+
 @router.get(
     "/{object_id}/content",
+    operation_id="getContent",
     summary="The plaintext of a version (the newest verified one by default), streamed",
     response_class=StreamingResponse,
     responses={
@@ -347,6 +527,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             }
         },
         206: {"description": "The range asked for", "content": {"application/octet-stream": {}}},
+        304: {"description": "Not modified: `If-None-Match` names this version"},
         409: {"description": "The version is not readable", "content": PROBLEMS_CONTENT},
         416: {"description": "Range not satisfiable", "content": PROBLEMS_CONTENT},
     },
@@ -359,13 +540,14 @@ async def get_content(
     version: Annotated[int | None, Query(ge=1)] = None,
     replica: Literal["s3", "azure", "gcs"] | None = None,
     range: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    docs = await versions_of(svc, who, object_id)
-    try:
-        doc = pick_version(docs, version, docs[0].get("name", object_id))
-    except Unknown as exc:
-        raise Problem(404, str(exc)) from None
-    return await plaintext(svc, doc, range, replica, who.actor(request_id))
+    if_none_match: IfNoneMatch = None,
+    if_range: IfRange = None,
+) -> Response:
+    doc = await readable_version(svc, who, object_id, version)
+    asked = conditional(doc, range, if_none_match, if_range)
+    if isinstance(asked, Response):
+        return asked
+    return await plaintext(svc, doc, asked, replica, who.actor(request_id))
 
 
 async def plaintext(
@@ -374,8 +556,7 @@ async def plaintext(
     """A version's plaintext (or the ``Range`` asked for) streamed from a verified replica,
     each chunk authenticated and a whole read's SHA-256 checked at its end (a mismatch cuts
     the response), the read audited as ``actor``'s: the content route's, a share link's."""
-    if doc.get("state") not in RESTORABLE:
-        raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to read")
+    readable(doc)
     size = int(doc["size"])
     span = byte_range(range, size)
     try:
@@ -384,15 +565,15 @@ async def plaintext(
         )
     except RestoreFailed as exc:
         await record_restore(svc.settings, doc, None, exc.failed, actor=actor)
-        raise Problem(502, str(exc)) from None
+        raise Problem(502, str(exc), kind=problems.STORE_DOWN) from None
     except Rehydrating as exc:
         await record_restore(svc.settings, doc, None, exc.failed, exc, actor=actor)
-        retry = str(int(exc.hours * 3600))
-        raise Problem(503, str(exc), headers={"Retry-After": retry}) from None
+        retry = {"Retry-After": str(int(exc.hours * 3600))}
+        raise Problem(503, str(exc), retry, problems.REHYDRATING) from None
     except NotFound as exc:  # deleted while being read
-        raise Problem(409, str(exc)) from None
+        raise Problem(409, str(exc), kind=problems.TOMBSTONED) from None
     except MovingDataError as exc:
-        raise Problem(503, str(exc)) from None
+        raise Problem(503, str(exc), kind=problems.STORE_DOWN) from None
     start, end = span or (0, size)
 
     async def body() -> AsyncIterator[bytes]:
@@ -415,26 +596,18 @@ async def plaintext(
         )
         await record_restore(svc.settings, doc, restored, failed, actor=actor)
 
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Length": str(end - start),
-        "ETag": f'"{doc["plaintext_sha256"]}"',
-        "X-Version": str(doc["version"]),
-        "X-Replica": target,
-    }
-    if span is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     return StreamingResponse(
         body(),
         status_code=206 if span else 200,
         media_type="application/octet-stream",
-        headers=headers,
+        headers={**content_headers(doc, span), "X-Replica": target},
     )
 
 
 @router.delete(
     "/{object_id}",
     status_code=202,
+    operation_id="deleteObject",
     summary="Delete versions (the delete scope), or forget them (the forget scope)",
     responses={409: {"description": "A version is held", "content": PROBLEMS_CONTENT}},
 )
@@ -497,6 +670,7 @@ async def delete_object(
 
 @router.get(
     "/{object_id}/removals/{request_id}",
+    operation_id="getRemoval",
     summary="How far a delete (or forget) is: per version and replica, pending or done",
 )
 async def removal_status(object_id: str, request_id: str, who: MayRead, svc: Svc) -> RemovalStatus:
@@ -531,7 +705,12 @@ class VerifyRequest(BaseModel):
     versions: list[int] | None = Field(None, description="Default: every live version.")
 
 
-@router.post("/{object_id}/verify", status_code=202, summary="Re-verify replicas (a scrub)")
+@router.post(
+    "/{object_id}/verify",
+    status_code=202,
+    operation_id="verifyObject",
+    summary="Re-verify replicas (a scrub)",
+)
 async def verify_object(
     object_id: str,
     who: MayWrite,
@@ -548,7 +727,11 @@ async def verify_object(
     return Verification(object_id=object_id, replicas=sent)
 
 
-@router.get("/{object_id}/audit", summary="The object's audit trail, in chain order")
+@router.get(
+    "/{object_id}/audit",
+    operation_id="getObjectAudit",
+    summary="The object's audit trail, in chain order",
+)
 async def object_audit(object_id: str, who: MayRead, svc: Svc) -> list[AuditEntry]:
     await versions_of(svc, who, object_id)
     return [AuditEntry(**r) for r in await svc.state.audit(object_id)]

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -13,6 +13,7 @@ from workers.mongo import IDS_PER_QUERY, by_ids
 from workers.settings import Settings
 
 Doc = dict[str, Any]
+NAME_ORDER = [("name", ASCENDING), ("version", DESCENDING)]  # a name's newest version first
 
 
 class Unknown(LookupError):
@@ -25,6 +26,7 @@ class Listing:
 
     rows: list[Doc]
     after: str | None
+    prefixes: list[str] = field(default_factory=list)  # with a delimiter: the folders
 
 
 class State:
@@ -76,27 +78,33 @@ class State:
         store: str | None = None,
         tier: str | None = None,
         all_versions: bool = False,
+        delimiter: str = "",
         limit: int = 100,
         after: str | None = None,
     ) -> Listing:
         """A page of objects (the newest version of each name, or every version), in name
-        order, read along the (tenant, name, version) index."""
+        order, read along the (tenant, name, version) index. With a ``delimiter``, the names
+        past it under ``prefix`` are folded into folders (``prefixes``), each one skipped with
+        a new range query, so a folder of a million names costs one."""
         if state is not None and state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}")
         names: Doc = {"$gte": prefix} if prefix else {}
         if prefix:
-            names["$lt"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        if after is not None:
+            names["$lt"] = past(prefix)
+        if after is not None and delimiter and after.endswith(delimiter):
+            names["$gte"] = past(after)  # the page ended on a folder: past all of it
+        elif after is not None:
             names["$gt"] = after
         query: Doc = {"tenant": tenant, **({"name": names} if names else {})}
+        if delimiter:
+            return await self.folders(query, prefix, delimiter, limit)
         if state is not None and not all_versions:
             states = {"$in": ["pending", None]} if state == "pending" else state  # None: unset
             return await self.newest_in_state(query | {"state": states}, store, tier, limit)
-        order = [("name", ASCENDING), ("version", DESCENDING)]
         rows: list[Doc] = []
         last_name: str | None = None
         more = False
-        async for doc in self.db["objects"].find(query).sort(order):
+        async for doc in self.db["objects"].find(query).sort(NAME_ORDER):
             newest = doc["name"] != last_name
             last_name = doc["name"]
             if newest and len(rows) >= limit:  # a page ends between names, never inside one
@@ -105,6 +113,28 @@ class State:
             if (all_versions or newest) and matches(doc, state, store, tier):
                 rows.append(doc)
         return Listing(rows, rows[-1]["name"] if more and rows else None)
+
+    async def folders(self, query: Doc, prefix: str, delimiter: str, limit: int) -> Listing:
+        """A page of the newest versions and folders under ``prefix``, in name order."""
+        rows: list[Doc] = []
+        folders: list[str] = []
+        last_name: str | None = None
+        while True:
+            folder = None
+            async for doc in self.db["objects"].find(query).sort(NAME_ORDER):
+                folder = folder_of(doc["name"], prefix, delimiter)
+                if (folder or doc["name"] != last_name) and len(rows) + len(folders) >= limit:
+                    after = max(folders[-1:] + [r["name"] for r in rows[-1:]])
+                    return Listing(rows, after, folders)
+                if folder:
+                    folders.append(folder)
+                    break
+                if doc["name"] != last_name:
+                    rows.append(doc)
+                last_name = doc["name"]
+            if folder is None:
+                return Listing(rows, None, folders)
+            query = query | {"name": {**query.get("name", {}), "$gte": past(folder)}}
 
     async def newest_in_state(
         self, query: Doc, store: str | None, tier: str | None, limit: int
@@ -154,6 +184,17 @@ class State:
     async def versions(self, ids: Sequence[str]) -> dict[str, Doc]:
         """``objects`` documents by ``_id``."""
         return await by_ids(self.db["objects"], ids)
+
+
+def past(prefix: str) -> str:
+    """The least string after every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def folder_of(name: str, prefix: str, delimiter: str) -> str | None:
+    """The folder under ``prefix`` that ``name`` is in (None: directly under ``prefix``)."""
+    cut = name.find(delimiter, len(prefix))
+    return name[: cut + len(delimiter)] if cut >= 0 else None
 
 
 def matches(doc: Doc, state: str | None, store: str | None, tier: str | None) -> bool:
