@@ -15,6 +15,7 @@ from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from topics import DELETE
 from workers.api.problems import HELD
+from workers.audit.checkpoints import all_signed
 from workers.cli.base import Code
 from workers.client.identity import Actor
 from workers.client.kafka import produce_events
@@ -102,9 +103,10 @@ async def test_retention_is_never_shortened_and_a_prefix_hold_covers_later_puts(
 
 
 async def test_the_cli_holds_lists_refuses_and_releases(
-    pipeline: Pipeline, worker_all: object, tmp_path: Path
+    pipeline: Pipeline, worker_all: object, state: State, tmp_path: Path
 ) -> None:
-    """Direct mode, as an operator runs it: ``hold``, ``holds list``, ``release``."""
+    """Direct mode, as an operator runs it: ``hold``, ``holds list``, ``release``; a prefix's
+    hold is audited on its tenant's chain of holds, and every chain still verifies."""
     (tmp_path / "deed.txt").write_bytes(b"deed" * 32)
     held = pipeline.cli("hold", "--prefix", "deeds/", "--until", "30d", "--reason", "probate")
     assert held.returncode == 0, held.stderr
@@ -128,6 +130,16 @@ async def test_the_cli_holds_lists_refuses_and_releases(
     assert pipeline.cli("rm", "deed.txt").returncode == 0
     shortened = pipeline.cli("hold", "--prefix", "deeds/", "--until", "1d")
     assert shortened.returncode != 0 and "cannot be shortened" in shortened.stderr
+
+    async def signed() -> bool:
+        placed = await state.db["audit"].find_one({"object_id": "holds.default"})
+        return placed is not None and await all_signed(state.db)
+
+    await wait_for(signed, timeout_s=120)
+    (record,) = await state.audit("holds.default")
+    assert (record["action"], record["detail"]["hold"]) == ("hold.placed", "default/deeds/")
+    verified = pipeline.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 async def test_a_removal_past_the_doors_is_dead_lettered_by_the_delete_stage_not_redriven(
