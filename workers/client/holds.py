@@ -1,10 +1,11 @@
 """Retention and legal hold as the CLI and the API place, release and list them (a removal's
-refusal while held: ``workers.client.ops.refuse_held``).
+refusal while held: ``workers.client.ops.request_removal``, and the delete stage's).
 
 Holds live in the ``holds`` collection (the decisions: ``workers.core.holds``): a version's
 hold has its version document's ``_id`` and ``kind: version``; a prefix's, ``<tenant>/<prefix>``
 and ``kind: prefix``. A removal reads the holds of its versions by ``_id`` and the prefix
-holds of their tenants by ``(tenant, kind)`` equality, both answered from an index. A change
+holds of their tenants by ``(tenant, kind)`` equality (``workers.catalog.covering``), both
+answered from an index. A change
 is a compare-and-set on the hold as read, so two placements racing never shorten a retention.
 Every placement and release is audited on the version's chain (a prefix's on the chain
 ``holds.<tenant>``), naming who asked.
