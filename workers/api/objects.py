@@ -21,8 +21,9 @@ from workers.api import problems
 from workers.api.deps import Authenticated, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.problems import HELD, PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.api.tokens import Principal
+from workers.catalog import covering
 from workers.client.identity import Actor
-from workers.client.ops import TOMBSTONE, Held, covering, request_removal, scrub
+from workers.client.ops import TOMBSTONE, Held, request_removal, scrub
 from workers.client.puts import parse_tags, put_request, wait_puts
 from workers.client.restore import (
     Rehydrating,
