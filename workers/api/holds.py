@@ -87,6 +87,7 @@ def refused(exc: holds.HoldRefused) -> Problem:
 
 @router.put(
     "/v1/objects/{object_id}/hold",
+    operation_id="holdObject",
     summary="Hold versions: a retention (admin), a legal hold (write), or both",
     responses=CONFLICT,
 )
@@ -116,6 +117,7 @@ async def hold_object(
 
 @router.delete(
     "/v1/objects/{object_id}/hold",
+    operation_id="releaseObjectHold",
     summary="Release the legal hold of versions (admin); a retention stays until it passes",
     responses=CONFLICT,
 )
@@ -153,13 +155,16 @@ def tenant_of(who: Principal, tenant: str | None) -> str:
 Tenant = Annotated[str | None, Query(description="Another tenant: the admin scope.")]
 
 
-@router.get("/v1/holds", summary="The tenant's holds: prefixes', then versions'")
+@router.get(
+    "/v1/holds", operation_id="listHolds", summary="The tenant's holds: prefixes', then versions'"
+)
 async def list_holds(who: MayRead, svc: Svc, tenant: Tenant = None) -> list[HoldView]:
     return [view(h) for h in await holds.listed(svc.state.db, tenant_of(who, tenant))]
 
 
 @router.put(
     "/v1/holds",
+    operation_id="holdPrefix",
     summary="Hold a prefix: every name of the tenant under it, later puts too",
     responses=CONFLICT,
 )
@@ -184,6 +189,7 @@ async def hold_prefix(
 
 @router.delete(
     "/v1/holds",
+    operation_id="releasePrefixHold",
     summary="Release a prefix's legal hold (admin); a retention stays until it passes",
     responses=CONFLICT,
 )
