@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.test_api import bearer, is_problem, put_verified, token
+from tests.e2e.test_versions import put_edits
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
 from topics import DELETE
@@ -166,3 +167,29 @@ async def test_a_removal_past_the_doors_is_dead_lettered_by_the_delete_stage_not
     letter = await state.db["deadletters"].find_one({"stage": "delete"})
     assert letter is not None and letter["reason"] == after["removal_refusal"]
     assert stalled_removals(after, datetime.now(UTC) + timedelta(days=1), timedelta(hours=1)) == []
+
+
+async def test_the_retention_job_retires_around_a_held_version(
+    pipeline: Pipeline, state: State, tmp_path: Path
+) -> None:
+    """Keeping one version, the job retires v2 once v3 is verified, in the same round that
+    passes over v1, which is held."""
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"retain_versions": 1, "retention_interval_s": 1.0}
+    )
+    pipeline.start_worker("all")
+    doc = tmp_path / "minutes.txt"
+    put_edits(pipeline, doc, 1)
+    assert pipeline.cli("hold", "minutes.txt", "--legal").returncode == 0
+    doc.write_bytes(b"edit 1\n")
+    assert pipeline.cli("put", str(doc), "--wait").returncode == 0
+    doc.write_bytes(b"edit 2\n")
+    assert pipeline.cli("put", str(doc), "--wait").returncode == 0
+    object_id, _ = await state.resolve("minutes.txt", "default")
+
+    async def retired() -> bool:
+        return (await state.object(object_id, 2) or {}).get("state") == "deleted"
+
+    await wait_for(retired, timeout_s=120)
+    states = [(d["version"], d["state"]) for d in await state.objects(object_id)]
+    assert states == [(1, "verified"), (2, "deleted"), (3, "verified")]
