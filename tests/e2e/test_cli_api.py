@@ -9,6 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -81,6 +82,25 @@ async def test_the_cli_speaks_the_api_with_only_its_profile(
     assert stat.S_IMODE((home / "back.bin").stat().st_mode) == 0o600
     to_stdout = run(user, "restore", "cli/piped.bin", "-o", "-")
     assert to_stdout.returncode == 0 and to_stdout.stdout == b"from a pipe\n"
+
+    shared = run(user, "share", "cli/big.bin", "--expires", "10m", "--json")
+    assert shared.returncode == 0, shared.stderr
+    link = orjson.loads(shared.stdout)
+    assert httpx.get(str(link["url"]), timeout=60).content == data  # no token: the URL is it
+    listed_links = lines(run(user, "share", "list", "cli/big.bin", "--json").stdout)
+    assert [x["link_id"] for x in listed_links] == [link["link_id"]]
+    assert run(user, "share", "revoke", str(link["link_id"])).returncode == 0
+    assert httpx.get(str(link["url"]), timeout=60).status_code == 410
+
+    held = run(user, "hold", "cli/d1.txt", "--legal", "--reason", "audit 2027")
+    assert held.returncode == 0 and b"legal hold" in held.stdout, held.stderr
+    refused = run(user, "rm", "cli/d1.txt")
+    assert refused.returncode == 4 and b"held" in refused.stderr, refused.stderr
+    assert run(user, "release", "cli/d1.txt").returncode == 4  # the admin scope releases
+    holds = lines(run(user, "holds", "list", "--json").stdout)
+    assert [(h["name"], h["legal_hold"], h["reason"]) for h in holds] == [
+        ("cli/d1.txt", True, "audit 2027")
+    ]
 
     removed = run(user, "rm", "cli/d0.txt")
     assert removed.returncode == 0, removed.stderr

@@ -30,7 +30,7 @@ class LinkRequest(BaseModel):
     expires: str = Field(
         default="1h",
         max_length=64,
-        description="A duration (1h, 7d) or an ISO time, within `LINK_MAX_EXPIRY_S`.",
+        description="A duration (30m, 1h, 7d) or an ISO time, within `LINK_MAX_EXPIRY_S`.",
     )
     note: str = Field(default="", max_length=500, description="Why or for whom; listed with it.")
 
@@ -60,6 +60,7 @@ def view(link: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/v1/objects/{object_id}/links",
     status_code=201,
+    operation_id="createLink",
     summary="Share a version: a signed URL serving its plaintext, until it expires or is revoked",
     responses={409: {"description": "The version is not readable", "content": PROBLEMS_CONTENT}},
 )
@@ -94,14 +95,21 @@ async def create_link(
     return CreatedLink(url=links.url(base, link, key), **view(link))
 
 
-@router.get("/v1/objects/{object_id}/links", summary="An object's share links, live or not")
+@router.get(
+    "/v1/objects/{object_id}/links",
+    operation_id="listLinks",
+    summary="An object's share links, live or not",
+)
 async def list_links(object_id: str, who: MayRead, svc: Svc) -> list[ShareLink]:
     await versions_of(svc, who, object_id)
     return [ShareLink(**view(d)) for d in await links.of_object(svc.state.db, object_id)]
 
 
 @router.delete(
-    "/v1/links/{link_id}", status_code=204, summary="Revoke a share link: it answers 410 from now"
+    "/v1/links/{link_id}",
+    status_code=204,
+    operation_id="revokeLink",
+    summary="Revoke a share link: it answers 410 from now",
 )
 async def revoke_link(link_id: str, who: MayWrite, svc: Svc, request_id: RequestId) -> None:
     link = await links.find(svc.state.db, link_id)
@@ -112,6 +120,7 @@ async def revoke_link(link_id: str, who: MayWrite, svc: Svc, request_id: Request
 
 @router.get(
     "/v1/links/{link_id}",
+    operation_id="openLink",
     summary="A shared version's plaintext, streamed: no bearer token, the link's URL is the key",
     response_class=StreamingResponse,
     responses={

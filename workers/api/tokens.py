@@ -41,7 +41,8 @@ DEFAULT_LIFETIME = timedelta(days=90)
 # How stale ``last_used_at`` may be: a busy token costs one database write a minute.
 LAST_USED_EVERY = timedelta(seconds=60)
 UNKNOWN = "unknown or revoked token"
-DURATION = re.compile(r"^(\d+)([hd])$")
+DURATION = re.compile(r"^(\d+)([mhd])$")
+UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
 class TokenError(ValueError):
@@ -100,7 +101,8 @@ def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
 
 
 def parse_expiry(text: str, now: datetime) -> datetime | None:
-    """When a token made at ``now`` expires: ``never`` (None), a duration (``12h``, ``90d``)
+    """When a token made at ``now`` expires: ``never`` (None), a duration (``30m``, ``12h``,
+    ``90d``)
     or an ISO date or time (``2027-06-01``: its start, UTC unless a zone is given)."""
     text = text.strip()
     if text == "never":
@@ -108,12 +110,12 @@ def parse_expiry(text: str, now: datetime) -> datetime | None:
     try:
         if match := DURATION.match(text):
             count, unit = int(match.group(1)), match.group(2)
-            at = now + (timedelta(hours=count) if unit == "h" else timedelta(days=count))
+            at = now + count * UNITS[unit]
         else:
             at = utc(datetime.fromisoformat(text))
     except (ValueError, OverflowError):
         raise TokenError(
-            f"expiry {text!r} is not never, a duration (12h, 90d) or an ISO date"
+            f"expiry {text!r} is not never, a duration (30m, 12h, 90d) or an ISO date"
         ) from None
     if at <= now:
         raise TokenError(f"expiry {text!r} is not in the future")

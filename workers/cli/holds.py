@@ -1,6 +1,6 @@
-"""``hold``, ``release`` and ``holds list``: retention and legal hold, in direct mode (an
-operator on the fleet's own machine; through the API: ``/v1/objects/{id}/hold`` and
-``/v1/holds``). While a hold is in force, ``rm`` and ``forget`` are refused."""
+"""``hold``, ``release`` and ``holds list``: retention and legal hold, through the API
+(``/v1/objects/{id}/hold`` and ``/v1/holds``) with a profile or ``MOVINGDATA_API_URL``, else
+in direct mode. While a hold is in force, ``rm`` and ``forget`` are refused."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -8,10 +8,23 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from workers.cli.base import OPERATOR, app, console, emit_json, fail, resolved, run, settings
+from workers.cli.base import (
+    DATA,
+    api_failed,
+    app,
+    console,
+    emit_json,
+    fail,
+    no_tenant,
+    remote,
+    resolved,
+    run,
+    settings,
+)
+from workers.client.remote import ApiError, Remote
 
 holds_app = typer.Typer(no_args_is_help=True, help="Retention and legal holds.")
-app.add_typer(holds_app, name="holds", rich_help_panel=OPERATOR)
+app.add_typer(holds_app, name="holds", rich_help_panel=DATA)
 Ref = typer.Argument(None, metavar="[ID|NAME]", help="An object; or --prefix instead.")
 Prefix = typer.Option(None, help="Every name of the tenant under it, later puts too.")
 Version = typer.Option(None, help="This version; default the newest.")
@@ -36,6 +49,27 @@ def versions(ref: str, tenant: str, version: int | None, every: bool) -> list[di
         fail(str(exc))
 
 
+def from_api(view: dict[str, Any]) -> dict[str, Any]:
+    """An API hold view in the shape the database holds (its times as datetimes)."""
+    times = ("retain_until", "placed_at")
+    return {
+        k: datetime.fromisoformat(v) if k in times and isinstance(v, str) else v
+        for k, v in view.items()
+    }
+
+
+def through_api(api: Remote, op: str, ref: str | None = None, **parts: Any) -> list[dict[str, Any]]:
+    """One holds operation through the API (on the object ``ref`` names, if given)."""
+    with api:
+        try:
+            if ref is not None:
+                parts["object_id"] = api.resolve(ref)["object_id"]
+            answer = api.json(op, **parts)
+        except ApiError as exc:
+            api_failed(exc)
+    return [from_api(v) for v in (answer if isinstance(answer, list) else [answer])]
+
+
 def scope_of(hold: dict[str, Any]) -> str:
     return (
         f"prefix {hold['prefix']!r}"
@@ -51,7 +85,7 @@ def described(hold: dict[str, Any]) -> str:
     return f"{scope_of(hold)}: {', '.join(what)}"
 
 
-@app.command(rich_help_panel=OPERATOR)
+@app.command(rich_help_panel=DATA)
 def hold(
     ref: str | None = Ref,
     prefix: str | None = Prefix,
@@ -62,7 +96,7 @@ def hold(
     ),
     legal: bool = typer.Option(False, help="A legal hold, until an admin releases it."),
     reason: str = "",
-    tenant: str = "default",
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
 ) -> None:
     """Hold versions (or a prefix): no rm or forget while held, whoever asks."""
     from workers.api.tokens import TokenError, parse_expiry
@@ -78,6 +112,20 @@ def hold(
         raise typer.BadParameter(str(exc)) from None
     if retain is None and not legal:
         raise typer.BadParameter("ask for --until DATE, --legal, or both")
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        body: dict[str, Any] = {"legal_hold": legal, "reason": reason}
+        body["retain_until"] = retain.isoformat() if retain else None
+        if prefix is not None:
+            placed = through_api(api, "hold_prefix", json=body | {"prefix": prefix})
+        else:
+            body |= {"version": version, "all_versions": all_versions}
+            placed = through_api(api, "hold", str(ref), json=body)
+        for one in placed:
+            console.print(f"held {described(one)}")
+        return
+    tenant = tenant or "default"
     asked = HoldAsked(retain, legal, reason)
     s = settings()
     docs = versions(ref, tenant, version, all_versions) if ref is not None else []
@@ -99,21 +147,34 @@ def hold(
         console.print(f"held {described(placed)}")
 
 
-@app.command(rich_help_panel=OPERATOR)
+@app.command(rich_help_panel=DATA)
 def release(
     ref: str | None = Ref,
     prefix: str | None = Prefix,
     version: int | None = Version,
     all_versions: bool = Every,
-    tenant: str = "default",
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
 ) -> None:
-    """Release a legal hold (an operator's, audited); a retention stays until it passes."""
+    """Release a legal hold (the admin scope through the API; audited); a retention stays
+    until it passes."""
     from workers.client.holds import release as release_holds
     from workers.client.identity import cli_actor
     from workers.client.state import State
     from workers.core.holds import prefix_hold_id, version_hold_id
 
     target(ref, prefix)
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        if prefix is not None:
+            freed = through_api(api, "release_prefix", params={"prefix": prefix})
+        else:
+            asked = {"version": version, "all_versions": all_versions or None}
+            freed = through_api(api, "release", str(ref), params=asked)
+        for one in freed:
+            console.print(f"released the legal hold of {scope_of(one)}")
+        return
+    tenant = tenant or "default"
     if prefix is not None:
         ids = [prefix_hold_id(tenant, prefix)]
     else:
@@ -134,7 +195,8 @@ def release(
 
 @holds_app.command("list")
 def holds_list(
-    tenant: str = "default", as_json: bool = typer.Option(False, "--json", help="JSON lines.")
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines."),
 ) -> None:
     """The tenant's holds: prefixes', then versions'."""
     from workers.client.holds import listed
@@ -144,14 +206,23 @@ def holds_list(
     async def go() -> list[dict[str, Any]]:
         state = State(settings())
         try:
-            return await listed(state.db, tenant)
+            return await listed(state.db, tenant or "default")
         finally:
             await state.close()
 
-    found = run(go())
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        found = through_api(api, "holds")
+    else:  # MongoDB's times are naive UTC: they say so, as the API's do
+        found = [
+            {"id": h.pop("_id")}
+            | {k: utc(v) if isinstance(v, datetime) else v for k, v in h.items()}
+            for h in run(go())
+        ]
     if as_json:
-        for h in found:  # MongoDB's times are naive UTC: the JSON says so
-            emit_json({k: utc(v) if isinstance(v, datetime) else v for k, v in h.items()})
+        for h in found:
+            emit_json(h)
         return
     table = Table("held", "retained until (UTC)", "legal hold", "reason", "placed by")
     for h in found:

@@ -1,7 +1,8 @@
 """``share``: a signed, expiring URL serving one version's plaintext with no token
-(``workers.client.links``); ``share list`` and ``share revoke``. Direct mode only, for now:
-the link is made in the database and its URL built on ``MOVINGDATA_API_PUBLIC_URL``, else on
-the API's host and port."""
+(``workers.client.links``); ``share list`` and ``share revoke``. Through the API (a profile
+or ``MOVINGDATA_API_URL``) the API makes the link and its URL; in direct mode the link is
+made in the database and its URL built on ``MOVINGDATA_API_PUBLIC_URL``, else on the API's
+host and port."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,20 +11,24 @@ import typer
 from typer.core import TyperGroup
 
 from workers.cli.base import (
+    DATA,
     JSON,
-    OPERATOR,
     Code,
+    api_failed,
     app,
     console,
     emit_json,
     errors,
     fail,
+    no_tenant,
     picked,
+    remote,
     resolved,
     run,
     said,
     settings,
 )
+from workers.client.remote import ApiError
 
 
 class ShareGroup(TyperGroup):
@@ -41,19 +46,47 @@ share_app = typer.Typer(
     help="Share links: `share ID|NAME --expires 1h` prints a URL serving that version's "
     "plaintext to whoever holds it, with no token, until it expires or is revoked.",
 )
-app.add_typer(share_app, name="share", rich_help_panel=OPERATOR)
+app.add_typer(share_app, name="share", rich_help_panel=DATA)
 
 
 @share_app.command("create")
 def share_create(
     ref: str = typer.Argument(..., metavar="ID|NAME"),
-    expires: str = typer.Option("1h", help="A duration (1h, 7d) or an ISO time."),
+    expires: str = typer.Option("1h", help="A duration (30m, 1h, 7d) or an ISO time."),
     version: int | None = typer.Option(None, help="A version; default the newest verified."),
     note: str = typer.Option("", help="Why or for whom; listed with the link."),
-    tenant: str = "default",
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
     as_json: bool = JSON,
 ) -> None:
     """Make a link to a version and print its URL (also `share ID|NAME`)."""
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        with api:
+            try:
+                object_id = api.resolve(ref)["object_id"]
+                body = {"version": version, "expires": expires, "note": note}
+                made = api.json("create_link", object_id=object_id, json=body)
+            except ApiError as exc:
+                api_failed(exc)
+        shown_link(made, as_json)
+        return
+    shown_link(share_direct(ref, expires, version, note, tenant or "default"), as_json)
+
+
+def shown_link(link: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(link)
+        return
+    until = link["expires_at"]
+    errors.print(f"link {link['link_id']} to {link['name']} v{link['version']}, until {until}")
+    console.print(link["url"], highlight=False)
+
+
+def share_direct(
+    ref: str, expires: str, version: int | None, note: str, tenant: str
+) -> dict[str, Any]:
+    """The link made in the database, with its URL, in the API's shape."""
     from workers.client import links
     from workers.client.identity import cli_actor
     from workers.client.state import State
@@ -82,17 +115,13 @@ def share_create(
 
     link = run(go())
     url = links.url(s.api_public_url or f"http://{s.api_host}:{s.api_port}", link, key)
-    if as_json:
-        emit_json({"link_id": link.pop("_id"), **link, "url": url})
-        return
-    errors.print(f"link {link['_id']} to {link['name']} v{link['version']}, until {expires_at}")
-    console.print(url, highlight=False)
+    return {"link_id": link.pop("_id"), **link, "url": url}
 
 
 @share_app.command("list")
 def share_list(
     ref: str = typer.Argument(..., metavar="ID|NAME"),
-    tenant: str = "default",
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object a line, a link each."),
 ) -> None:
     """An object's links, live or not: version, expiry, revocation, uses."""
@@ -101,29 +130,41 @@ def share_list(
     from workers.client import links
     from workers.client.state import State
 
-    object_id, _ = resolved(ref, tenant)
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        with api:
+            try:
+                found = api.json("list_links", object_id=api.resolve(ref)["object_id"])
+            except ApiError as exc:
+                api_failed(exc)
+    else:
+        object_id, _ = resolved(ref, tenant or "default")
 
-    async def go() -> list[dict[str, Any]]:
-        state = State(settings())
-        try:
-            return await links.of_object(state.db, object_id)
-        finally:
-            await state.close()
+        async def go() -> list[dict[str, Any]]:
+            state = State(settings())
+            try:
+                return await links.of_object(state.db, object_id)
+            finally:
+                await state.close()
 
-    found = run(go())
+        found = [{"link_id": link.pop("_id"), **link} for link in run(go())]
     if as_json:
         for link in found:
-            emit_json({"link_id": link.pop("_id"), **link})
+            emit_json(link)
         return
 
-    def when(at: datetime | None) -> str:
+    def when(at: datetime | str | None) -> str:
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at)
         return f"{at:%Y-%m-%d %H:%M:%S}" if at else "-"
 
     table = Table("link", "version", "expires", "revoked", "uses", "last used", "by", "note")
     for link in found:
         table.add_row(
-            link["_id"], str(link["version"]), when(link["expires_at"]), when(link["revoked_at"]),
-            str(link["uses"]), when(link["last_used_at"]), link["created_by"], link["note"],
+            link["link_id"], str(link["version"]), when(link["expires_at"]),
+            when(link["revoked_at"]), str(link["uses"]), when(link["last_used_at"]),
+            link["created_by"], link["note"],
         )  # fmt: skip
     console.print(table)
 
@@ -131,6 +172,15 @@ def share_list(
 @share_app.command("revoke")
 def share_revoke(link_id: str, as_json: bool = JSON) -> None:
     """Revoke a link: its URL answers 410 Gone from now on."""
+    api = remote()
+    if api is not None:
+        with api:
+            try:
+                api.request("revoke_link", link_id=link_id)
+            except ApiError as exc:
+                api_failed(exc)
+        said(as_json, {"link_id": link_id, "revoked": True}, f"link {link_id} revoked")
+        return
     from workers.client import links
     from workers.client.identity import cli_actor
     from workers.client.state import State

@@ -32,7 +32,7 @@ def tokens_create(
     tenant: str = "default",
     expires: str = typer.Option(
         "90d",
-        help="A duration (12h, 90d), an ISO date (2027-06-01, UTC) or never. The default "
+        help="A duration (30m, 12h, 90d), an ISO date (2027-06-01, UTC) or never. The default "
         "makes a token nobody remembers stop working on its own.",
     ),
     output: Path | None = typer.Option(

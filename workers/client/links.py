@@ -43,7 +43,7 @@ def expiry(text: str, now: datetime, longest: timedelta) -> datetime:
     except TokenError:
         at = None
     if at is None:  # "never", or not a time in the future
-        raise LinkError(f"expiry {text!r} is not a duration (1h, 7d) or a time in the future")
+        raise LinkError(f"expiry {text!r} is not a duration (30m, 1h, 7d) or a time in the future")
     if at - now > longest:
         raise LinkError(f"a link lives at most {longest.total_seconds() / 3600:g} hours")
     return datetime.fromtimestamp(epoch(at), UTC)

@@ -47,6 +47,16 @@ OPERATIONS = {
     "removal": Operation("GET", "/v1/objects/{object_id}/removals/{request_id}"),
     "verify": Operation("POST", "/v1/objects/{object_id}/verify"),
     "audit": Operation("GET", "/v1/audit", frozenset({"since", "limit"})),
+    "create_link": Operation("POST", "/v1/objects/{object_id}/links"),
+    "list_links": Operation("GET", "/v1/objects/{object_id}/links"),
+    "revoke_link": Operation("DELETE", "/v1/links/{link_id}"),
+    "hold": Operation("PUT", "/v1/objects/{object_id}/hold"),
+    "release": Operation(
+        "DELETE", "/v1/objects/{object_id}/hold", frozenset({"version", "all_versions"})
+    ),
+    "holds": Operation("GET", "/v1/holds"),
+    "hold_prefix": Operation("PUT", "/v1/holds"),
+    "release_prefix": Operation("DELETE", "/v1/holds", frozenset({"prefix"})),
 }
 # What goes wrong, by kind: the CLI turns each into its exit code.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

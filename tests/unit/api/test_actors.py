@@ -65,8 +65,15 @@ def svc() -> Any:
     async def insert_one(doc: dict[str, Any]) -> None:
         kept.append(doc)
 
+    async def no_holds() -> AsyncIterator[dict[str, Any]]:
+        return
+        yield
+
     kept: list[dict[str, Any]] = []
-    db = {"removal_requests": SimpleNamespace(insert_one=insert_one, kept=kept)}
+    db = {
+        "removal_requests": SimpleNamespace(insert_one=insert_one, kept=kept),
+        "holds": SimpleNamespace(find=lambda *_, **__: no_holds()),  # nothing is held
+    }
     state = SimpleNamespace(objects=versions, db=db)
     deps = SimpleNamespace(stores={}, data_keys=None)
     return SimpleNamespace(settings=None, state=state, deps=deps, tiering=None)
