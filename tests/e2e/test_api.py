@@ -531,6 +531,11 @@ async def test_an_idempotent_put_lands_once_and_reads_are_conditional(
         theirs = await put("idem/a.bin", {**other, **key})
         assert theirs.status_code == 202 and theirs.json()["request_id"] != request_id
         assert is_problem(await put("idem/b.bin", {**writer, **key}), 422)  # another name
+        changed = {**writer, **key}
+        other_bytes = await http.post(
+            "/v1/objects", params={"name": "idem/a.bin"}, content=b"other", headers=changed
+        )
+        assert is_problem(other_bytes, 422)
         assert is_problem(await put("idem/c.bin", {**writer, "Idempotency-Key": "a b"}), 422)
 
         path = f"/v1/objects/{object_id}"

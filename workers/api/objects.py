@@ -269,6 +269,9 @@ async def put_object(
             digest.update(chunk)
             size += len(chunk)
         content = Content(size, digest.hexdigest())
+        first = await svc.state.object(decided["object_id"], decided["version"])
+        if first is not None and first.get("plaintext_sha256") not in (None, content.sha256):
+            raise Problem(422, "this Idempotency-Key was used for other bytes")
     put = put_request(
         placement,
         Source(staged=key),
