@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import tomllib
 import types
@@ -26,6 +25,8 @@ from streamlit.web.server.starlette.starlette_routes import ROUTE_HEALTH
 from typer.testing import CliRunner
 
 import topics
+from tests.deploy import manifests
+from tests.deploy.needs import NEEDS, OPERATORS_ONLY, component_of, needed
 from workers import cli, metrics
 from workers.api.operations import router as operations
 from workers.app import STAGES, build_app, parse_stages
@@ -48,14 +49,6 @@ SECRET_ENV = {
     for name, field in Settings.model_fields.items()
     if "SecretStr" in str(field.annotation)
 } | {"MOVINGDATA_MONGO_URI", "MOVINGDATA_AZURE_SAS_TOKEN"}
-WORKER_NEEDS = {
-    "MOVINGDATA_KAFKA_SASL_PASSWORD",
-    "MOVINGDATA_MONGO_URI",
-    "MOVINGDATA_OPENBAO_TOKEN",
-    "MOVINGDATA_S3_ACCESS_KEY",
-    "MOVINGDATA_S3_SECRET_KEY",
-    "MOVINGDATA_AZURE_KEY",
-}
 # KEDA's kafka scaler names for the workers' SASL mechanisms (workers/broker.py).
 KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
 
@@ -64,24 +57,7 @@ Doc = dict[str, Any]
 
 @pytest.fixture(scope="session")
 def kustomize() -> Path:
-    """The pinned kustomize, built once with Go into the project's tools folder."""
-    binary = Settings().home.resolve() / "tools" / "bin" / "kustomize"
-    version = KUSTOMIZE.rsplit("@", 1)[1]
-    if binary.exists():
-        shown = subprocess.run([binary, "version"], capture_output=True, text=True).stdout
-        if shown.strip() == version:
-            return binary
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail(
-            f"these tests build kustomize with Go (go install {KUSTOMIZE}), and `go` is not on "
-            f"PATH: install Go (https://go.dev/dl/), or put kustomize there yourself: {binary}"
-        )
-    env = {**os.environ, "GOBIN": str(binary.parent)}
-    built = subprocess.run([go, "install", KUSTOMIZE], env=env, capture_output=True, text=True)
-    if built.returncode != 0:
-        pytest.fail(f"go install {KUSTOMIZE} failed:\n{built.stderr}")
-    return binary
+    return manifests.kustomize()
 
 
 def example_env(path: Path) -> dict[str, str]:
@@ -95,21 +71,9 @@ def sentinel(key: str) -> str:
 
 @pytest.fixture(scope="session")
 def rendered(kustomize: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
-    """Each overlay's output, its Secret filled in from the committed examples."""
-    tree = tmp_path_factory.mktemp("deploy") / "k8s"
-    shutil.copytree(K8S, tree)
-    out = {}
-    for overlay in OVERLAYS:
-        folder = tree / "overlays" / overlay
-        for name in ("secret.env", "sink-secret.env"):
-            secrets = example_env(K8S / f"{name}.example")
-            (folder / name).write_text("".join(f"{k}={sentinel(k)}\n" for k in secrets))
-        shutil.copy(K8S / "gcs-service-account.json.example", folder / "gcs-service-account.json")
-        built = subprocess.run([kustomize, "build", folder], capture_output=True, text=True)
-        if built.returncode != 0:
-            pytest.fail(f"kustomize build overlays/{overlay}:\n{built.stderr}")
-        out[overlay] = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-    return out
+    """Each overlay's output, its Secrets filled in from the committed examples."""
+    work = tmp_path_factory.mktemp("deploy")
+    return manifests.render(kustomize, work, lambda _overlay, _secret, key: sentinel(key))
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -296,10 +260,10 @@ def test_scalers_follow_each_stage_consumer_group(
     }
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
     assert refs == {
-        "username": ("movingdata", "MOVINGDATA_KAFKA_SASL_USERNAME"),
-        "password": ("movingdata", "MOVINGDATA_KAFKA_SASL_PASSWORD"),
+        "username": ("movingdata-workers", "MOVINGDATA_KAFKA_SASL_USERNAME"),
+        "password": ("movingdata-workers", "MOVINGDATA_KAFKA_SASL_PASSWORD"),
     }
-    assert {key for _, key in refs.values()} <= set(secrets["movingdata"]["data"])
+    assert {key for _, key in refs.values()} <= set(secrets["movingdata-workers"]["data"])
 
 
 def test_worker_probes_are_the_endpoints_it_serves(docs: list[Doc], environ: Environ) -> None:
@@ -388,8 +352,9 @@ def test_api_probes_and_port(
     served = {route.path for route in operations.routes}  # type: ignore[attr-defined]
     assert {"/healthz", "/readyz", "/metrics"} <= served
     seen: dict[str, Any] = {}
+    # The application is built as the container builds it; its lifespan (what opens the
+    # services) runs against the local stack in tests/deploy/test_component_startup.py.
     monkeypatch.setattr("uvicorn.run", lambda _app, **options: seen.update(options))
-    monkeypatch.setattr("workers.api.app.create_app", lambda _settings: None)
     environ(container_env(docs, container))
     result = CliRunner().invoke(cli.app, container["args"])
     assert result.exit_code == 0, result.output
@@ -566,25 +531,22 @@ def test_no_secret_value_is_committed() -> None:
         if path.suffix == ".yaml":
             kinds = {d.get("kind") for d in yaml.safe_load_all(path.read_text()) if d}
             assert "Secret" not in kinds, f"{name}: a Secret is generated, never committed"
-    secrets = example_env(K8S / "secret.env.example")
-    assert secrets and set(secrets.values()) == {""}, "secret.env.example holds values"
-    assert set(secrets) >= WORKER_NEEDS
-    assert set(secrets) <= SECRET_ENV | {"MOVINGDATA_KAFKA_SASL_USERNAME"}
-    # Workers never hold the readers' or the admins' OpenBao tokens (workers/settings.py), and
-    # the Secret every worker reads never holds the sink's (its own Secret, sink-secret.env).
-    assert not {
-        "MOVINGDATA_OPENBAO_READER_TOKEN",
-        "MOVINGDATA_OPENBAO_ADMIN_TOKEN",
-        "MOVINGDATA_OPENBAO_SINK_TOKEN",
-    } & set(secrets)
-    sink_secrets = example_env(K8S / "sink-secret.env.example")
-    assert sink_secrets == {"MOVINGDATA_OPENBAO_SINK_TOKEN": ""}
+    # One Secret per component, its example naming exactly what that component needs (with a
+    # SASL broker and the Azure account key: the rest is an alternative the comments name).
+    for name, secrets in manifests.secret_examples().items():
+        assert secrets and set(secrets.values()) == {""}, f"{name}'s example holds values"
+        component = manifests.SECRET_COMPONENTS[name]
+        wanted = NEEDS[component] - {"azure_sas_token"}
+        if component == "sink":  # the sink reads movingdata-workers too: only its own here
+            wanted -= NEEDS["worker"]
+        assert {k.removeprefix("MOVINGDATA_").lower() for k in secrets} == wanted, name
+        assert not OPERATORS_ONLY & {k.removeprefix("MOVINGDATA_").lower() for k in secrets}
     account = json.loads((K8S / "gcs-service-account.json.example").read_text())
     assert not account["private_key"] and not account["private_key_id"]
     filled = [
         f"deploy/k8s/overlays/{o}/{f}"
         for o in OVERLAYS
-        for f in ("secret.env", "sink-secret.env", "gcs-service-account.json")
+        for f in (*manifests.SECRET_FILES.values(), "gcs-service-account.json")
     ]
     ignored = subprocess.run(
         ["git", "-C", ROOT, "check-ignore", *filled], capture_output=True, text=True
@@ -592,11 +554,13 @@ def test_no_secret_value_is_committed() -> None:
     assert set(ignored.stdout.split()) == set(filled), "git must ignore the filled-in credentials"
 
 
-def test_secrets_stay_in_the_secret(docs: list[Doc]) -> None:
-    secret = named(docs, "Secret")["movingdata"]["data"]
-    assert {k: base64.b64decode(v).decode() for k, v in secret.items()} == {
-        k: sentinel(k) for k in example_env(K8S / "secret.env.example")
-    }
+def test_secrets_stay_in_their_secrets(docs: list[Doc]) -> None:
+    """Each component's Secret holds its example's keys, and credentials are nowhere else."""
+    examples = manifests.secret_examples()
+    data = manifests.secret_data(docs)
+    for name, keys in examples.items():
+        assert data[name] == {k: sentinel(k) for k in keys}, name
+    assert set(data) == {*examples, manifests.GCS_SECRET}
     for config_map in named(docs, "ConfigMap").values():
         assert not SECRET_ENV & set(config_map["data"]), config_map["metadata"]["name"]
     for doc in docs:
@@ -604,6 +568,20 @@ def test_secrets_stay_in_the_secret(docs: list[Doc]) -> None:
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 literal = {v["name"] for v in container.get("env", []) if "value" in v}
                 assert not SECRET_ENV & literal, doc["metadata"]["name"]
+
+
+def test_each_component_holds_what_it_needs(docs: list[Doc], environ: Environ) -> None:
+    """Every pod holds the secrets its component needs (tests/deploy/needs.py) and no other;
+    only those that open stores mount the GCS key. The start-up test checks the table against
+    what each component really reads."""
+    for name, container in manifests.k8s_containers(docs).items():
+        component = component_of(name)
+        settings = environ(container.env).model_copy(
+            update={"kafka_security_protocol": "SASL_SSL"}  # every example line filled in
+        )
+        assert container.held == needed(component, settings), name
+        stores = component in ("worker", "sink", "api")
+        assert (manifests.GCS_SECRET in container.secret_mounts) == stores, name
 
 
 def test_only_the_sink_can_sign_checkpoints(docs: list[Doc]) -> None:
@@ -618,4 +596,7 @@ def test_only_the_sink_can_sign_checkpoints(docs: list[Doc]) -> None:
         if container_env(docs, container).get("MOVINGDATA_OPENBAO_SINK_TOKEN") == sink
     }
     assert holders == {"movingdata-sink"}
-    assert "MOVINGDATA_OPENBAO_SINK_TOKEN" not in named(docs, "Secret")["movingdata"]["data"]
+    secrets = manifests.secret_data(docs)
+    assert [n for n, data in secrets.items() if "MOVINGDATA_OPENBAO_SINK_TOKEN" in data] == [
+        "movingdata-sink"
+    ]

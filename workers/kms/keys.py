@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import aiohttp
+from pydantic import SecretStr
 
 from workers import metrics
 from workers.errors import Fatal, IntegrityError, NotFound, Permanent, Retryable
@@ -191,18 +192,21 @@ class LocalSigner:
 
 
 Role = Literal["worker", "sink", "reader", "admin"]
+# The setting holding each role's OpenBao token (MOVINGDATA_OPENBAO_<...>).
+TOKEN_SETTINGS: dict[Role, str] = {
+    "worker": "openbao_token",
+    "sink": "openbao_sink_token",
+    "reader": "openbao_reader_token",
+    "admin": "openbao_admin_token",
+}
 
 
 def openbao_token(settings: Settings, role: Role) -> str:
     """The token of a role: workers encrypt and decrypt with the KEK; the sink alone signs
     checkpoints (and verifies the latest before the next); readers (restore, audit verify)
     decrypt and verify; the admin rotates and trims."""
-    token = {
-        "worker": settings.openbao_token,
-        "sink": settings.openbao_sink_token,
-        "reader": settings.openbao_reader_token,
-        "admin": settings.openbao_admin_token,
-    }[role]
+    # Only the role's own setting is read: a process never touches another role's token.
+    token: SecretStr | None = getattr(settings, TOKEN_SETTINGS[role])
     if token is not None and not token.get_secret_value():
         token = None  # set but empty (`${VAR:-}` in Compose): not given either
     if token is None and role == "sink":
