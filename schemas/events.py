@@ -237,6 +237,11 @@ class ObjectAccepted(Event):
     plaintext_sha256: Sha256Hex | None = None
     requested_by: str = Field(default="", max_length=200)  # the put request's actor
 
+    def step_detail(self) -> dict[str, object]:
+        """The trail names who asked for the version (a token, a user), not only the ingest
+        worker that accepted it."""
+        return {"requested_by": self.requested_by} if self.requested_by else {}
+
 
 class ObjectEncrypted(Event):
     """Ciphertext is in the primary store (and every one of ``written_targets``); digests of

@@ -107,7 +107,8 @@ async def test_the_cli_speaks_the_api_with_only_its_profile(
     assert b"deleted: removed from s3, azure, gcs" in removed.stdout
     object_id = shown[0]["object_id"]
     trail = await state.audit(str(object_id))
-    assert any(r["actor"] == "api:cli-user" for r in trail), trail
+    accepted = [r for r in trail if r["action"] == "object.accepted"]
+    assert [r["detail"]["requested_by"] for r in accepted] == ["api:cli-user"]
     tail = run(user, "audit", "tail", "--from-beginning", "--idle", "3", "--json")
     assert tail.returncode == 0, tail.stderr
     records = lines(tail.stdout)

@@ -116,6 +116,14 @@ async def test_the_cli_holds_lists_refuses_and_releases(
     assert put.returncode == 0, put.stderr
     legal = pipeline.cli("hold", "deed.txt", "--legal", "--reason", "case 9")
     assert (legal.returncode, legal.stdout.strip()) == (0, "held deed.txt v1: legal hold")
+    (shown,) = [
+        json.loads(v) for v in pipeline.cli("show", "deed.txt", "--json").stdout.splitlines()
+    ]
+    assert shown["legal_hold"] is True
+    (under,) = [
+        json.loads(v) for v in pipeline.cli("show", "deeds/deed.txt", "--json").stdout.splitlines()
+    ]
+    assert under["retain_until"] is not None  # the prefix's retention
     lines = pipeline.cli("holds", "list", "--json").stdout.splitlines()
     listed = [json.loads(line) for line in lines]
     assert [(h["kind"], h.get("prefix") or h["name"]) for h in listed] == [

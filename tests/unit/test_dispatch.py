@@ -284,6 +284,14 @@ async def test_a_step_the_sink_derives_sends_no_audit_copy_others_do() -> None:
     assert stored.actor.startswith("worker:ingest@")  # signed before it was sent
 
 
+def test_an_accepted_step_names_who_asked_for_the_version() -> None:
+    """The ingest worker accepts; the record also names the request's actor (a token)."""
+    accepted = accepted_of(inline_request(b"x")).model_copy(update={"requested_by": "api:ci"})
+    assert step_record("ingest", Emit(ACCEPTED, accepted)).detail["requested_by"] == "api:ci"
+    anonymous = accepted.model_copy(update={"requested_by": ""})
+    assert "requested_by" not in step_record("ingest", Emit(ACCEPTED, anonymous)).detail
+
+
 def test_an_output_the_sink_would_derive_differently_keeps_its_record() -> None:
     """Another stage or action than the sink would name: the copy is the only true record."""
     accepted = accepted_of(inline_request(b"x")).model_copy(update={"actor": "worker:x"})

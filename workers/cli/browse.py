@@ -133,13 +133,24 @@ def object_view(ref: str, tenant: str | None) -> dict[str, Any]:
             except ApiError as exc:
                 api_failed(exc)
     from workers.api.objects import version_view
+    from workers.catalog import covering
+    from workers.client.state import State
 
     object_id, docs = resolved(ref, tenant or "default")
+
+    async def holds() -> list[dict[str, Any]]:
+        state = State(settings())
+        try:
+            return await covering(state.db, docs)
+        finally:
+            await state.close()
+
+    held = run(holds())
     return {
         "object_id": object_id,
         "tenant": docs[0].get("tenant", ""),
         "name": docs[0].get("name", ""),
-        "versions": [version_view(d).model_dump(mode="json") for d in docs],
+        "versions": [version_view(d, held).model_dump(mode="json") for d in docs],
     }
 
 
