@@ -5,7 +5,6 @@ bad input as problem+json with nothing left behind, readiness of a stopped store
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.relay import relay
+from tests.e2e.conftest import bearer, free_port, is_problem, put_verified, scoped, token
 from tests.pipeline import Pipeline
 from tests.stores import raw_keys
 from tests.waiting import wait_for
@@ -33,12 +33,6 @@ MiB = 1024 * 1024
 GCS = {"down": False}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 async def gcs_relay() -> AsyncIterator[str]:
     GCS["down"] = False
@@ -49,73 +43,6 @@ async def gcs_relay() -> AsyncIterator[str]:
 @pytest.fixture
 def pipeline_overrides(gcs_relay: str) -> dict[str, object]:
     return {"source_roots": (), "gcs_url": gcs_relay}
-
-
-@pytest.fixture
-async def api(pipeline: Pipeline, worker_all: subprocess.Popen[bytes]) -> AsyncIterator[str]:
-    """A ``movingdata api`` process configured like the pipeline, on a free port."""
-    port = free_port()
-    env = {
-        **pipeline.env,
-        "MOVINGDATA_API_MAX_UPLOAD_BYTES": str(40 * MiB),
-        "MOVINGDATA_API_RATE_PER_MINUTE": "100000",
-    }
-    with (pipeline.logs / "api.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "movingdata"), "api", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    async def answers() -> bool:
-        assert proc.poll() is None, (pipeline.logs / "api.log").read_text()
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{url}/healthz", timeout=1)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_for(answers, timeout_s=60)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def token(pipeline: Pipeline, name: str, role: str, tenant: str = "default") -> str:
-    return scoped(pipeline, name, "--role", role, "--tenant", tenant)
-
-
-def scoped(pipeline: Pipeline, name: str, *options: str) -> str:
-    """A token made by ``movingdata tokens create NAME OPTIONS``."""
-    made = pipeline.cli("tokens", "create", name, *options)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
-
-
-async def put_verified(
-    http: httpx.AsyncClient, name: str, content: bytes, headers: dict[str, str]
-) -> str:
-    """Upload ``content`` as ``name``, waiting until it is verified; return its object id."""
-    put = await http.post(
-        "/v1/objects", params={"name": name, "wait": "true"}, content=content, headers=headers
-    )
-    assert put.json()["outcome"] == "verified", put.text
-    return str(put.json()["object_id"])
-
-
-def is_problem(answer: httpx.Response, status: int) -> bool:
-    return (
-        answer.status_code == status
-        and answer.headers["content-type"].startswith("application/problem+json")
-        and answer.json()["status"] == status
-    )
 
 
 async def test_upload_and_read_back_over_http(pipeline: Pipeline, api: str) -> None:

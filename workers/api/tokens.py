@@ -192,14 +192,17 @@ async def revoke(db: AsyncDatabase[Any], name: str) -> None:
 
 
 async def listing(db: AsyncDatabase[Any]) -> list[dict[str, Any]]:
-    """Every token's name, tenant, scopes and dates (never a hash)."""
+    """Every token's name, tenant, scopes and dates, in UTC (never a hash)."""
     return [
         {
             "name": doc["name"],
             "tenant": doc["tenant"],
             "scopes": ordered(scopes_of(doc)),
             "expires_at": expiry_of(doc),
-            **{k: doc.get(k) for k in ("created_at", "last_used_at", "revoked_at")},
+            **{
+                k: utc(doc[k]) if doc.get(k) is not None else None
+                for k in ("created_at", "last_used_at", "revoked_at")
+            },
         }
         async for doc in db["tokens"].find({}, {"_id": 0}).sort("name", 1)
     ]
