@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from workers.cli.base import JSON, OPERATOR, app, console, emit_json, fail, run, said, settings
+from workers.cli.base import (
+    JSON,
+    OPERATOR,
+    Code,
+    app,
+    console,
+    emit_json,
+    fail,
+    run,
+    said,
+    settings,
+)
 from workers.stack import control
 from workers.stack.process import ServiceError
 
@@ -16,23 +27,27 @@ app.add_typer(stack_app, name="stack", rich_help_panel=OPERATOR)
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(as_json: bool = typer.Option(False, "--json", help="One service per line.")) -> None:
     """Install what is missing, start every service, wait until healthy."""
     try:
         timings = control.up(settings())
     except ServiceError as exc:
-        fail(str(exc))
+        fail(str(exc), Code.RETRY)
     for name, seconds in timings.items():
-        console.print(f"{name:10} up in {seconds:5.1f} s")
+        said(
+            as_json,
+            {"service": name, "seconds": round(seconds, 1)},
+            f"{name:10} up in {seconds:5.1f} s",
+        )
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(as_json: bool = typer.Option(False, "--json", help="One line per stop.")) -> None:
     """Stop what the demo left running, then the services this stack started (by PID)."""
     from workers.demo import stop_surface
 
     for name in [*stop_surface(settings()), *control.down(settings())]:
-        console.print(f"{name:10} stopped")
+        said(as_json, {"stopped": name}, f"{name:10} stopped")
 
 
 @stack_app.command("status")

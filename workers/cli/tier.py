@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from workers.cli.base import (
+    JSON,
     OPERATOR,
     app,
     console,
@@ -16,6 +17,7 @@ from workers.cli.base import (
     load_tiering,
     picked,
     run,
+    said,
     settings,
 )
 
@@ -110,6 +112,7 @@ def tier_synth(
     seed: int = typer.Option(1, help="The same seed gives the same log."),
     objects: int = typer.Option(500, min=1),
     days: int = typer.Option(365, min=1),
+    as_json: bool = JSON,
 ) -> None:
     """Write a synthetic access log: Zipf popularity, a daily cycle, ageing, re-read bursts."""
     from workers.tiering.accesslog import write_log
@@ -117,7 +120,9 @@ def tier_synth(
 
     log = synthesise(seed, objects, days)
     write_log(output, log)
-    console.print(f"{len(log)} accesses to {objects} objects over {days} days: {output}")
+    text = f"{len(log)} accesses to {objects} objects over {days} days: {output}"
+    doc = {"accesses": len(log), "objects": objects, "days": days, "output": str(output)}
+    said(as_json, doc, text)
 
 
 @tier_app.command("backtest")
