@@ -64,7 +64,7 @@ from workers.client.state import State
 from workers.deps import Deps
 from workers.dispatch import Dispatcher, Emit, Message, MessageRef, RetryPolicy, backoff_s
 from workers.errors import MovingDataError, Retryable
-from workers.health import readiness
+from workers.health import needs_of, readiness
 from workers.jobs import reconcile as reconcile_job
 from workers.jobs import retention
 from workers.jobs.checkpointer import Checkpointer
@@ -300,7 +300,7 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         await metrics.serve(
             settings.worker_host,
             settings.worker_port,
-            partial(readiness, settings, deps.stores),
+            partial(readiness, settings, deps.stores, needs_of(stages)),
             partial(consumer_lag, app),
         )
 

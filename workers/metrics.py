@@ -82,6 +82,11 @@ SINK_REQUESTS = Counter(
 KMS_REQUESTS = Counter(
     "movingdata_kms_requests_total", "Requests to the KMS (OpenBao transit), by operation", ["op"]
 )
+DEPENDENCY_UP = Gauge(
+    "movingdata_dependency_up",
+    "Whether a dependency answered this process's last readiness check (1) or not (0)",
+    ["dependency"],
+)
 LAG = Gauge(
     "movingdata_consumer_lag", "Messages not yet consumed, per partition", ["topic", "partition"]
 )
@@ -199,9 +204,8 @@ async def serve(
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        checks = await ready()
-        ok = all(v == "ok" for v in checks.values())
-        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+        body = await ready()
+        return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         for (topic, partition), behind in lag().items():
