@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from workers.api.tokens import Role
 from workers.cli.base import JSON, OPERATOR, app, console, emit_json, fail, run, said, settings
 
 tokens_app = typer.Typer(
@@ -18,7 +19,7 @@ app.add_typer(tokens_app, name="tokens", rich_help_panel=OPERATOR)
 @tokens_app.command("create")
 def tokens_create(
     name: str,
-    role: str | None = typer.Option(
+    role: Role | None = typer.Option(
         None,
         help="A preset of scopes: reader (read), writer (read, write, delete) or admin "
         "(every scope). Default: reader, unless --scope is given.",
