@@ -66,7 +66,7 @@ from workers.settings import KafkaRole, Settings, load_settings
 from workers.stack.openbao import ROLES
 from workers.stores import open_store
 
-DEPLOYMENTS = ("k8s-dev", "k8s-prod", "compose")
+VARIANTS = ("k8s-dev", "k8s-prod", "compose")
 # Which local broker user and OpenBao tokens each Secret is filled in with (its role's).
 SECRET_ROLES: Mapping[str, KafkaRole] = {
     "movingdata-workers": "worker",
@@ -336,8 +336,9 @@ def worker_ready(process: Process) -> bool:
         return False
 
 
-@pytest.fixture(params=DEPLOYMENTS)
-def deployment(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> str:
+    """Which deployment's containers: each Kubernetes overlay's, or the Compose file's."""
     return str(request.param)
 
 
@@ -350,7 +351,7 @@ def processes() -> Iterator[list[Process]]:
 
 
 def test_every_stage_starts_with_only_its_own_secrets(
-    deployment: str,
+    variant: str,
     containers: dict[str, dict[str, Container]],
     stack: Settings,
     isolated: Isolated,
@@ -359,7 +360,7 @@ def test_every_stage_starts_with_only_its_own_secrets(
 ) -> None:
     """``movingdata worker --agents STAGE`` for every stage at once, each with its container's
     environment, until each is ready (its /readyz: broker, database, stores, KMS)."""
-    stages = by_component(containers[deployment], "worker", "sink")
+    stages = by_component(containers[variant], "worker", "sink")
     assert {c.argv[-1] for c in stages} == set(STAGES)
     for container in stages:
         env = on_the_local_stack(container, stack, isolated, tmp_path / container.name)
@@ -379,14 +380,14 @@ def test_every_stage_starts_with_only_its_own_secrets(
 
 
 def test_the_one_shots_run_with_only_their_own_secrets(
-    deployment: str,
+    variant: str,
     containers: dict[str, dict[str, Container]],
     stack: Settings,
     isolated: Isolated,
     tmp_path: Path,
 ) -> None:
     """The Kubernetes topics Job's script and Compose's ``init`` (topics and buckets)."""
-    (container,) = by_component(containers[deployment], "topics", "init")
+    (container,) = by_component(containers[variant], "topics", "init")
     env = on_the_local_stack(container, stack, isolated, tmp_path)
     process = start(container, env, tmp_path)
     try:
@@ -397,7 +398,7 @@ def test_the_one_shots_run_with_only_their_own_secrets(
 
 
 async def test_the_api_starts_with_only_its_own_secrets(
-    deployment: str,
+    variant: str,
     containers: dict[str, dict[str, Container]],
     stack: Settings,
     isolated: Isolated,
@@ -407,7 +408,7 @@ async def test_the_api_starts_with_only_its_own_secrets(
     """The API container's command (``movingdata api ...``) builds the application uvicorn
     would serve; its lifespan opens every service (Services.open), then /readyz answers 200
     and a share link is checked (the only route reading the link key)."""
-    (container,) = by_component(containers[deployment], "api")
+    (container,) = by_component(containers[variant], "api")
     env = on_the_local_stack(container, stack, isolated, tmp_path)
     for key in [k for k in os.environ if k.startswith("MOVINGDATA_")]:
         monkeypatch.delenv(key)
@@ -433,7 +434,7 @@ async def test_the_api_starts_with_only_its_own_secrets(
 
 
 def test_the_dashboard_answers_its_first_queries_with_only_its_own_secrets(
-    deployment: str,
+    variant: str,
     containers: dict[str, dict[str, Container]],
     stack: Settings,
     isolated: Isolated,
@@ -443,7 +444,7 @@ def test_the_dashboard_answers_its_first_queries_with_only_its_own_secrets(
     """The dashboard container's command (``movingdata dashboard``) starts Streamlit on the
     page; the page runs (Streamlit's AppTest) with that environment: its token is looked up,
     its tenant's objects, audit and dead letters read, the fleet's groups listed."""
-    (container,) = by_component(containers[deployment], "dashboard")
+    (container,) = by_component(containers[variant], "dashboard")
     env = on_the_local_stack(container, stack, isolated, tmp_path)
     for key in [k for k in os.environ if k.startswith("MOVINGDATA_")]:
         monkeypatch.delenv(key)
