@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from pydantic import SecretStr
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -77,6 +77,29 @@ SECRET_ROLES: Mapping[str, KafkaRole] = {
 # Where the image has its data files, and where they are in the repository.
 IMAGE_PATHS = {"/etc/movingdata/": f"{ROOT}/deploy/"}
 READY_S = 180.0
+
+
+# What a database user with the `read` role may send.
+READ_COMMANDS = frozenset(
+    {"find", "getMore", "aggregate", "count", "distinct", "listCollections", "listIndexes"}
+    | {"killCursors", "endSessions", "ping", "hello", "isMaster", "buildInfo"}
+)
+
+
+class Commands(monitoring.CommandListener):
+    """The names of the commands a client sent."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.add(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -453,10 +476,11 @@ def test_the_dashboard_answers_its_first_queries_with_only_its_own_secrets(
     launched: list[list[str]] = []
     monkeypatch.setattr("subprocess.call", lambda argv: launched.append(argv) or 0)
     clients: list[MongoClient[Any]] = []  # the page's, closed here (a run never closes it)
+    commands = Commands()
 
     class Recorded(MongoClient):  # type: ignore[type-arg]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, event_listeners=[commands], **kwargs)
             clients.append(self)
 
     monkeypatch.setattr("workers.dashboard.data.MongoClient", Recorded)
@@ -475,6 +499,8 @@ def test_the_dashboard_answers_its_first_queries_with_only_its_own_secrets(
     assert "dashboard" in sidebar, "the dashboard's token was not found: " + sidebar
     assert not [w.value for w in at.warning], "the broker did not answer the fleet's query"
     assert isolated.dashboard_token not in str(at.main) + str(at.sidebar)
+    # Its database user may be read-only: the page sends nothing but reads.
+    assert "find" in commands.names and commands.names <= READ_COMMANDS, commands.names
     assert_own_secrets(container, env, reads, tmp_path)
 
 
