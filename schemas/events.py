@@ -110,6 +110,10 @@ class Source(BaseModel):
     url: str | None = None
     inline_b64: str | None = None
     staged: str | None = None
+    # What the source said of the object when a sync listed it (an ETag, a generation, a
+    # file's mtime: ``workers.core.sync``), recorded on the version so the next sync of an
+    # unchanged object decides from its listing alone.
+    fingerprint: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":

@@ -15,6 +15,7 @@ from schemas.events import (
     ReplicaTiered,
     ReplicaVerified,
     ReplicaWritten,
+    Source,
 )
 from tests.unit.agents.conftest import inline_request
 from workers.agents.sink import (
@@ -54,6 +55,18 @@ def test_events_own_disjoint_fields_of_the_object_document() -> None:
     assert a is not None and t == {}  # a tier is recorded by latest_tier
     assert a["source"] == "inline" and a["tags"] == {"a": "b"}
     assert object_update(request) is None
+
+
+def test_the_version_records_the_fingerprint_a_sync_listed_its_source_with() -> None:
+    request = inline_request(b"x")
+    listed = Source(url="s3://src/a.bin", fingerprint='etag:"9dd4e461268c8034f5c8564e155c67a6"')
+    for source, expected in ((listed, listed.fingerprint), (request.source, None)):
+        assert source is not None
+        accepted = stamp(
+            ObjectAccepted, request, "1", version=1, source=source, placement=request.placement
+        )
+        update = object_update(accepted)
+        assert update is not None and update.get("source_fingerprint") == expected
 
 
 def test_a_tier_is_recorded_only_over_an_older_placement() -> None:
