@@ -320,8 +320,8 @@ async def test_workers_answer_on_the_probe_paths(rendered: dict[str, list[Doc]])
         if key.endswith("Probe")
     } | {"/metrics"}
 
-    async def ready() -> dict[str, str]:
-        return {"broker": "ok"}
+    async def ready() -> dict[str, object]:
+        return {"ready": True, "checks": {"broker": "ok"}}  # health.readiness's shape
 
     runner = await metrics.serve("127.0.0.1", 0, ready, dict)
     port = runner.addresses[0][1]
