@@ -119,6 +119,21 @@ async def test_stat_and_list_report_when_an_object_was_written(store: ObjectStor
         assert before <= modified <= after
 
 
+async def test_a_listing_fingerprints_each_object_and_a_rewrite_changes_it(
+    store: ObjectStore,
+) -> None:
+    """A sync decides from listings alone: the fingerprint must change with the content."""
+    await store.write("fp", chunked(b"first"))
+    (first,) = [i async for i in store.list("fp")]
+    (again,) = [i async for i in store.list("fp")]
+    await store.write("fp", chunked(b"second"))
+    (second,) = [i async for i in store.list("fp")]
+    assert first.fingerprint and first.fingerprint == again.fingerprint
+    assert second.fingerprint and second.fingerprint != first.fingerprint
+    md5 = hashlib.md5(b"second", usedforsecurity=False).hexdigest()
+    assert second.digests.get("md5", md5) == md5
+
+
 async def test_list_with_prefix(store: ObjectStore) -> None:
     for key, size in [("a/1", 1), ("a/2", 20), ("ab", 3), ("b/1", 4)]:
         await store.write(key, chunked(b"z" * size))

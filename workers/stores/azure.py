@@ -297,7 +297,16 @@ class AzureBlobStore:
             async for blob in blobs:
                 tier = _TIER.get(blob.blob_tier)
                 metadata = dict(blob.metadata or {})
-                yield ObjectInfo(blob.name, blob.size, tier, metadata, blob.last_modified)
+                md5 = blob.content_settings.content_md5
+                yield ObjectInfo(
+                    blob.name,
+                    blob.size,
+                    tier,
+                    metadata,
+                    blob.last_modified,
+                    f"etag:{blob.etag}",
+                    {"md5": bytes(md5).hex()} if md5 else {},
+                )
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Set the standard blob tier (leaving Archive takes hours of rehydration on Azure)."""

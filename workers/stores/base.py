@@ -30,6 +30,11 @@ class ObjectInfo:
     tier: Tier | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     modified: datetime | None = None  # when the object was last written (timezone-aware)
+    # The store's own token for this content (``etag:<ETag>``, ``generation:<n>``), from a
+    # listing: it changes when the object is rewritten; a sync compares it (``core.sync``).
+    fingerprint: str | None = None
+    # Content digests the listing reports (hex, by algorithm: ``md5``, ``crc32c``).
+    digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

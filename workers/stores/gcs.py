@@ -103,8 +103,19 @@ def _info(meta: Mapping[str, Any]) -> ObjectInfo:
     tier = _TIER.get(meta.get("storageClass", "STANDARD"))
     updated = meta.get("updated")
     modified = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
+    digests = {
+        algorithm: base64.b64decode(meta[field]).hex()
+        for algorithm, field in (("md5", "md5Hash"), ("crc32c", "crc32c"))
+        if meta.get(field)
+    }
     return ObjectInfo(
-        meta["name"], int(meta["size"]), tier, dict(meta.get("metadata") or {}), modified
+        meta["name"],
+        int(meta["size"]),
+        tier,
+        dict(meta.get("metadata") or {}),
+        modified,
+        f"generation:{meta['generation']}" if meta.get("generation") else None,
+        digests,
     )
 
 

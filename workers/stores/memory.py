@@ -107,7 +107,16 @@ class MemoryStore:
         for key in sorted(k for k in objects if k.startswith(prefix)):
             obj = objects.get(key)
             if obj is not None:  # deleted while we were listing
-                yield ObjectInfo(key, len(obj.data), obj.tier, dict(obj.metadata), obj.modified)
+                md5 = hashlib.md5(obj.data, usedforsecurity=False).hexdigest()
+                yield ObjectInfo(
+                    key,
+                    len(obj.data),
+                    obj.tier,
+                    dict(obj.metadata),
+                    obj.modified,
+                    f"etag:{md5}",
+                    {"md5": md5},
+                )
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Change the tier of ``key`` in place."""

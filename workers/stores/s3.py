@@ -350,7 +350,15 @@ class S3Store:
             async for page in pages:
                 for obj in page.get("Contents", []):
                     tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
-                    yield ObjectInfo(obj["Key"], obj["Size"], tier, {}, obj.get("LastModified"))
+                    # The ETag is no MD5 of a multipart or an SSE-KMS object: no digest.
+                    yield ObjectInfo(
+                        obj["Key"],
+                        obj["Size"],
+                        tier,
+                        {},
+                        obj.get("LastModified"),
+                        f"etag:{obj['ETag']}",
+                    )
 
     async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
         """AbortMultipartUpload of each upload ListMultipartUploads names under ``prefix``
