@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser stack demo test unit lint image bench bench-backpressure bench-puts bench-scale soak down clean
+.PHONY: install browser rules stack demo test unit lint image bench bench-backpressure bench-puts bench-scale soak down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,27 @@ image:
 unit: install
 	$(BIN)/pytest tests/unit -q
 
+# promtool from Debian's prometheus package (that binary only, no daemon: apt-get download, then
+# dpkg-deb), unless one is installed. Checks the alert rules and runs their unit tests.
+TOOLS    := .movingdata/tools
+PROMTOOL ?= $(or $(shell command -v promtool),$(TOOLS)/promtool)
+
+$(TOOLS)/promtool:
+	mkdir -p $(TOOLS)/apt
+	cd $(TOOLS)/apt && rm -f prometheus_*.deb && \
+	  { apt-get download -qq prometheus || { apt-get update -qq && apt-get download -qq prometheus; }; }
+	dpkg-deb --fsys-tarfile $(TOOLS)/apt/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.part
+	chmod +x $@.part && mv $@.part $@ && rm -f $(TOOLS)/apt/prometheus_*.deb
+
+rules: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yaml
+	$(PROMTOOL) test rules deploy/prometheus/alerts_test.yaml
+
 # The dashboard's browser test drives Debian's Chromium (Playwright downloads no browser here).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: lint browser stack
+test: lint browser rules stack
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: stack

@@ -271,17 +271,19 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
                 now = datetime.now(UTC)
                 return await scheduled_scrub(s, state, deps.stores, scrub_tiering, now)
 
-            job = StateJob(settings, scrub, "scheduled scrub", "scheduled scrub sent")
+            job = StateJob(settings, scrub, "scheduled scrub", "scheduled scrub sent", "scrub")
             app.timer(settings.scrub_interval_s)(when(sink_leads, job.run))
         if settings.reconcile_interval_s > 0:
 
             async def reconcile(s: Settings, state: State) -> int:
                 return await reconcile_job.reconcile(s, state, datetime.now(UTC))
 
-            job = StateJob(settings, reconcile, "reconcile", "stalled versions re-driven")
+            job = StateJob(
+                settings, reconcile, "reconcile", "stalled versions re-driven", "reconcile"
+            )
             app.timer(settings.reconcile_interval_s)(when(sink_leads, job.run))
         if settings.retain_versions > 0 and settings.retention_interval_s > 0:
-            job = StateJob(settings, retention.retire, "retention", "versions retired")
+            job = StateJob(settings, retention.retire, "retention", "versions retired", "retention")
             app.timer(settings.retention_interval_s)(when(sink_leads, job.run))
     if "tier" in stages and settings.tier_sweep_s > 0:
         tiering = Tiering.load(settings)  # a bad policy or price file stops the worker here

@@ -61,6 +61,17 @@ CHECKPOINT_REFUSED = Gauge(
     "movingdata_audit_checkpoint_refused",
     "Chains whose head the sink refused to sign in its last round (1 more if the log itself)",
 )
+JOB_FAILURES = Counter(
+    "movingdata_job_failures_total",
+    "Rounds of a sink leader's job that failed (tried again next round): checkpoint, scrub, "
+    "reconcile, retention",
+    ["task"],
+)
+JOB_SUCCEEDED = Gauge(
+    "movingdata_job_last_success_timestamp_seconds",
+    "When a sink leader's job last finished a round without failing (Unix time)",
+    ["task"],
+)
 SCRUB_BEHIND = Gauge(
     "movingdata_scrub_behind_seconds",
     "How far past the scrub window the least recently attempted replica is (0: on time)",
@@ -208,6 +219,7 @@ async def serve(
         return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics(_: web.Request) -> web.Response:
+        LAG.clear()  # a partition revoked since the last scrape is no longer this worker's
         for (topic, partition), behind in lag().items():
             LAG.labels(topic, str(partition)).set(behind)
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,5 +1,6 @@
-"""The example alert rules (deploy/prometheus/alerts.yaml) are well formed and name only
-metrics the workers export, with the labels they carry."""
+"""The alert rules (deploy/prometheus/alerts.yaml) are well formed and name only metrics the
+workers export, with the labels they carry. ``make test`` also runs ``promtool check rules``
+and their promtool unit tests (deploy/prometheus/alerts_test.yaml)."""
 
 import re
 from pathlib import Path
@@ -31,7 +32,11 @@ def test_every_rule_names_an_exported_metric() -> None:
         "MovingDataVersionsLost",
         "MovingDataVersionsDegraded",
         "MovingDataScrubBehind",
+        "MovingDataScrubNotRunning",
         "MovingDataAuditCheckpointRefused",
+        "MovingDataAuditCheckpointFailing",
+        "MovingDataLag",
+        "MovingDataDeadLetters",
     }
     metrics = exported()
     for rule in rules:

@@ -6,6 +6,7 @@ signer at a time: it runs on the leader of the sink's group only."""
 
 import logging
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +59,10 @@ class Checkpointer:
                 await produce_events(self.settings, AUDIT, records)
             await self.copy()
         except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
+            metrics.JOB_FAILURES.labels("checkpoint").inc()
             log.warning("audit checkpoint failed", extra={"error": str(exc)[:200]})
             return
+        metrics.JOB_SUCCEEDED.labels("checkpoint").set(time.time())
         metrics.CHECKPOINT_REFUSED.set(len(done.refused) + (done.problem is not None))
         if done.problem is not None:
             log.error("audit checkpoint refused", extra={"stage": "sink", "reason": done.problem})

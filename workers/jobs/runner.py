@@ -1,11 +1,13 @@
 """How the sink leader's jobs over MongoDB's state run on a timer."""
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
+from workers import metrics
 from workers.client.state import State
 from workers.errors import MovingDataError
 from workers.settings import Settings
@@ -26,8 +28,10 @@ class StateJob:
         job: Callable[[Settings, State], Awaitable[int]],
         name: str,
         done: str,
+        task: str,
     ) -> None:
         self.settings, self.job, self.name, self.done = settings, job, name, done
+        self.task = task  # its label in the job metrics
         self.state: State | None = None
 
     async def run(self) -> None:
@@ -36,7 +40,9 @@ class StateJob:
         try:
             sent = await self.job(self.settings, self.state)
         except (MovingDataError, PyMongoError, KafkaError) as exc:  # the next round tries again
+            metrics.JOB_FAILURES.labels(self.task).inc()
             log.warning(f"{self.name} failed", extra={"error": str(exc)[:200]})
             return
+        metrics.JOB_SUCCEEDED.labels(self.task).set(time.time())
         if sent:
             log.info(self.done, extra={"stage": "sink", "events": sent})
