@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 
 from tests.deploy.manifests import (
     COMPOSE_DIR,
+    GCS_SECRET,
     ROOT,
     Container,
     compose_containers,
@@ -256,10 +257,9 @@ def assert_own_secrets(
     wanted = needed(component, configured(env, home))
     assert container.held == wanted, f"{container.name} holds what {component} does not need"
     assert secrets_read(reads) == wanted, f"{container.name} reads other secrets than it holds"
-    if container.secret_mounts or component in ("worker", "sink", "api"):
-        mounts_gcs_key = "movingdata-gcs" in container.secret_mounts
-        if container.name.startswith("movingdata-"):  # Kubernetes: the key is a mounted file
-            assert mounts_gcs_key == (GCS_KEY_SETTING in reads), container.name
+    if container.name.startswith("movingdata-"):  # Kubernetes: the GCS key is a mounted file
+        mounts_key = GCS_SECRET in container.secret_mounts
+        assert mounts_key == (GCS_KEY_SETTING in reads), f"{container.name}: the GCS key"
 
 
 def token_policies(stack: Settings, token: str) -> list[str]:
