@@ -38,7 +38,8 @@ unit: install
 	$(BIN)/pytest tests/unit -q
 
 # promtool from Debian's prometheus package (that binary only, no daemon: apt-get download, then
-# dpkg-deb), unless one is installed. Checks the alert rules and runs their unit tests.
+# dpkg-deb), unless one is installed. Checks the alert rules, runs their unit tests and checks
+# the Compose deployment's Prometheus configuration.
 TOOLS    := .movingdata/tools
 PROMTOOL ?= $(or $(shell command -v promtool),$(TOOLS)/promtool)
 
@@ -52,6 +53,7 @@ $(TOOLS)/promtool:
 rules: $(PROMTOOL)
 	$(PROMTOOL) check rules deploy/prometheus/alerts.yaml
 	$(PROMTOOL) test rules deploy/prometheus/alerts_test.yaml
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
 
 # The dashboard's browser test drives Debian's Chromium (Playwright downloads no browser here).
 browser:
