@@ -91,7 +91,8 @@ async def test_a_rewritten_chain_and_a_cut_chain_are_refused_while_the_sink_runs
     assert caught.returncode == 1, caught.stdout
     lines = caught.stdout.splitlines()
     assert any(rewritten in line and "rewritten after a checkpoint" in line for line in lines), (
-        lines
+        lines,
+        caught.stderr,
     )
     # The cut record's place is taken by the sink's alert: either way, not what was signed.
     assert any(
