@@ -68,6 +68,7 @@ from workers.health import needs_of, readiness
 from workers.jobs import reconcile as reconcile_job
 from workers.jobs import retention
 from workers.jobs.checkpointer import Checkpointer
+from workers.jobs.heartbeat import Heartbeat
 from workers.jobs.runner import StateJob
 from workers.jobs.scrub import scheduled_scrub
 from workers.jobs.staging import sweep_staging
@@ -298,15 +299,18 @@ def build_app(settings: Settings, stages: Sequence[str], deps: Deps) -> faust.Ap
         tier_leads = partial(leads, app, CHAIN["tier"][0][0].name(settings.topic_prefix))
         app.timer(settings.tier_sweep_s)(when(tier_leads, tier_sweep))
 
+    ready = partial(readiness, settings, deps.stores, needs_of(stages))
+
     async def endpoints() -> None:
         await metrics.serve(
-            settings.worker_host,
-            settings.worker_port,
-            partial(readiness, settings, deps.stores, needs_of(stages)),
-            partial(consumer_lag, app),
+            settings.worker_host, settings.worker_port, ready, partial(consumer_lag, app)
         )
 
     app.task(endpoints)
+    if settings.worker_heartbeat_s > 0:  # the dashboard's Fleet tab: stages, readiness, rates
+        beat = Heartbeat(settings, app.conf.id, stages, ready)
+        app.task(beat.run)
+        app.async_exit_stack.push_async_callback(beat.close)
     # Closed once the agents, timers and tasks have stopped (the exit stack's turn in Faust's
     # stop), so no store session is left for the closing event loop to complain about.
     app.async_exit_stack.push_async_callback(deps.close)

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     scrapers come from outside)."""
     worker_port: int = 0
     """Port of the worker's endpoints (0: a free port, logged)."""
+    worker_heartbeat_s: float = Field(default=30.0, ge=0.0)
+    """How often a worker records itself in MongoDB's `workers` (its stages, readiness and
+    rates, for the dashboard's Fleet tab); 0: never."""
 
     # Endpoints of services elsewhere (a deployment); unset, the local stack's ports are used.
     kafka_servers: str | None = None

@@ -1,5 +1,6 @@
 """The dashboard over a seeded run: Streamlit's AppTest, then a real headless Chromium that
-loads the page, finds the objects and a lineage, and saves a screenshot."""
+loads the page, finds the objects, a lineage and the fleet, sees no developer toolbar, and saves
+a screenshot."""
 
 import asyncio
 import os
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pipeline import Pipeline
 from tests.waiting import wait_for
+from workers.app import STAGES
 from workers.dashboard import PAGE
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,9 +62,18 @@ def test_the_page_renders_the_run_and_a_lineage(
     objects = next(df.value for df in at.dataframe if "object id" in df.value.columns)
     names = set(objects["name"])
     assert names == {"seed/alpha.txt", "seed/beta.txt", "seed/gamma.txt"}
+    assert set(objects["size"]) == {"1.8 KiB", "1.6 KiB"}  # 1800 and 1600 bytes
     lineage = next(df.value for df in at.dataframe if "step" in df.value.columns)
     assert "object.accepted" in set(lineage["step"])
     assert all(lineage["actor"])  # every step names its actor
+    # The fleet: one row per stage, each run by the one worker of the run (--agents all), ready.
+    stages = next(df.value for df in at.dataframe if "consumers" in df.value.columns)
+    assert list(stages["stage"]) == list(STAGES)
+    assert set(stages["workers"]) == {1} and set(stages["ready"]) == {"1/1"}
+    assert set(stages["consumers"]) == {1}
+    assert set(stages["groups"]) <= {"all stages (Stable)", "all stages (CompletingRebalance)"}
+    workers = next(df.value for df in at.dataframe if "last beat (s ago)" in df.value.columns)
+    assert list(workers["stages"]) == ["all stages"] and list(workers["ready"]) == ["yes"]
     assert seeded not in str(at.main) and seeded not in str(at.sidebar)  # no secret shown
 
 
@@ -109,6 +120,14 @@ def test_a_headless_chromium_sees_the_run(pipeline: Pipeline, seeded: str) -> No
                 "gridcell", name="object.accepted", exact=True, include_hidden=True
             )
             step.first.wait_for(state="attached", timeout=30_000)
+            view.get_by_role("tab", name="Fleet").click()
+            stage = view.get_by_role("gridcell", name="replicate", exact=True, include_hidden=True)
+            stage.first.wait_for(state="attached", timeout=30_000)
+            ready = view.get_by_role("gridcell", name="1/1", exact=True, include_hidden=True)
+            ready.first.wait_for(state="attached", timeout=30_000)
+            # An operator's page: Streamlit's developer toolbar (Deploy, rerun, cache) is off.
+            assert view.get_by_role("button", name="Deploy").count() == 0
+            assert view.locator('[data-testid="stAppDeployButton"]').count() == 0
             view.screenshot(path=str(shot), full_page=True)
             assert seeded not in view.content()
             browser.close()

@@ -305,8 +305,9 @@ def worker_endpoint(settings: Settings) -> tuple[str, int]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(metrics, "serve", serve)
-        for task in app._app_tasks:  # the `endpoints` task build_app registers
-            asyncio.run(task())
+        # Only the `endpoints` task build_app registers (the heartbeat's runs until stopped).
+        (endpoints,) = [task for task in app._app_tasks if task.__name__ == "endpoints"]
+        asyncio.run(endpoints())
     (endpoint,) = seen
     return endpoint
 

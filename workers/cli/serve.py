@@ -81,6 +81,7 @@ def dashboard(
         sys.executable, "-m", "streamlit", "run", str(PAGE),
         "--server.address", s.dashboard_host, "--server.port", str(port or s.dashboard_port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # an operator's page: no Deploy, no developer menu
     ]  # fmt: skip
     raise typer.Exit(subprocess.call(argv))
 

@@ -4,10 +4,13 @@ Run with ``movingdata dashboard``. It needs a reader token (``MOVINGDATA_DASHBOA
 or typed in); it shows that token's tenant only, and never a secret.
 """
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
 from workers.api.tokens import ordered
+from workers.app import STAGES
 from workers.core.versions import STATES
 from workers.dashboard.data import (
     Data,
@@ -16,6 +19,7 @@ from workers.dashboard.data import (
     per_minute,
     stage_latency,
 )
+from workers.dashboard.fleet import consumed, human_bytes, stage_rows, worker_rows
 from workers.settings import load_settings
 
 st.set_page_config(page_title="MovingData", layout="wide")
@@ -48,7 +52,16 @@ with overview:
     )
     st.caption(f"{len(docs)} versions of {len(ids)} objects; {repaired} replicas repaired")
     st.subheader("Replicas per store and tier")
-    st.dataframe(pd.DataFrame(by_store_and_tier(docs)), hide_index=True)
+    placed = [
+        {
+            "store": r["store"],
+            "tier": r["tier"],
+            "replicas": r["replicas"],
+            "size": human_bytes(r["bytes"]),
+        }
+        for r in by_store_and_tier(docs)
+    ]
+    st.dataframe(pd.DataFrame(placed), hide_index=True)
     st.subheader("Objects")
     table = pd.DataFrame(
         [
@@ -56,7 +69,7 @@ with overview:
                 "name": d.get("name"),
                 "version": d["version"],
                 "state": d.get("state", "pending"),
-                "bytes": d.get("size"),
+                "size": human_bytes(d.get("size")),
                 "stores": ", ".join(sorted(d.get("replicas") or {})),
                 "object id": d["object_id"],
             }
@@ -117,7 +130,7 @@ with lineage:
                     {
                         "version": d["version"],
                         "state": d.get("state"),
-                        "bytes": d.get("size"),
+                        "size": human_bytes(d.get("size")),
                         "plaintext sha256": d.get("plaintext_sha256"),
                         "requested by": d.get("requested_by"),
                     }
@@ -152,4 +165,19 @@ with fleet:
     except Exception as exc:  # the broker away: say so, keep the rest of the page
         st.warning(f"The broker did not answer: {type(exc).__name__}")
         groups = []
-    st.dataframe(pd.DataFrame(groups), hide_index=True)
+    beats, now = data.heartbeats(), datetime.now(UTC)
+    st.subheader("Stages")
+    rows = stage_rows(STAGES, consumed(settings.topic_prefix), groups, beats, now)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        "workers: processes running the stage whose heartbeat is recent (each beats every "
+        "MOVINGDATA_WORKER_HEARTBEAT_S); ready: how many of them can serve; consumers: the "
+        "members of its consumer groups at the broker; lag: messages on its topics not yet "
+        "committed; events/s and throughput: over each worker's last interval."
+    )
+    st.subheader("Workers")
+    processes = worker_rows(beats, STAGES, now)
+    if processes:
+        st.dataframe(pd.DataFrame(processes), hide_index=True)
+    else:
+        st.write("No worker has reported in its last three heartbeat intervals.")

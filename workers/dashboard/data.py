@@ -1,23 +1,20 @@
 """What the dashboard shows, read from MongoDB and the broker; the sums are pure functions."""
 
-import asyncio
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
-from topics import ALL
 from workers.api.tokens import Principal, Refused, digest, granted
-from workers.broker import kafka_options
+from workers.app import STAGES
 from workers.core.versions import live_replicas
+from workers.dashboard.fleet import Group, fleet
+from workers.jobs.heartbeat import COLLECTION
 from workers.settings import Settings
 
 Doc = dict[str, Any]
-STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 
 
 def by_state(docs: Iterable[Doc]) -> dict[str, int]:
@@ -105,36 +102,10 @@ class Data:
             self.db["deadletters"].find(query, fields), key=lambda d: d["produced_at"], reverse=True
         )
 
-    def fleet(self) -> list[dict[str, Any]]:
-        """Each consumer group of this deployment (a set of stages) and its lag."""
-        return asyncio.run(fleet(self.settings))
+    def fleet(self) -> list[Group]:
+        """Each worker group of this deployment (its stages, state, members, lag)."""
+        return fleet(self.settings, STAGES)
 
-
-async def fleet(settings: Settings) -> list[dict[str, Any]]:
-    prefix = settings.topic_prefix
-    names = [spec.name(prefix) for spec in ALL]
-    admin = AIOKafkaAdminClient(**kafka_options(settings))
-    consumer = AIOKafkaConsumer(**kafka_options(settings))
-    await admin.start()
-    await consumer.start()
-    try:
-        # Not DescribeGroups: aiokafka 0.14 reads its v3 answer with the v2 schema.
-        groups = sorted(
-            g for g, _ in await admin.list_consumer_groups() if g.startswith(f"{prefix}-")
-        )
-        topics = await admin.describe_topics(names)
-        parts = [
-            TopicPartition(t["topic"], p["partition"]) for t in topics for p in t["partitions"]
-        ]
-        ends = await consumer.end_offsets(parts) if parts else {}
-        rows = []
-        for group in groups:
-            committed: Mapping[TopicPartition, Any] = await admin.list_consumer_group_offsets(group)
-            lag = sum(
-                max(0, ends.get(tp, 0) - c.offset) for tp, c in committed.items() if c.offset >= 0
-            )
-            rows.append({"stages": group.removeprefix(f"{prefix}-"), "lag": lag})
-        return rows
-    finally:
-        await consumer.stop()
-        await admin.close()
+    def heartbeats(self) -> list[Doc]:
+        """The heartbeats of this deployment's workers (the live ones are the fleet's)."""
+        return list(self.db[COLLECTION].find({"prefix": self.settings.topic_prefix}))
