@@ -8,6 +8,8 @@ renamed metric or label fails here, not on an operator's empty panel."""
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,32 @@ def test_a_renamed_metric_or_label_fails(old: str, new: str, problem: str) -> No
     assert old.replace('"', '\\"') in text
     renamed = json.loads(text.replace(old.replace('"', '\\"'), new.replace('"', '\\"')))
     assert any(problem in p for p in problems(renamed, registered()))
+
+
+def promtool() -> str:
+    """promtool: installed, or the one ``make rules`` (run before pytest by ``make test``) keeps."""
+    found = shutil.which("promtool") or ROOT / ".movingdata/tools/promtool"
+    if not Path(found).exists():
+        pytest.skip("no promtool: `make rules` fetches it")
+    return str(found)
+
+
+def test_every_query_is_promql_that_prometheus_parses(tmp_path: Path) -> None:
+    """Each query as a recording rule, Grafana's interval variables given values, through
+    ``promtool check rules``: Prometheus's own parser."""
+    given = {"$__rate_interval": "1m", "$__range": "6h", "$__interval": "15s"}
+    rules = []
+    for number, (_, expr) in enumerate(expressions(load_dashboard())):
+        for variable, value in given.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"dashboard:query_{number}", "expr": expr})
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(rules)} rules found" in done.stdout
 
 
 def test_every_metric_of_the_project_is_on_the_dashboard() -> None:
