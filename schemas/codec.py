@@ -27,6 +27,7 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    SyncPage,
     TierChange,
 )
 from workers.errors import Permanent
@@ -50,6 +51,7 @@ REGISTRY: dict[tuple[str, int], type[Event]] = {
         AuditRecord,
         DeadLetter,
         RetryRequest,
+        SyncPage,
     )
 }
 MAX_EVENT_BYTES = 1024 * 1024

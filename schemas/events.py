@@ -465,3 +465,26 @@ class RetryRequest(Event):
     payload_b64: str = ""
     record: RecordRef | None = None
     record_attempt: int = Field(default=0, ge=0)
+
+
+SOURCE_URL = r"^(s3|azure|gs)://[a-z0-9][a-z0-9.-]{1,62}(/[^\x00-\x1f\x7f]*)?$"
+SyncRule = tuple[Literal["include", "exclude"], Annotated[str, Field(min_length=1, max_length=512)]]
+
+
+class SyncPage(Event):
+    """One page of a sync job's listing to plan (topic ``sync``, keyed by the job id, which is
+    its ``object_id`` and ``correlation_id``). Page 0 (``after`` empty) starts the job; the scan
+    stage plans each page, sends its puts and removals with the next page (listed after the
+    key ``after``), all acknowledged together: the topic is the job's checkpoint, and a
+    scanner stopped mid-page re-plans only that page. ``actor`` is who asked for the job."""
+
+    KIND = "sync.page"
+    source: str = Field(pattern=SOURCE_URL, max_length=1024)
+    targets: tuple[Target, ...] = Field(min_length=1)
+    tenant: Tenant = "default"
+    prefix: str = Field(default="", max_length=512)  # put before every name
+    rules: tuple[SyncRule, ...] = Field(default=(), max_length=64)
+    delete: bool = False  # names gone from the source are removed (never forgotten)
+    checksum: bool = False  # compare content digests, not fingerprints
+    page: int = Field(default=0, ge=0)
+    after: str = Field(default="", max_length=1024)  # the last key of the previous page

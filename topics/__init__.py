@@ -28,6 +28,7 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    SyncPage,
     TierChange,
 )
 
@@ -65,6 +66,7 @@ REMOVED = TopicSpec("removed", ReplicaRemoved)
 AUDIT = TopicSpec("audit", AuditRecord, retention_ms=30 * DAY_MS)
 RETRY = TopicSpec("retry", RetryRequest)
 DEADLETTER = TopicSpec("deadletter", DeadLetter, retention_ms=30 * DAY_MS)
+SYNC = TopicSpec("sync", SyncPage)  # sync jobs, one page of a listing per event
 
 ALL: tuple[TopicSpec, ...] = (
     INGEST,
@@ -82,6 +84,7 @@ ALL: tuple[TopicSpec, ...] = (
     AUDIT,
     RETRY,
     DEADLETTER,
+    SYNC,
 )
 
 

@@ -34,6 +34,7 @@ from schemas.events import (
     ReplicaVerified,
     ReplicaWritten,
     RetryRequest,
+    SyncPage,
     TierChange,
 )
 from topics import (
@@ -50,13 +51,14 @@ from topics import (
     REPLICATED,
     RETIER,
     RETRY,
+    SYNC,
     TARGETS,
     TIERED,
     VERIFIED,
     TopicSpec,
 )
 from workers import metrics
-from workers.agents import delete, encrypt, ingest, replicate, sink, tier, verify
+from workers.agents import delete, encrypt, ingest, replicate, scan, sink, tier, verify
 from workers.batches import take_batches
 from workers.broker import faust_credentials, kafka_options
 from workers.budget import ByteBudget
@@ -87,7 +89,7 @@ SINK_WINDOW_S = 0.25
 # per store being cut and sent (S3 and Azure one cut, two sending: 3 x 8 + 3 x 4 MiB; GCS one
 # cut, one sending: 2 x 16 MiB; 68 MiB) and encrypt's fan-out queue (8 chunks by default).
 HELD_MAX = 80 * 1024**2
-STAGES = ("ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
+STAGES = ("scan", "ingest", "encrypt", "replicate", "verify", "tier", "delete", "retry", "sink")
 Handler = Callable[[Any, Deps], Awaitable[Sequence[Emit]]]
 Decoder = Callable[[bytes | None, MessageRef], Event]
 
@@ -112,6 +114,7 @@ def decoder(event_type: type[Event]) -> Decoder:
 
 
 CHAIN: dict[str, list[tuple[TopicSpec, Decoder, Handler]]] = {
+    "scan": [(SYNC, decoder(SyncPage), scan.handle)],
     "ingest": [(INGEST, ingest.complete, ingest.handle)],
     "encrypt": [(ACCEPTED, decoder(ObjectAccepted), encrypt.handle)],
     "replicate": [

@@ -52,6 +52,7 @@ WORKER_SETTINGS = (
     "mongo_database",
     "source_roots",
     "source_buckets",
+    "sync_page",
     "kek_name",
     "broker_session_timeout_s",
     "max_attempts",

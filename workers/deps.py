@@ -15,6 +15,7 @@ from workers.metrics import measured
 from workers.settings import Settings
 from workers.stores import open_store
 from workers.stores.base import ObjectStore
+from workers.sync.jobs import SyncBook
 
 STORE_SCHEMES = {"s3": "s3", "azure": "azure", "gcs": "gs"}
 
@@ -30,6 +31,7 @@ class Deps:
     kek: KeyEncryptionKey
     registry: KeyRegistry
     catalog: Catalog
+    syncs: SyncBook | None = None  # sync jobs (the scan stage's)
     rng: Callable[[int], bytes] = os.urandom
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     clock: Callable[[], float] = time.monotonic  # for durations
@@ -46,6 +48,8 @@ class Deps:
             await store.close()
         await self.registry.close()
         await self.catalog.close()
+        if self.syncs is not None:
+            await self.syncs.close()
         close = getattr(self.kek, "close", None)
         if close is not None:
             await close()
@@ -71,6 +75,7 @@ def build_deps(settings: Settings, role: Role = "worker") -> Deps:
         kek=open_kek(settings, role),
         registry=MongoKeyRegistry(url, database),
         catalog=MongoCatalog(url, database),
+        syncs=SyncBook(url, database),
     )
 
 

@@ -35,6 +35,7 @@ class Needs:
 # Per stage (and the API): what its work touches besides the broker, which every one needs.
 NEEDS = {
     "api": Needs(frozenset({"broker", "database"}), a_store=True),  # reads, uploads
+    "scan": Needs(frozenset({"broker", "database"}), a_store=False),  # jobs; reads sources
     "ingest": Needs(frozenset({"broker", "database"}), a_store=False),  # the catalog
     "encrypt": Needs(frozenset({"broker", "database", "kms"}), a_store=True),  # data keys
     "replicate": Needs(frozenset({"broker"}), a_store=True),

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     source_buckets: tuple[str, ...] = ()
     """Buckets `put --url s3://...` may read from (none unless set); never the bucket of
     replicas and staged uploads, nor a key under the staging prefix."""
+    sync_page: int = Field(default=1000, ge=1, le=1000)
+    """Keys of a sync job's source the scan stage lists and plans at a time (one listing
+    request): each page is a checkpoint a stopped scanner resumes after."""
     staging_target: Literal["s3", "azure", "gcs"] = "s3"
     """Store of the staging area clients upload plaintext to (SSE-KMS at rest on S3)."""
     staging_prefix: str = "_staging/"

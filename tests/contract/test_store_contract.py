@@ -23,6 +23,7 @@ from workers.stores.base import ObjectInfo, ObjectStore, ReportsDigest, Tier, Wr
 from workers.stores.gcs import GCSStore
 from workers.stores.memory import MemoryStore
 from workers.stores.s3 import S3Store
+from workers.sync.source import list_page
 
 FAKE_GCS_NO_STORAGE_CLASS = pytest.mark.xfail(
     reason="fake-gcs-server drops storageClass on resumable uploads, rewrite and patch",
@@ -132,6 +133,21 @@ async def test_a_listing_fingerprints_each_object_and_a_rewrite_changes_it(
     assert second.fingerprint and second.fingerprint != first.fingerprint
     md5 = hashlib.md5(b"second", usedforsecurity=False).hexdigest()
     assert second.digests.get("md5", md5) == md5
+
+
+async def test_a_listing_page_starts_past_a_key(store: ObjectStore) -> None:
+    """A sync resumes a listing after the last key it planned, on any store."""
+    for key in ("p/1", "p/2", "p/3", "p/4", "q/1"):
+        await store.write(key, chunked(b"k"))
+    first = await list_page(store, "p/", "", 2)
+    rest = await list_page(store, "p/", first[-1].key, 2)
+    last = await list_page(store, "p/", rest[-1].key, 2)
+    assert [[i.key for i in page] for page in (first, rest, last)] == [
+        ["p/1", "p/2"],
+        ["p/3", "p/4"],
+        [],
+    ]
+    assert all(i.fingerprint for i in [*first, *rest])
 
 
 async def test_list_with_prefix(store: ObjectStore) -> None:

@@ -12,6 +12,7 @@ from workers.cli import (  # noqa: F401  (each module registers its commands)
     serve,
     share,
     stack,
+    sync,
     tier,
     tokens,
 )

@@ -151,11 +151,11 @@ class Listed:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What the latest live version of a name recorded at its put: its size, the source
-    fingerprint it was put from (None: not put by a sync) and content digests by algorithm
-    (``sha256`` of the plaintext always, a source's ``md5`` or ``crc32c`` if it gave one)."""
+    """What the latest live version of a name recorded at its put: its size (None: not known
+    yet, encrypt has not read it), the source fingerprint it was put from (None: not put by a
+    sync) and content digests by algorithm (``sha256`` of the plaintext)."""
 
-    size: int
+    size: int | None
     fingerprint: str | None = None
     digests: Mapping[str, str] = field(default_factory=dict)
 
@@ -186,7 +186,7 @@ def decide(listed: Listed, recorded: Recorded | None, *, checksum: bool = False)
     the same, so it is moved (where rclone would fall back to the size alone)."""
     if recorded is None:
         return Action.NEW
-    if listed.size != recorded.size:
+    if recorded.size is not None and listed.size != recorded.size:
         return Action.CHANGED
     if checksum:
         common = listed.digests.keys() & recorded.digests.keys()
@@ -250,6 +250,7 @@ def plan(
 
 def request_id(job: str, key: str, fingerprint: str) -> str:
     """The request id of a sync's put of ``key`` as ``fingerprint``: the same triple, the same
-    id, so the chain puts it as the version it put the first time."""
-    text = "\x1f".join(("sync", job, key, fingerprint))
-    return "sync-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    id, so the chain puts it as the version it put the first time. It starts with the job's
+    id, so the job's versions are found by it."""
+    text = "\x1f".join((job, key, fingerprint))
+    return f"{job}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"

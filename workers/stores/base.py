@@ -5,7 +5,7 @@ list) plus an optional tier capability. Backends translate their SDK's errors in
 ``workers.errors`` at the boundary and decide there which are retryable.
 """
 
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -121,6 +121,17 @@ class Holds(Protocol):
     async def hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
         """Retain ``key`` until ``retain_until`` (None: as it is; never shortened: the store
         refuses) and set its legal hold on or off; ``NotFound`` if absent."""
+
+
+@runtime_checkable
+class ListsAfter(Protocol):
+    """Optional capability: one page of a listing starts past a key (S3's ``StartAfter``), so
+    a sync resumes a listing where it stopped. Any other store is listed from its start and
+    the keys up to ``after`` skipped (``workers.sync.source``)."""
+
+    async def list_after(self, prefix: str, after: str, limit: int) -> Sequence[ObjectInfo]:
+        """Up to ``limit`` objects under ``prefix`` whose keys sort after ``after``, in key
+        order."""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ and a bucket must be created with ``ensure_container`` before use, as in the clo
 """
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -24,6 +24,13 @@ class _Object:
     metadata: Mapping[str, str]
     tier: Tier
     modified: datetime
+
+
+def _listed(key: str, obj: _Object) -> ObjectInfo:
+    md5 = hashlib.md5(obj.data, usedforsecurity=False).hexdigest()
+    return ObjectInfo(
+        key, len(obj.data), obj.tier, dict(obj.metadata), obj.modified, f"etag:{md5}", {"md5": md5}
+    )
 
 
 class MemoryStore:
@@ -107,16 +114,13 @@ class MemoryStore:
         for key in sorted(k for k in objects if k.startswith(prefix)):
             obj = objects.get(key)
             if obj is not None:  # deleted while we were listing
-                md5 = hashlib.md5(obj.data, usedforsecurity=False).hexdigest()
-                yield ObjectInfo(
-                    key,
-                    len(obj.data),
-                    obj.tier,
-                    dict(obj.metadata),
-                    obj.modified,
-                    f"etag:{md5}",
-                    {"md5": md5},
-                )
+                yield _listed(key, obj)
+
+    async def list_after(self, prefix: str, after: str, limit: int) -> Sequence[ObjectInfo]:
+        """Up to ``limit`` objects under ``prefix`` past ``after``, in key order."""
+        objects = self._objects()
+        keys = sorted(k for k in objects if k.startswith(prefix) and k > after)[:limit]
+        return [_listed(key, objects[key]) for key in keys]
 
     async def set_tier(self, key: str, tier: Tier) -> None:
         """Change the tier of ``key`` in place."""

@@ -9,7 +9,7 @@ the one computed here from the bytes sent: that is the store digest verify trust
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager, suppress
 from datetime import datetime
 from typing import Any
@@ -142,6 +142,14 @@ def _confirmed(key: str, ours: str, reported: str | None) -> str | None:
     if reported != ours:
         raise Retryable(f"s3 write {key}: stored ChecksumSHA256 differs from the bytes sent")
     return store_digest(S3_SHA256, ours)
+
+
+def _listed(obj: Mapping[str, Any]) -> ObjectInfo:
+    """An object of a listing. Its ETag is no MD5 of a multipart or an SSE-KMS object: no
+    digest from it."""
+    tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
+    modified = obj.get("LastModified")
+    return ObjectInfo(obj["Key"], obj["Size"], tier, {}, modified, f"etag:{obj['ETag']}")
 
 
 class S3Store:
@@ -349,16 +357,17 @@ class S3Store:
         with _boundary(f"list {prefix!r}"):
             async for page in pages:
                 for obj in page.get("Contents", []):
-                    tier = _TIER.get(obj.get("StorageClass", "STANDARD"))
-                    # The ETag is no MD5 of a multipart or an SSE-KMS object: no digest.
-                    yield ObjectInfo(
-                        obj["Key"],
-                        obj["Size"],
-                        tier,
-                        {},
-                        obj.get("LastModified"),
-                        f"etag:{obj['ETag']}",
-                    )
+                    yield _listed(obj)
+
+    async def list_after(self, prefix: str, after: str, limit: int) -> Sequence[ObjectInfo]:
+        """One ListObjectsV2 request: up to ``limit`` objects under ``prefix`` past ``after``."""
+        s3 = await self._client()
+        start = {"StartAfter": after} if after else {}
+        with _boundary(f"list {prefix!r} after {after!r}"):
+            page = await s3.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, MaxKeys=limit, **start
+            )
+        return [_listed(obj) for obj in page.get("Contents", [])]
 
     async def abort_uploads(self, prefix: str, older_than: datetime) -> int:
         """AbortMultipartUpload of each upload ListMultipartUploads names under ``prefix``

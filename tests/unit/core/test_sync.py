@@ -105,6 +105,7 @@ def test_decide_compares_size_and_the_source_fingerprint() -> None:
     assert decide(item, Recorded(3, "etag:1")) is Action.UNCHANGED
     assert decide(item, Recorded(4, "etag:1")) is Action.CHANGED
     assert decide(item, Recorded(3, "etag:2")) is Action.CHANGED
+    assert decide(item, Recorded(None, "etag:1")) is Action.UNCHANGED  # size not known yet
     # A version not put by a sync recorded no fingerprint: nothing shows it is the same.
     assert decide(item, Recorded(3, None, {"sha256": "x"})) is Action.CHANGED
 
@@ -158,4 +159,4 @@ def test_request_ids_derive_from_job_key_and_fingerprint() -> None:
     assert one == request_id("job1", "a.txt", "etag:1")
     assert len({one, request_id("job2", "a.txt", "etag:1"), request_id("job1", "a.txt", "etag:2"),
                 request_id("job1", "b.txt", "etag:1")}) == 4  # fmt: skip
-    assert len(one) <= 128
+    assert one.startswith("job1-") and len(one) <= 128
