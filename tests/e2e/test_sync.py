@@ -6,10 +6,12 @@ import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from tests.pipeline import Pipeline
+from tests.e2e.conftest import bearer, is_problem, token
+from tests.pipeline import MOVINGDATA, Pipeline
 from tests.stores import remove_container
 from tests.waiting import wait_for
 from workers.client.state import State
@@ -131,8 +133,9 @@ async def test_sync_moves_what_changed_and_removes_what_is_gone(
 
     jobs = pipeline.cli("sync", "list", "--json")
     assert len(jobs.stdout.splitlines()) == 3
-    assert pipeline.cli("sync", "status", third["_id"], "--json").returncode == 0
-    assert pipeline.cli("sync", "cancel", third["_id"]).returncode == 3  # listed already
+    assert pipeline.cli("sync", "status", third["id"], "--json").returncode == 0
+    assert pipeline.cli("sync", "cancel", third["id"]).returncode == 4  # listed already
+    assert pipeline.cli("sync", "cancel", "sync-nothing").returncode == 3
 
 
 async def test_a_scanner_stopped_mid_listing_resumes_with_no_second_version(
@@ -143,7 +146,7 @@ async def test_a_scanner_stopped_mid_listing_resumes_with_no_second_version(
     scanner = pipeline.start_worker("scan")
     started = pipeline.cli("sync", url, "--json")
     assert started.returncode == 0, started.stderr
-    job = orjson.loads(started.stdout)["_id"]
+    job = orjson.loads(started.stdout)["id"]
 
     async def some_pages() -> bool:
         return await state.db["sync_pages"].count_documents({"job": job}) >= 3
@@ -164,3 +167,44 @@ async def test_a_scanner_stopped_mid_listing_resumes_with_no_second_version(
     assert (final["counts"]["seen"], final["moved"], final["errors"]) == (100, 100, 0)
     versions = [doc async for doc in state.db["objects"].find({}, {"name": 1, "version": 1})]
     assert len(versions) == 100 and {d["version"] for d in versions} == {1}
+
+
+async def test_sync_through_the_api_and_the_cli_with_a_token(
+    pipeline: Pipeline, api: str, state: State, source: ObjectStore
+) -> None:
+    bucket = pipeline.settings.source_buckets[0]
+    await put_objects(source, {"x/1.txt": b"one", "x/2.txt": b"two", "x/skip.tmp": b"no"})
+    writer = token(pipeline, "syncer", "writer", "acme")
+    body = {"source": f"s3://{bucket}/x", "rules": [{"kind": "exclude", "glob": "*.tmp"}]}
+    async with httpx.AsyncClient(base_url=api, headers=bearer(writer), timeout=60) as http:
+        plan = await http.post("/v1/syncs/plan", json=body)
+        assert plan.status_code == 200, plan.text
+        assert [(p["name"], p["action"]) for p in plan.json()] == [
+            ("1.txt", "new"),
+            ("2.txt", "new"),
+        ]
+        created = await http.post("/v1/syncs", json=body)
+        assert created.status_code == 202, created.text
+        job = created.json()["id"]
+        assert created.json()["tenant"] == "acme"
+
+        async def done() -> bool:
+            return bool((await http.get(f"/v1/syncs/{job}")).json()["done"])
+
+        await wait_for(done, timeout_s=180)
+        shown = (await http.get(f"/v1/syncs/{job}")).json()
+        assert (shown["moved"], shown["counts"]["seen"], shown["errors"]) == (2, 3, 0)
+        assert [j["id"] for j in (await http.get("/v1/syncs")).json()] == [job]
+        assert is_problem(await http.delete(f"/v1/syncs/{job}"), 409)  # listed already
+        refused = await http.post("/v1/syncs", json=body | {"source": "s3://someone-elses"})
+        assert is_problem(refused, 403)
+    assert sorted(await newest(state, "acme")) == ["1.txt", "2.txt"]
+
+    env = pipeline.env | {"MOVINGDATA_API_URL": api, "MOVINGDATA_TOKEN": writer}
+    again = subprocess.run(
+        [MOVINGDATA, "sync", f"s3://{bucket}/x", "--exclude", "*.tmp", "--wait", "--json"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    view = orjson.loads(again.stdout)
+    assert (view["counts"]["unchanged"], view["planned"]) == (2, 0)

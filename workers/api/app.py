@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from workers.api import holds, links, objects, operations, problems
+from workers.api import holds, links, objects, operations, problems, syncs
 from workers.api.deps import VERSION, Services
 from workers.settings import Settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(holds.router)
     app.include_router(links.router)
+    app.include_router(syncs.router)
 
     @app.middleware("http")
     async def measured(

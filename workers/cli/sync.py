@@ -1,5 +1,6 @@
 """``sync SRC``, ``sync status|list|cancel``: move a bucket's objects into MovingData through
-the scan stage, in direct mode. ``sync SRC`` is ``sync start SRC``."""
+the scan stage, through the API (``/v1/syncs``) with a profile or ``MOVINGDATA_API_URL``,
+else in direct mode. ``sync SRC`` is ``sync start SRC``."""
 
 import asyncio
 import time
@@ -9,7 +10,22 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from workers.cli.base import DATA, JSON, Code, app, console, emit_json, fail, run, said, settings
+from workers.cli.base import (
+    DATA,
+    JSON,
+    Code,
+    api_failed,
+    app,
+    console,
+    emit_json,
+    fail,
+    no_tenant,
+    remote,
+    run,
+    said,
+    settings,
+)
+from workers.client.remote import ApiError, Remote
 
 
 class StartByDefault(TyperGroup):
@@ -51,7 +67,7 @@ def start(
         ..., help="s3://bucket or s3://bucket/folder; azure://, gs:// alike."
     ),
     to: str | None = typer.Option(None, help="Targets. Default: MOVINGDATA_TARGETS."),
-    tenant: str = typer.Option("default", help="The tenant the names are put in."),
+    tenant: str | None = typer.Option(None, help="Direct mode only (default: default)."),
     prefix: str = typer.Option("", help="Put before every name (a folder: 'archive/')."),
     include: list[str] = typer.Option([], help="Sync keys matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], help="Skip keys matching this glob (repeatable)."),
@@ -69,15 +85,35 @@ def start(
     from workers.client.identity import cli_actor
     from workers.sync.control import first_page
 
-    s = settings()
     rules = ctx.meta.get("sync_rules") or [("include", g) for g in include] + [
         ("exclude", g) for g in exclude
     ]
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        body = {
+            "source": source,
+            "targets": to.split(",") if to else None,
+            "prefix": prefix,
+            "rules": [{"kind": kind, "glob": glob} for kind, glob in rules],
+            "delete": delete,
+            "checksum": checksum,
+        }
+        with api:
+            if dry_run:
+                for line in through(api, "plan_sync", json=body):
+                    show_line(line, as_json)
+                return
+            job = through(api, "create_sync", json=body)
+            view = polled(api, job["id"], timeout) if wait else job
+        ended(view, wait, as_json, timeout)
+        return
+    s = settings()
     try:
         first = first_page(
             source,
             to.split(",") if to else s.targets,
-            tenant,
+            tenant or "default",
             prefix=prefix,
             rules=rules,
             delete=delete,
@@ -90,18 +126,48 @@ def start(
         run(show_plan(first, as_json))
         return
     job = run(started(first))
+    ended(run(waited(job["id"], timeout)) if wait else job, wait, as_json, timeout)
+
+
+def ended(view: dict[str, Any], wait: bool, as_json: bool, timeout: float) -> None:
+    """The job as started, or as --wait left it (exit 5 if not done, 6 with errors)."""
     if not wait:
-        said(as_json, job, f"{job['_id']}: syncing {job['source']}")
+        said(as_json, view, f"{view['id']}: syncing {view['source']}")
         return
-    view = run(waited(job["_id"], timeout))
-    if as_json:
-        emit_json(view)
-    else:
-        console.print(summary(view), highlight=False)
+    said(as_json, view, summary(view))
     if not view["done"]:
-        fail(f"{view['_id']}: not done after {timeout:.0f}s", Code.RETRY)
+        fail(f"{view['id']}: not done after {timeout:.0f}s", Code.RETRY)
     if view["errors"]:
         raise typer.Exit(Code.PARTIAL)
+
+
+def through(api: Remote, op: str, **parts: Any) -> Any:
+    try:
+        return api.json(op, **parts)
+    except ApiError as exc:
+        api_failed(exc)
+
+
+def polled(api: Remote, job_id: str, timeout: float) -> dict[str, Any]:
+    """The job through the API once done, or when ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view: dict[str, Any] = through(api, "sync", job_id=job_id)
+        if view["done"] or time.monotonic() > deadline:
+            return view
+        time.sleep(0.5)  # polling the API for the fleet's progress: nothing to wake us
+
+
+def show_line(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(line)
+    else:
+        console.print(f"{line['action']:<9} {line['size']:>12} {line['name']}", highlight=False)
+
+
+def as_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A job's document as the API shows it (``id``, not ``_id``)."""
+    return {"id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
 
 
 def one_line(exc: ValueError) -> str:
@@ -119,7 +185,7 @@ async def started(first: Any) -> dict[str, Any]:
     s = settings()
     book = SyncBook(s.mongo_url, s.mongo_database)
     try:
-        return await start_job(s, first, book)
+        return as_view(await start_job(s, first, book))
     finally:
         await book.close()
 
@@ -132,10 +198,7 @@ async def show_plan(first: Any, as_json: bool) -> None:
     book = SyncBook(s.mongo_url, s.mongo_database)
     try:
         async for name, action, size in dry_run(s, first, book):
-            if as_json:
-                emit_json({"name": name, "action": action.value, "size": size})
-            else:
-                console.print(f"{action.value:<9} {size:>12} {name}", highlight=False)
+            show_line({"name": name, "action": action.value, "size": size}, as_json)
     finally:
         await book.close()
 
@@ -160,7 +223,7 @@ async def viewed(job_id: str) -> dict[str, Any]:
         job = await book.job(job_id)
         if job is None:
             raise Unknown(f"no sync job {job_id!r}")
-        return await book.status(job)
+        return as_view(await book.status(job))
     finally:
         await book.close()
 
@@ -168,7 +231,7 @@ async def viewed(job_id: str) -> dict[str, Any]:
 def summary(view: dict[str, Any]) -> str:
     c = view["counts"]
     return (
-        f"{view['_id']} {view['state']}{' (done)' if view['done'] else ''}: {view['source']}"
+        f"{view['id']} {view['state']}{' (done)' if view['done'] else ''}: {view['source']}"
         f" — seen {c['seen']}, new {c['new']}, changed {c['changed']},"
         f" unchanged {c['unchanged']}, moved {view['moved']}/{view['planned']}"
         f" ({c['bytes']} bytes), removed {view['removed']}/{c['delete']},"
@@ -181,7 +244,12 @@ def status(
     job: str = typer.Argument(..., help="A job id (sync-...)."), as_json: bool = JSON
 ) -> None:
     """A job's counters: names seen, planned, moved, bytes, removed, errors."""
-    view = run(viewed(job))
+    api = remote()
+    if api is not None:
+        with api:
+            view = through(api, "sync", job_id=job)
+    else:
+        view = run(viewed(job))
     said(as_json, view, summary(view))
 
 
@@ -197,11 +265,18 @@ def list_jobs(
         s = settings()
         book = SyncBook(s.mongo_url, s.mongo_database)
         try:
-            return [await book.status(job) for job in await book.jobs(tenant)]
+            return [as_view(await book.status(job)) for job in await book.jobs(tenant)]
         finally:
             await book.close()
 
-    for view in run(go()):
+    api = remote()
+    if api is not None:
+        no_tenant(tenant)
+        with api:
+            views = through(api, "syncs")
+    else:
+        views = run(go())
+    for view in views:
         said(as_json, view, summary(view))
 
 
@@ -212,14 +287,24 @@ def cancel(job: str = typer.Argument(..., help="A job id."), as_json: bool = JSO
 
     from workers.sync.jobs import SyncBook
 
-    async def go() -> bool:
+    async def go() -> None:
+        from workers.client.state import Unknown
+
         s = settings()
         book = SyncBook(s.mongo_url, s.mongo_database)
         try:
-            return await book.cancel(job, datetime.now(UTC))
+            found = await book.job(job)
+            if found is None:
+                raise Unknown(f"no sync job {job!r}")
+            if not await book.cancel(job, datetime.now(UTC)):
+                fail(f"sync job {job} is {found['state']}, not listing", Code.REFUSED)
         finally:
             await book.close()
 
-    if not run(go()):
-        fail(f"{job}: no such job listing", Code.NOT_FOUND)
-    said(as_json, {"_id": job, "state": "cancelled"}, f"{job}: cancelled")
+    api = remote()
+    if api is not None:
+        with api:
+            through(api, "cancel_sync", job_id=job)
+    else:
+        run(go())
+    said(as_json, {"id": job, "state": "cancelled"}, f"{job}: cancelled")

@@ -57,6 +57,11 @@ OPERATIONS = {
     "holds": Operation("GET", "/v1/holds"),
     "hold_prefix": Operation("PUT", "/v1/holds"),
     "release_prefix": Operation("DELETE", "/v1/holds", frozenset({"prefix"})),
+    "create_sync": Operation("POST", "/v1/syncs"),
+    "plan_sync": Operation("POST", "/v1/syncs/plan"),
+    "syncs": Operation("GET", "/v1/syncs"),
+    "sync": Operation("GET", "/v1/syncs/{job_id}"),
+    "cancel_sync": Operation("DELETE", "/v1/syncs/{job_id}"),
 }
 # What goes wrong, by kind: the CLI turns each into its exit code.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
