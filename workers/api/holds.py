@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from schemas.events import TENANT
 from workers.api.deps import MayAdmin, MayRead, MayWrite, RequestId, Svc, require
 from workers.api.objects import versions_of
 from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
@@ -152,7 +153,9 @@ def tenant_of(who: Principal, tenant: str | None) -> str:
     return tenant or who.tenant
 
 
-Tenant = Annotated[str | None, Query(description="Another tenant: the admin scope.")]
+Tenant = Annotated[
+    str | None, Query(pattern=TENANT, description="Another tenant: the admin scope.")
+]
 
 
 @router.get(

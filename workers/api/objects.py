@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas.events import Placement, Source, Verdict, object_id_for, safe_key
+from schemas.events import TENANT, Placement, Source, Verdict, object_id_for, safe_key
 from topics import INGEST
 from workers import staging
 from workers.api import problems
@@ -324,7 +324,9 @@ async def list_objects(
     ] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    tenant: Annotated[str | None, Query(description="Another tenant: the admin scope.")] = None,
+    tenant: Annotated[
+        str | None, Query(pattern=TENANT, description="Another tenant: the admin scope.")
+    ] = None,
 ) -> Listing:
     if tenant is not None and not who.sees(tenant):
         require(who, "admin")
