@@ -208,3 +208,34 @@ async def test_sync_through_the_api_and_the_cli_with_a_token(
     assert again.returncode == 0, again.stdout + again.stderr
     view = orjson.loads(again.stdout)
     assert (view["counts"]["unchanged"], view["planned"]) == (2, 0)
+
+
+@pytest.mark.parametrize(("scheme", "backend"), [("azure", "azure"), ("gs", "gcs")])
+async def test_sync_from_an_azure_container_and_a_gcs_bucket(
+    pipeline: Pipeline,
+    worker_all: subprocess.Popen[bytes],
+    state: State,
+    scheme: str,
+    backend: str,
+) -> None:
+    settings = pipeline.settings
+    bucket = settings.source_buckets[0]
+    store = open_store(f"{scheme}://{bucket}", settings)
+    await store.ensure_container()
+    try:
+        await put_objects(store, {"in/one.txt": b"one", "in/two.txt": b"two"})
+        first = synced(pipeline, f"{scheme}://{bucket}/in")
+        assert (first["moved"], first["errors"]) == (2, 0)
+        names = await newest(state)
+        assert sorted(names) == ["one.txt", "two.txt"]
+        assert all(verified_everywhere(doc) for doc in names.values())
+        await put_objects(store, {"in/two.txt": b"two, changed"})
+        again = synced(pipeline, f"{scheme}://{bucket}/in")
+        assert (again["counts"]["unchanged"], again["counts"]["changed"], again["moved"]) == (
+            1,
+            1,
+            1,
+        )
+        assert (await newest(state))["two.txt"]["version"] == 2
+    finally:
+        await remove_container(store, backend, bucket, settings)
