@@ -114,6 +114,10 @@ class Source(BaseModel):
     # file's mtime: ``workers.core.sync``), recorded on the version so the next sync of an
     # unchanged object decides from its listing alone.
     fingerprint: str | None = Field(default=None, min_length=1, max_length=200)
+    # The content digests that listing reported (hex, by algorithm), for ``sync --checksum``.
+    digests: dict[Literal["md5", "crc32c"], Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]] = (
+        Field(default_factory=dict)
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":

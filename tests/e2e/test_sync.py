@@ -237,5 +237,12 @@ async def test_sync_from_an_azure_container_and_a_gcs_bucket(
             1,
         )
         assert (await newest(state))["two.txt"]["version"] == 2
+        if scheme == "gs":  # its listing reports MD5 and CRC32C: --checksum has them to compare
+            plan = pipeline.cli(
+                "sync", f"{scheme}://{bucket}/in", "--checksum", "--dry-run", "--json"
+            )
+            assert {orjson.loads(line)["action"] for line in plan.stdout.splitlines()} == {
+                "unchanged"
+            }
     finally:
         await remove_container(store, backend, bucket, settings)

@@ -59,14 +59,17 @@ def test_events_own_disjoint_fields_of_the_object_document() -> None:
 
 def test_the_version_records_the_fingerprint_a_sync_listed_its_source_with() -> None:
     request = inline_request(b"x")
-    listed = Source(url="s3://src/a.bin", fingerprint='etag:"9dd4e461268c8034f5c8564e155c67a6"')
-    for source, expected in ((listed, listed.fingerprint), (request.source, None)):
+    md5 = "9dd4e461268c8034f5c8564e155c67a6"
+    listed = Source(url="s3://src/a.bin", fingerprint="generation:7", digests={"md5": md5})
+    for source, expected in ((listed, ("generation:7", {"md5": md5})), (request.source, None)):
         assert source is not None
         accepted = stamp(
             ObjectAccepted, request, "1", version=1, source=source, placement=request.placement
         )
         update = object_update(accepted)
-        assert update is not None and update.get("source_fingerprint") == expected
+        assert update is not None
+        recorded = (update["source_fingerprint"], update["source_digests"]) if expected else None
+        assert recorded == expected and ("source_fingerprint" in update) == bool(expected)
 
 
 def test_a_tier_is_recorded_only_over_an_older_placement() -> None:

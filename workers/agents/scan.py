@@ -91,7 +91,11 @@ def put(page: SyncPage, step: Step) -> IngestRequest:
         correlation_id=request,
         produced_at=page.produced_at,
         actor=page.actor,
-        source=Source(url=f"{scheme}://{bucket}/{step.listed.key}", fingerprint=fingerprint),
+        source=Source(
+            url=f"{scheme}://{bucket}/{step.listed.key}",
+            fingerprint=fingerprint,
+            digests=dict(step.listed.digests),  # type: ignore[arg-type]
+        ),
         placement=Placement(name=step.name, targets=page.targets, tenant=page.tenant),
         plaintext_size=None,
         plaintext_sha256=None,

@@ -88,6 +88,7 @@ def object_update(event: Event) -> Doc | None:
                 "mode": p.mode,
                 "source": s.path or s.url or source,
                 **({"source_fingerprint": s.fingerprint} if s.fingerprint else {}),
+                **({"source_digests": s.digests} if s.digests else {}),
                 "request_id": event.correlation_id,
                 "requested_by": event.requested_by or None,
                 "size": event.plaintext_size,

@@ -45,6 +45,7 @@ def recorded_of(docs: Sequence[Doc]) -> Recorded | None:
     for doc in docs:
         if doc.get("state") not in NOT_A_COPY:
             digests = {"sha256": doc["plaintext_sha256"]} if doc.get("plaintext_sha256") else {}
+            digests |= doc.get("source_digests") or {}
             return Recorded(doc.get("size"), doc.get("source_fingerprint"), digests)
     return None
 

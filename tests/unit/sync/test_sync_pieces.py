@@ -30,9 +30,10 @@ def test_the_newest_version_that_is_a_copy_is_what_was_recorded() -> None:
             "size": 3,
             "source_fingerprint": "etag:old",
             "plaintext_sha256": "ab",
+            "source_digests": {"md5": "cd"},
         },
     ]
-    assert recorded_of(newest_first) == Recorded(3, "etag:old", {"sha256": "ab"})
+    assert recorded_of(newest_first) == Recorded(3, "etag:old", {"sha256": "ab", "md5": "cd"})
     assert recorded_of([{"state": "deleted", "size": 3}]) is None
     assert recorded_of([{"state": "pending", "size": None}]) == Recorded(None, None, {})
 
@@ -65,11 +66,12 @@ def test_a_job_starts_with_its_page_zero_and_is_recorded_as_rclone_filters() -> 
 
 def test_a_page_puts_by_url_with_the_listed_fingerprint_and_hands_on_the_job() -> None:
     first = first_page("s3://theirs/photos", ["s3"], "acme", prefix="in/", actor="alice")
-    listed = Listed("photos/a.jpg", 5, 'etag:"x"')
+    listed = Listed("photos/a.jpg", 5, 'etag:"x"', {"md5": "0123456789abcdef"})
     request = put(first, Step("in/a.jpg", Action.NEW, listed))
     assert isinstance(request, IngestRequest)
     assert request.source is not None and request.source.url == "s3://theirs/photos/a.jpg"
     assert request.source.fingerprint == 'etag:"x"' and request.actor == "alice"
+    assert request.source.digests == {"md5": "0123456789abcdef"}
     assert request.correlation_id == request_id(first.correlation_id, "photos/a.jpg", 'etag:"x"')
     assert request.placement.name == "in/a.jpg" and request.placement.tenant == "acme"
     following = next_page(first, "photos/a.jpg")
