@@ -22,6 +22,8 @@ from workers.client.ops import refusals
 from workers.client.state import State
 from workers.kms.keyregistry import DataKeyRecord, MongoKeyRegistry
 from workers.settings import Settings
+from workers.sync.control import first_page
+from workers.sync.jobs import SyncBook
 
 
 class Finds(monitoring.CommandListener):
@@ -98,6 +100,8 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
     catalog.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
     registry = MongoKeyRegistry(seeded.mongo_url, seeded.mongo_database)
     registry.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
+    syncs = SyncBook(seeded.mongo_url, seeded.mongo_database)
+    syncs.client = AsyncMongoClient(seeded.mongo_url, event_listeners=[finds])
     try:
         record = DataKeyRecord("o1", 1, None, None, datetime.now(UTC), tombstone="deleted")
         await registry.insert(record)
@@ -129,6 +133,11 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         assert len(await refusals(state.db, page.rows, datetime.now(UTC))) == 5
         assert len(await listed(state.db, "default")) == 2
         assert await links.of_object(state.db, object_id) == []
+        first = first_page("s3://theirs", ["s3"], "default", actor="me")
+        job = await syncs.start(first, datetime.now(UTC))  # a sync's page, its status
+        assert len(await syncs.recorded("default", "docs/", "docs/09.txt")) == 5
+        assert (await syncs.status(job))["counts"]["seen"] == 0
+        assert [j["_id"] for j in await syncs.jobs("default")] == [job["_id"]]
         scans = []
         for command in finds.commands:
             explain = {k: command[k] for k in ("find", "filter", "sort") if k in command}
@@ -142,3 +151,4 @@ async def test_every_client_query_is_answered_from_an_index(seeded: Settings) ->
         await state.close()
         await catalog.close()
         await registry.close()
+        await syncs.close()

@@ -312,6 +312,8 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await db["deadletters"].create_index([("correlation_id", ASCENDING)])
     await db["holds"].create_index([("tenant", ASCENDING), ("kind", ASCENDING)])  # a removal's
     await db["links"].create_index([("object_id", ASCENDING)])  # an object's share links
+    await db["sync_pages"].create_index([("job", ASCENDING)])  # a sync job's pages
+    await db["syncs"].create_index([("tenant", ASCENDING), ("created_at", ASCENDING)])
     # Unique: a second record at one place of a chain is refused, never stored. A database
     # from before it was unique has the same index without: replaced.
     chain = [("object_id", ASCENDING), ("seq", ASCENDING)]
