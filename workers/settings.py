@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     api_max_upload_bytes: int = 5 * 1024**3
     """Largest body `POST /v1/objects` takes."""
     api_rate_per_minute: int = 600
-    """Requests per minute per token."""
+    """Requests per minute per token (and per address without a valid one), shared by every
+    API replica."""
     oidc_issuer: str | None = None
     """Issuer whose OIDC bearer tokens (JWTs) the API accepts besides its own tokens, verified
     against the keys its discovery document (`<issuer>/.well-known/openid-configuration`)
