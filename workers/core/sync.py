@@ -5,7 +5,8 @@
   what no rule matched (rclone's implicit trailing ``- **``), otherwise it includes it.
 - ``Names``: a source key's object name, its key relative to the source prefix with
   ``--prefix`` put before it (literally, as ``put --prefix`` does), checked like a put's name.
-- ``decide`` / ``plan``: per name new, changed, unchanged or to delete, comparing the size and
+- ``decide``, ``plan_listed``, ``deletions``: per name new, changed, unchanged or to delete
+  (a page at a time: ``workers.sync.plan``), comparing the size and
   the source's own fingerprint (an ETag, a generation, a file's mtime) with what the latest
   version recorded at its put, or, with ``checksum``, the content digests both sides know.
 - ``request_id``: one request id per (job, key, fingerprint): a restarted scanner, a redelivered
@@ -228,24 +229,6 @@ def deletions(
         relative = names.unprefixed(name)
         if relative is not None and name not in listed and rules.admits(relative):
             yield Step(name, Action.DELETE)
-
-
-def plan(
-    listed: Iterable[Listed],
-    recorded: Mapping[str, Recorded],
-    names: Names,
-    rules: Filter,
-    *,
-    delete: bool = False,
-    checksum: bool = False,
-) -> Iterator[Step]:
-    """The whole plan: a step per admitted listed key, then, with ``delete``, the deletions."""
-    seen: set[str] = set()
-    for step in plan_listed(listed, recorded, names, rules, checksum=checksum):
-        seen.add(step.name)
-        yield step
-    if delete:
-        yield from deletions(sorted(recorded), seen, names, rules)
 
 
 def request_id(job: str, key: str, fingerprint: str) -> str:

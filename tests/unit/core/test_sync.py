@@ -12,9 +12,10 @@ from workers.core.sync import (
     Recorded,
     RuleKind,
     decide,
+    deletions,
     folder_prefix,
     glob_regex,
-    plan,
+    plan_listed,
     request_id,
 )
 
@@ -140,7 +141,9 @@ def test_plan_decides_each_admitted_name_and_deletes_only_what_it_may() -> None:
         "other/gone.txt": Recorded(1, "etag:g"),  # outside --prefix: not this sync's
     }
     rules = Filter.of([("exclude", "*.jpg")])
-    steps = list(plan(source, recorded, names, rules, delete=True))
+    listed_steps = list(plan_listed(source, recorded, names, rules))
+    seen = [s.name for s in listed_steps]
+    steps = listed_steps + list(deletions(sorted(recorded), seen, names, rules))
     assert [(s.name, s.action) for s in steps] == [
         ("p/new.txt", Action.NEW),
         ("p/same.txt", Action.UNCHANGED),
@@ -150,8 +153,6 @@ def test_plan_decides_each_admitted_name_and_deletes_only_what_it_may() -> None:
     ]
     assert "control" in steps[3].reason
     assert steps[0].listed == source[0]
-    without_delete = plan(source, recorded, names, rules)
-    assert Action.DELETE not in {s.action for s in without_delete}
 
 
 def test_request_ids_derive_from_job_key_and_fingerprint() -> None:
