@@ -78,7 +78,7 @@ async def test_rotate_forget_audit_and_no_secret_anywhere(
     assert pipeline.cli("forget", ids[0], "--yes").returncode == 0
     for target in TARGETS:
         denied = pipeline.cli("restore", ids[0], "--from", target, "-o", str(tmp_path / "x"))
-        assert denied.returncode == 4  # refused: nothing to restore
+        assert denied.returncode == 3  # no verified version to restore
         assert "shredded" in denied.stderr, denied.stderr
         assert not (tmp_path / "x").exists()
 
