@@ -147,3 +147,18 @@ def qualified(image: str) -> str:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return image
     return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
+SIZE = re.compile(r"([\d.]+)\s*([kMGT]?B)")
+UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def memory_in_use(stats: list[dict[str, Any]]) -> int:
+    """Bytes of memory the containers use, from ``podman stats --format json`` (``mem_usage``:
+    ``"53.81MB / 25.28GB"``, decimal units)."""
+    total = 0.0
+    for container in stats:
+        found = SIZE.match(str(container.get("mem_usage", "")))
+        if found:
+            total += float(found[1]) * UNITS[found[2]]
+    return int(total)
