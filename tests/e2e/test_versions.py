@@ -162,7 +162,7 @@ async def test_ls_rm_and_forget_leave_no_bytes_in_any_store(
     out = tmp_path / "x"
     for name, state_name in (("docs/d0.txt", "deleted"), ("docs/d1.txt", "shredded")):
         refused = pipeline.cli("restore", name, "-o", str(out))
-        assert refused.returncode == 4 and state_name in refused.stderr, refused.stderr
+        assert refused.returncode == 3 and state_name in refused.stderr, refused.stderr
         assert not out.exists()
         scrubbed = pipeline.cli("scrub", name)
         assert "0 replicas sent to verify" in scrubbed.stdout
