@@ -64,6 +64,9 @@ def containers_conf(root: Path, nofile: int, nproc: int = 32768) -> str:
         "[engine]",
         'runtime = "runc"',
         'cgroup_manager = "cgroupfs"',
+        # A `docker compose exec` is answered once it ends; Podman's default keeps each exec
+        # session's conmon 300 s after that for a client that might still ask.
+        "exit_command_delay = 10",
         'events_logger = "file"',
         f"events_logfile_path = {toml_string(str(root / 'events.log'))}",
         f"tmp_dir = {toml_string(str(root / 'tmp'))}",

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from tests.deploy.podman.engine import (
     compose_command,
     ensure_packages,
     exclusive,
+    wait_until,
 )
 from tests.deploy.podman.images import Images
 
@@ -246,6 +247,9 @@ class Deployment:
                             self.down()
             finally:
                 self.podman.remove_everything()
+                # Exec sessions' conmons outlive their container by exit_command_delay.
+                with suppress(TimeoutError):
+                    wait_until(lambda: not self.podman.processes(), "Podman's processes", 60)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

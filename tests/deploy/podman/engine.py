@@ -218,12 +218,29 @@ class Podman:
         self.run("volume", "prune", "--force", check=False)
         self.run("network", "prune", "--force", check=False)
 
-    def leftovers(self) -> dict[str, list[str]]:
-        """What is left in this Podman's storage besides images (and the default network)."""
+    def processes(self) -> list[str]:
+        """Running processes of this Podman (the service, conmon, health checks): each one's
+        command line names a path under ``root``."""
+        mark = str(self.root).encode()
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            if cmdline.parent.name == str(os.getpid()):
+                continue
+            with suppress(OSError):
+                argv = cmdline.read_bytes()
+                if mark in argv:
+                    shown = argv.replace(b"\0", b" ")[:120].decode(errors="replace")
+                    found.append(f"{cmdline.parent.name}: {shown}")
+        return found
+
+    def leftovers(self, processes: bool = True) -> dict[str, list[str]]:
+        """What is left of this Podman's work besides images (and the default network), and
+        its processes unless ``processes`` is false (while the service runs)."""
         found = {
             "containers": self.run("ps", "--all", "--format", "{{.Names}}").stdout.split(),
             "volumes": self.run("volume", "ls", "--format", "{{.Name}}").stdout.split(),
             "networks": self.run("network", "ls", "--format", "{{.Name}}").stdout.split(),
+            "processes": self.processes() if processes else [],
         }
         found["networks"] = [n for n in found["networks"] if n != "podman"]
         return {kind: names for kind, names in found.items() if names}
