@@ -162,6 +162,7 @@ class Images:
             https=True,
             extra=["--no-cache", "--label", f"{LABEL}={inputs}"],
         )
+        self.podman.run("image", "prune", "--force")  # the image this build replaced
         return tag
 
     def standins(self, images: Mapping[str, str]) -> dict[str, str]:
