@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -213,24 +214,29 @@ class Podman:
 
     def remove_everything(self) -> None:
         """Every container, pod, volume and network in this Podman's own storage (none is
-        anyone else's): what a crashed run may have left."""
+        anyone else's), and a service on its socket: what a killed run may have left."""
+        for pid, argv in self.processes().items():
+            if f"system service --time=0 unix://{self.socket}" in argv:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
         self.run("rm", "--all", "--force", "--time", "10", check=False)
         self.run("volume", "prune", "--force", check=False)
         self.run("network", "prune", "--force", check=False)
 
-    def processes(self) -> list[str]:
-        """Running processes of this Podman (the service, conmon, health checks): each one's
-        command line names a path under ``root``."""
+    def processes(self) -> dict[int, str]:
+        """Running processes of this Podman (the service, conmon, health checks), by pid: each
+        one's command line names a path under ``root``."""
         mark = str(self.root).encode()
-        found = []
+        found = {}
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             if cmdline.parent.name == str(os.getpid()):
                 continue
             with suppress(OSError):
                 argv = cmdline.read_bytes()
                 if mark in argv:
-                    shown = argv.replace(b"\0", b" ")[:120].decode(errors="replace")
-                    found.append(f"{cmdline.parent.name}: {shown}")
+                    found[int(cmdline.parent.name)] = argv.replace(b"\0", b" ").decode(
+                        errors="replace"
+                    )
         return found
 
     def leftovers(self, processes: bool = True) -> dict[str, list[str]]:
@@ -240,7 +246,9 @@ class Podman:
             "containers": self.run("ps", "--all", "--format", "{{.Names}}").stdout.split(),
             "volumes": self.run("volume", "ls", "--format", "{{.Name}}").stdout.split(),
             "networks": self.run("network", "ls", "--format", "{{.Name}}").stdout.split(),
-            "processes": self.processes() if processes else [],
+            "processes": [f"{pid}: {argv[:160]}" for pid, argv in self.processes().items()]
+            if processes
+            else [],
         }
         found["networks"] = [n for n in found["networks"] if n != "podman"]
         return {kind: names for kind, names in found.items() if names}
