@@ -15,11 +15,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from workers.api.deps import MayRead, MayWrite, RequestId, Svc
-from workers.api.objects import plaintext, versions_of
+from workers.api.objects import plaintext, readable_version, versions_of
 from workers.api.problems import PROBLEMS_CONTENT, Problem, UtcDateTime
 from workers.client import links
-from workers.client.state import Unknown, pick_version
-from workers.core.versions import RESTORABLE
 
 router = APIRouter(tags=["links"])
 UNKNOWN = "no such link, or its URL was altered"
@@ -76,13 +74,7 @@ async def create_link(
     if key is None:
         raise Problem(503, "share links are off: the server has no MOVINGDATA_LINK_KEY")
     asked = body or LinkRequest()
-    docs = await versions_of(svc, who, object_id)
-    try:
-        doc = pick_version(docs, asked.version, docs[0].get("name", object_id))
-    except Unknown as exc:
-        raise Problem(404, str(exc)) from None
-    if doc.get("state") not in RESTORABLE:
-        raise Problem(409, f"v{doc['version']} is {doc.get('state', 'pending')}: nothing to share")
+    doc = await readable_version(svc, who, object_id, asked.version)
     longest = timedelta(seconds=svc.settings.link_max_expiry_s)
     try:
         expires_at = links.expiry(asked.expires, datetime.now(UTC), longest)

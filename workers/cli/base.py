@@ -4,8 +4,9 @@ codes and the choice between the API (a profile or ``MOVINGDATA_API_URL``) and d
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -15,11 +16,13 @@ from workers.settings import KafkaRole, Settings, load_settings
 
 if TYPE_CHECKING:
     from workers.client.remote import ApiError, Remote
+    from workers.client.state import State
     from workers.tiering.live import Tiering
 
 app = typer.Typer(no_args_is_help=True, help="Move data between clouds.")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
 DATA = "Data: through the API when logged in or MOVINGDATA_API_URL is set, else direct"
 OPERATOR = "Operator: direct access to the fleet's services"
 
@@ -162,18 +165,24 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, default=str).decode() + "\n")
 
 
-def resolved(ref: str, tenant: str) -> tuple[str, list[dict[str, Any]]]:
-    """The object an id or name refers to, and its versions (a clear error if none)."""
+def on_state(call: "Callable[[State], Awaitable[T]]") -> T:
+    """``call`` with the database (the operator's settings) open, then closed; run as
+    ``run`` runs a coroutine (one clear line for a refusal or an unreachable service)."""
     from workers.client.state import State
 
-    async def go() -> tuple[str, list[dict[str, Any]]]:
+    async def go() -> T:
         state = State(settings())
         try:
-            return await state.resolve(ref, tenant)
+            return await call(state)
         finally:
             await state.close()
 
-    return run(go())
+    return run(go())  # type: ignore[no-any-return]
+
+
+def resolved(ref: str, tenant: str) -> tuple[str, list[dict[str, Any]]]:
+    """The object an id or name refers to, and its versions (a clear error if none)."""
+    return on_state(lambda state: state.resolve(ref, tenant))
 
 
 def picked(ref: str, version: int | None, tenant: str) -> dict[str, Any]:

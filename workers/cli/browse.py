@@ -15,6 +15,7 @@ from workers.cli.base import (
     emit_json,
     errors,
     no_tenant,
+    on_state,
     remote,
     resolved,
     run,
@@ -134,18 +135,10 @@ def object_view(ref: str, tenant: str | None) -> dict[str, Any]:
                 api_failed(exc)
     from workers.api.objects import version_view
     from workers.catalog import covering
-    from workers.client.state import State
 
     object_id, docs = resolved(ref, tenant or "default")
 
-    async def holds() -> list[dict[str, Any]]:
-        state = State(settings())
-        try:
-            return await covering(state.db, docs)
-        finally:
-            await state.close()
-
-    held = run(holds())
+    held = on_state(lambda state: covering(state.db, docs))
     return {
         "object_id": object_id,
         "tenant": docs[0].get("tenant", ""),

@@ -16,6 +16,7 @@ from workers.cli.base import (
     emit_json,
     fail,
     no_tenant,
+    on_state,
     remote,
     resolved,
     run,
@@ -200,15 +201,7 @@ def holds_list(
 ) -> None:
     """The tenant's holds: prefixes', then versions'."""
     from workers.client.holds import listed
-    from workers.client.state import State
     from workers.core.versions import utc
-
-    async def go() -> list[dict[str, Any]]:
-        state = State(settings())
-        try:
-            return await listed(state.db, tenant or "default")
-        finally:
-            await state.close()
 
     api = remote()
     if api is not None:
@@ -218,7 +211,7 @@ def holds_list(
         found = [
             {"id": h.pop("_id")}
             | {k: utc(v) if isinstance(v, datetime) else v for k, v in h.items()}
-            for h in run(go())
+            for h in on_state(lambda state: listed(state.db, tenant or "default"))
         ]
     if as_json:
         for h in found:

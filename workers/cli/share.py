@@ -21,6 +21,7 @@ from workers.cli.base import (
     errors,
     fail,
     no_tenant,
+    on_state,
     picked,
     remote,
     resolved,
@@ -128,7 +129,6 @@ def share_list(
     from rich.table import Table
 
     from workers.client import links
-    from workers.client.state import State
 
     api = remote()
     if api is not None:
@@ -141,14 +141,8 @@ def share_list(
     else:
         object_id, _ = resolved(ref, tenant or "default")
 
-        async def go() -> list[dict[str, Any]]:
-            state = State(settings())
-            try:
-                return await links.of_object(state.db, object_id)
-            finally:
-                await state.close()
-
-        found = [{"link_id": link.pop("_id"), **link} for link in run(go())]
+        listed = on_state(lambda state: links.of_object(state.db, object_id))
+        found = [{"link_id": link.pop("_id"), **link} for link in listed]
     if as_json:
         for link in found:
             emit_json(link)

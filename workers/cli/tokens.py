@@ -2,13 +2,21 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from workers.api.tokens import Role
-from workers.cli.base import JSON, OPERATOR, app, console, emit_json, fail, run, said, settings
+from workers.cli.base import (
+    JSON,
+    OPERATOR,
+    app,
+    console,
+    emit_json,
+    fail,
+    on_state,
+    said,
+)
 
 tokens_app = typer.Typer(
     no_args_is_help=True, help="API tokens: a tenant, scopes and an expiry each."
@@ -45,7 +53,6 @@ def tokens_create(
 ) -> None:
     """Create a token; it is shown once (the database keeps its hash only)."""
     from workers.api import tokens
-    from workers.client.state import State
     from workers.stack.localenv import write_secret
 
     if role is not None and scope:
@@ -56,15 +63,8 @@ def tokens_create(
     except tokens.TokenError as exc:
         fail(str(exc))
 
-    async def go() -> str:
-        state = State(settings())
-        try:
-            return await tokens.create(state.db, name, tenant, scopes, expires_at)
-        finally:
-            await state.close()
-
     try:
-        token = run(go())
+        token = on_state(lambda state: tokens.create(state.db, name, tenant, scopes, expires_at))
     except tokens.TokenError as exc:
         fail(str(exc))
     doc: dict[str, object] = {"name": name, "tenant": tenant, "scopes": tokens.ordered(scopes)}
@@ -84,16 +84,8 @@ def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every token: name, tenant, scopes, when created, expiring, last used and revoked
     (never the token)."""
     from workers.api import tokens
-    from workers.client.state import State
 
-    async def go() -> list[dict[str, Any]]:
-        state = State(settings())
-        try:
-            return await tokens.listing(state.db)
-        finally:
-            await state.close()
-
-    docs = run(go())
+    docs = on_state(lambda state: tokens.listing(state.db))
     if as_json:
         for doc in docs:
             emit_json(doc)
@@ -115,17 +107,9 @@ def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
 def tokens_revoke(name: str, as_json: bool = JSON) -> None:
     """Revoke a token: the API refuses it from now on."""
     from workers.api import tokens
-    from workers.client.state import State
-
-    async def go() -> None:
-        state = State(settings())
-        try:
-            await tokens.revoke(state.db, name)
-        finally:
-            await state.close()
 
     try:
-        run(go())
+        on_state(lambda state: tokens.revoke(state.db, name))
     except tokens.TokenError as exc:
         fail(str(exc))
     said(as_json, {"name": name, "revoked": True}, f"token {name!r} revoked")
